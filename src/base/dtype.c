@@ -1,0 +1,21 @@
+#include "base/dtype.h"
+
+static const struct {
+    const char *name;
+    int block_elems, block_bytes;
+} dtype_info[BS_DTYPE_COUNT] = {
+    [BS_DTYPE_F32] = {"F32", 1, 4},       [BS_DTYPE_F16] = {"F16", 1, 2},
+    [BS_DTYPE_BF16] = {"BF16", 1, 2},     [BS_DTYPE_Q8_0] = {"Q8_0", 32, 34},
+    [BS_DTYPE_Q4_0] = {"Q4_0", 32, 18},   [BS_DTYPE_Q4_K] = {"Q4_K", 256, 144},
+    [BS_DTYPE_Q6_K] = {"Q6_K", 256, 210},
+};
+
+int bs_dtype_block_elems(bs_dtype t) { return dtype_info[t].block_elems; }
+int bs_dtype_block_bytes(bs_dtype t) { return dtype_info[t].block_bytes; }
+const char *bs_dtype_name(bs_dtype t) { return (unsigned)t < BS_DTYPE_COUNT ? dtype_info[t].name : "?"; }
+
+size_t bs_dtype_row_bytes(bs_dtype t, int64_t n) {
+    int64_t be = dtype_info[t].block_elems;
+    if (n < 0 || n % be != 0) return 0;
+    return (size_t)(n / be) * (size_t)dtype_info[t].block_bytes;
+}

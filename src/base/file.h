@@ -1,0 +1,28 @@
+/* base/file.h — read-only file mappings and whole-file reads.
+ * Model weights are mmapped so the page cache is the only copy. */
+#ifndef BASALT_BASE_FILE_H
+#define BASALT_BASE_FILE_H
+
+#include <stddef.h>
+
+#include "base/error.h"
+
+typedef struct bs_mapped_file {
+    const unsigned char *data; /* NULL for an empty file */
+    size_t size;
+    char *path; /* owned copy, for error messages */
+} bs_mapped_file;
+
+bs_status bs_file_map(const char *path, bs_mapped_file *out, bs_error *err);
+void bs_file_unmap(bs_mapped_file *f);
+
+/* Read a whole file into a NUL-terminated heap buffer (caller frees). */
+bs_status bs_file_read(const char *path, char **data, size_t *size, bs_error *err);
+
+int bs_file_exists(const char *path);
+int bs_is_directory(const char *path);
+
+/* Join dir and name into a freshly allocated path (caller frees). */
+char *bs_path_join(const char *dir, const char *name);
+
+#endif

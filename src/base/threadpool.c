@@ -1,0 +1,133 @@
+#include "base/threadpool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+enum { SPIN_ITERATIONS = 20000 };
+
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+struct bs_threadpool {
+    int n_threads;
+    pthread_t *threads;
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;
+    atomic_uint generation; /* bumped once per run */
+    atomic_int pending;     /* workers still running the current fn */
+    atomic_int stop;
+    bs_parallel_fn fn;
+    void *ctx;
+};
+
+typedef struct {
+    bs_threadpool *pool;
+    int ith;
+} worker_arg;
+
+static void *worker_main(void *p) {
+    worker_arg arg = *(worker_arg *)p;
+    free(p);
+    bs_threadpool *pool = arg.pool;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned gen;
+        int spins = 0;
+        while ((gen = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen &&
+               !atomic_load(&pool->stop)) {
+            if (++spins < SPIN_ITERATIONS) {
+                cpu_relax();
+                continue;
+            }
+            pthread_mutex_lock(&pool->mutex);
+            while (atomic_load(&pool->generation) == seen && !atomic_load(&pool->stop))
+                pthread_cond_wait(&pool->wake, &pool->mutex);
+            pthread_mutex_unlock(&pool->mutex);
+        }
+        if (atomic_load(&pool->stop)) return NULL;
+        seen = gen;
+        pool->fn(pool->ctx, arg.ith, pool->n_threads);
+        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_release);
+    }
+}
+
+int bs_cpu_count(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+bs_status bs_threadpool_open(int n_threads, bs_threadpool **out, bs_error *err) {
+    *out = NULL;
+    if (n_threads <= 0) n_threads = bs_cpu_count();
+    bs_threadpool *pool = calloc(1, sizeof *pool);
+    if (!pool) return bs_fail(err, BS_ENOMEM, "thread pool: out of memory");
+    pool->n_threads = n_threads;
+    pthread_mutex_init(&pool->mutex, NULL);
+    pthread_cond_init(&pool->wake, NULL);
+    pool->threads = calloc((size_t)n_threads, sizeof *pool->threads);
+    if (!pool->threads) {
+        bs_threadpool_close(pool);
+        return bs_fail(err, BS_ENOMEM, "thread pool: out of memory");
+    }
+    for (int i = 1; i < n_threads; i++) {
+        worker_arg *arg = malloc(sizeof *arg);
+        if (arg) *arg = (worker_arg){.pool = pool, .ith = i};
+        if (!arg || pthread_create(&pool->threads[i], NULL, worker_main, arg) != 0) {
+            free(arg);
+            pool->n_threads = i; /* close joins only the started ones */
+            bs_threadpool_close(pool);
+            return bs_fail(err, BS_ENOMEM, "thread pool: cannot start thread %d of %d", i, n_threads);
+        }
+    }
+    *out = pool;
+    return BS_OK;
+}
+
+void bs_threadpool_close(bs_threadpool *pool) {
+    if (!pool) return;
+    pthread_mutex_lock(&pool->mutex);
+    atomic_store(&pool->stop, 1);
+    pthread_cond_broadcast(&pool->wake);
+    pthread_mutex_unlock(&pool->mutex);
+    for (int i = 1; i < pool->n_threads; i++)
+        if (pool->threads && pool->threads[i]) pthread_join(pool->threads[i], NULL);
+    pthread_cond_destroy(&pool->wake);
+    pthread_mutex_destroy(&pool->mutex);
+    free(pool->threads);
+    free(pool);
+}
+
+int bs_threadpool_size(const bs_threadpool *pool) { return pool ? pool->n_threads : 1; }
+
+void bs_threadpool_run(bs_threadpool *pool, bs_parallel_fn fn, void *ctx) {
+    if (!pool || pool->n_threads == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    pool->fn = fn;
+    pool->ctx = ctx;
+    atomic_store(&pool->pending, pool->n_threads - 1);
+    pthread_mutex_lock(&pool->mutex);
+    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
+    pthread_cond_broadcast(&pool->wake);
+    pthread_mutex_unlock(&pool->mutex);
+    fn(ctx, 0, pool->n_threads);
+    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) cpu_relax();
+}
+
+void bs_split_range(long n, int ith, int nth, long align, long *begin, long *end) {
+    if (align < 1) align = 1;
+    long units = (n + align - 1) / align;
+    long per = units / nth, extra = units % nth;
+    long b = ith * per + (ith < extra ? ith : extra);
+    long e = b + per + (ith < extra ? 1 : 0);
+    b *= align;
+    e *= align;
+    *begin = b < n ? b : n;
+    *end = e < n ? e : n;
+}

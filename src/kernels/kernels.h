@@ -1,0 +1,51 @@
+/* kernels/kernels.h — numeric kernels on f32 activations and stored weights.
+ *
+ * Weights are rows of any bs_dtype (a row of K elements takes
+ * bs_dtype_row_bytes(dtype, K) bytes).  All arithmetic accumulates in f32.
+ * Each kernel has a portable C reference; faster variants are chosen at run
+ * time from the CPU's features (kern_cpu_features) and are tested against the
+ * reference. */
+#ifndef BASALT_KERNELS_KERNELS_H
+#define BASALT_KERNELS_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/dtype.h"
+#include "base/threadpool.h"
+
+typedef struct kern_features {
+    int avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, avx512bf16;
+} kern_features;
+
+const kern_features *kern_cpu_features(void);
+/* Force the portable reference paths (tests; BASALT_KERNELS=ref does the same). */
+void kern_force_reference(int on);
+
+/* Dequantize/convert n elements (a multiple of the block size) to f32. */
+void kern_dequant(bs_dtype type, const void *src, float *dst, int64_t n);
+
+/* y[t][n] = sum_k x[t][k] * W[n][k]   for t < T, n < N   (x: [T][K] f32, y: [T][N] f32)
+ * Each weight row is read once per call whatever T is; work is split by rows
+ * of W across the pool.  pool may be NULL (single thread). */
+void kern_matmul(bs_threadpool *pool, float *y, const float *x, int T, const void *W,
+                 bs_dtype wtype, int N, int K);
+
+/* out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]; out may alias x. */
+void kern_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+
+/* Rotary embedding of n_heads heads of head_dim at position pos, in place.
+ * inv_freq has head_dim/2 entries.  neox != 0 pairs dim i with i + head_dim/2
+ * (Hugging Face rotate_half); neox == 0 pairs 2i with 2i+1 (GGUF llama). */
+void kern_rope(float *x, int n_heads, int head_dim, int pos, const float *inv_freq, int neox);
+
+/* In-place softmax over n values. */
+void kern_softmax(float *x, int n);
+
+/* out[i] = silu(gate[i]) * up[i]. */
+void kern_swiglu(float *out, const float *gate, const float *up, int n);
+
+/* sum_i a[i] * b[i] over f32. */
+float kern_dot_f32(const float *a, const float *b, int n);
+
+#endif
