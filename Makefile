@@ -41,6 +41,7 @@ LIB := $(BUILD)/libbasalt.a
 BIN := $(BUILD)/basalt
 
 .PHONY: all deps run test test-san unit clean bench
+.SECONDARY:
 all: $(BIN) $(TEST_BINS)
 
 $(BUILD)/obj/%.o: %.c

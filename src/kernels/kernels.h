@@ -21,9 +21,16 @@ typedef struct kern_features {
 const kern_features *kern_cpu_features(void);
 /* Force the portable reference paths (tests; BASALT_KERNELS=ref does the same). */
 void kern_force_reference(int on);
+/* Name of the instruction set the kernels use now: "ref", "avx2" or "avx512". */
+const char *kern_isa_name(void);
 
 /* Dequantize/convert n elements (a multiple of the block size) to f32. */
 void kern_dequant(bs_dtype type, const void *src, float *dst, int64_t n);
+
+/* Quantize/convert n f32 elements (a multiple of the block size) to type, in
+ * llama.cpp's block layouts.  A plain round-to-nearest reference quantizer
+ * (no error search as in llama-quantize): for tests and writing model files. */
+void kern_quantize(bs_dtype type, const float *src, void *dst, int64_t n);
 
 /* y[t][n] = sum_k x[t][k] * W[n][k]   for t < T, n < N   (x: [T][K] f32, y: [T][N] f32)
  * Each weight row is read once per call whatever T is; work is split by rows

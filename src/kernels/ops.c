@@ -1,0 +1,47 @@
+/* kernels/ops.c — the element-wise and reduction ops of a transformer layer:
+ * RMSNorm, rotary embedding, softmax, SwiGLU and the f32 dot product. */
+#include <math.h>
+
+#include "kernels/isa.h"
+#include "kernels/kernels.h"
+
+float kern_dot_f32(const float *a, const float *b, int n) { return kern_isa()->dot(a, b, n); }
+
+void kern_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    float ss = kern_isa()->dot(x, x, n);
+    float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+/* The angle is the f32 product pos*inv_freq[i], as Hugging Face computes it,
+ * so long positions round the same way the reference does. */
+void kern_rope(float *x, int n_heads, int head_dim, int pos, const float *inv_freq, int neox) {
+    int half = head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float angle = (float)pos * inv_freq[i];
+        float c = cosf(angle), s = sinf(angle);
+        int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)h * head_dim;
+            float va = v[a], vb = v[b];
+            v[a] = va * c - vb * s;
+            v[b] = va * s + vb * c;
+        }
+    }
+}
+
+void kern_softmax(float *x, int n) {
+    float max = -INFINITY;
+    for (int i = 0; i < n; i++) max = fmaxf(max, x[i]);
+    float sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void kern_swiglu(float *out, const float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
