@@ -4,7 +4,8 @@
  * Files are mapped read-only; the JSON header is validated completely at open
  * (dtype, shape, data_offsets inside the buffer and consistent with
  * shape × dtype size, no overlaps, no duplicates).  Supported dtypes: F32, F16,
- * BF16; others are reported with the tensor's name when looked up for use. */
+ * BF16; a tensor of any other legal dtype makes st_open fail with a message
+ * naming the tensor and its dtype.  st_tensor(i) iterates in name order. */
 #ifndef BASALT_FORMAT_SAFETENSORS_H
 #define BASALT_FORMAT_SAFETENSORS_H
 
