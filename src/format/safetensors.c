@@ -19,7 +19,8 @@ struct st_file {
     bs_tensor *tensors; /* sorted by name */
 };
 
-/* Every dtype the format defines; only the usable ones become views. */
+/* Every dtype the format defines; only the usable ones become views, so
+ * .dtype is meaningful only where .usable is set. */
 static const struct {
     const char *name;
     int size;

@@ -13,10 +13,13 @@
  * reused against this many rows. */
 enum { KERN_ROW_TILE = 4 };
 
+/* Convert n elements (a multiple of the block size) of one dtype to f32. */
+typedef void (*kern_dequant_fn)(const void *src, float *dst, int64_t n);
+
 typedef struct kern_isa_ops {
     const char *name;
-    void (*f16_to_f32)(const uint16_t *src, float *dst, int64_t n);
-    void (*bf16_to_f32)(const uint16_t *src, float *dst, int64_t n);
+    /* Indexed by bs_dtype; every variant is bit-exact with the reference. */
+    kern_dequant_fn dequant[BS_DTYPE_COUNT];
     float (*dot)(const float *a, const float *b, int n);
     /* out[r] = dot(x, w[r]) for r < KERN_ROW_TILE. */
     void (*dot4)(const float *x, const float *const w[KERN_ROW_TILE], int n, float out[KERN_ROW_TILE]);
@@ -29,8 +32,17 @@ extern const kern_isa_ops kern_isa_avx512;
 /* The table to use now (honours kern_force_reference and BASALT_KERNELS=ref). */
 const kern_isa_ops *kern_isa(void);
 
-/* kern_dequant with the ISA table already chosen (matmul converts row by row). */
-void kern_dequant_isa(const kern_isa_ops *isa, bs_dtype type, const void *src, float *dst,
-                      int64_t n);
+/* Reference converters (quant.c) the tables share. */
+void kern_ref_dequant_f32(const void *src, float *dst, int64_t n);
+void kern_ref_dequant_q8_0(const void *src, float *dst, int64_t n);
+void kern_ref_dequant_q4_0(const void *src, float *dst, int64_t n);
+void kern_ref_dequant_q4_k(const void *src, float *dst, int64_t n);
+void kern_ref_dequant_q6_k(const void *src, float *dst, int64_t n);
+
+/* AVX2 block dequantizers (isa_avx2.c), also used by the AVX-512 table. */
+void kern_avx2_dequant_q8_0(const void *src, float *dst, int64_t n);
+void kern_avx2_dequant_q4_0(const void *src, float *dst, int64_t n);
+void kern_avx2_dequant_q4_k(const void *src, float *dst, int64_t n);
+void kern_avx2_dequant_q6_k(const void *src, float *dst, int64_t n);
 
 #endif

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "base/dtype.h"
+#include "kernels/blocks.h"
 #include "kernels/isa.h"
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -14,20 +15,110 @@ AVX2 static float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-AVX2 static void avx2_f16_to_f32(const uint16_t *src, float *dst, int64_t n) {
+AVX2 static void avx2_f16_to_f32(const void *h, float *dst, int64_t n) {
+    const uint16_t *src = h;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
     for (; i < n; i++) dst[i] = bs_f16_to_f32(src[i]);
 }
 
-AVX2 static void avx2_bf16_to_f32(const uint16_t *src, float *dst, int64_t n) {
+AVX2 static void avx2_bf16_to_f32(const void *h, float *dst, int64_t n) {
+    const uint16_t *src = h;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
         _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(h, 16)));
     }
     for (; i < n; i++) dst[i] = bs_bf16_to_f32(src[i]);
+}
+
+/* Block dequantizers: the same products in the same order as the reference
+ * (no FMA contraction), so results are bit-identical. */
+
+/* 8 bytes at p, sign- or zero-extended, as floats. */
+AVX2 static __m256 i8x8_to_ps(const void *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+AVX2 static __m256 u8x8_to_ps(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)); }
+
+AVX2 void kern_avx2_dequant_q8_0(const void *src, float *y, int64_t n) {
+    const block_q8_0 *b = src;
+    for (int64_t i = 0; i < n / 32; i++, y += 32) {
+        __m256 d = _mm256_set1_ps(bs_f16_to_f32(b[i].d));
+        for (int j = 0; j < 32; j += 8) _mm256_storeu_ps(y + j, _mm256_mul_ps(d, i8x8_to_ps(b[i].qs + j)));
+    }
+}
+
+AVX2 void kern_avx2_dequant_q4_0(const void *src, float *y, int64_t n) {
+    const block_q4_0 *b = src;
+    const __m128i low4 = _mm_set1_epi8(0xF), eight = _mm_set1_epi8(8);
+    for (int64_t i = 0; i < n / 32; i++, y += 32) {
+        __m256 d = _mm256_set1_ps(bs_f16_to_f32(b[i].d));
+        __m128i q = _mm_loadu_si128((const __m128i *)b[i].qs);
+        __m128i lo = _mm_sub_epi8(_mm_and_si128(q, low4), eight);
+        __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), low4), eight);
+        __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+        for (int j = 0; j < 4; j++)
+            _mm256_storeu_ps(y + 8 * j, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[j]))));
+    }
+}
+
+/* 32 nibble values (bytes: 16 in lo16, then 16 in hi16) times scale minus offset, stored at y. */
+AVX2 static void q4k_store32(float *y, __m128i lo16, __m128i hi16, float scale, float offset) {
+    __m256 s = _mm256_set1_ps(scale), o = _mm256_set1_ps(offset);
+    __m128i parts[4] = {lo16, _mm_srli_si128(lo16, 8), hi16, _mm_srli_si128(hi16, 8)};
+    for (int j = 0; j < 4; j++) _mm256_storeu_ps(y + 8 * j, _mm256_sub_ps(_mm256_mul_ps(s, u8x8_to_ps(parts[j])), o));
+}
+
+AVX2 void kern_avx2_dequant_q4_k(const void *src, float *y, int64_t n) {
+    const block_q4_k *b = src;
+    const __m256i low4 = _mm256_set1_epi8(0xF);
+    for (int64_t i = 0; i < n / 256; i++) {
+        float d = bs_f16_to_f32(b[i].d), dmin = bs_f16_to_f32(b[i].dmin);
+        for (int j = 0; j < 8; j += 2, y += 64) {
+            int sc0, m0, sc1, m1;
+            q4k_scale_min(j, b[i].scales, &sc0, &m0);
+            q4k_scale_min(j + 1, b[i].scales, &sc1, &m1);
+            __m256i q = _mm256_loadu_si256((const __m256i *)(b[i].qs + 16 * j));
+            __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+            q4k_store32(y, _mm256_castsi256_si128(lo), _mm256_extracti128_si256(lo, 1), d * (float)sc0,
+                        dmin * (float)m0);
+            q4k_store32(y + 32, _mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1), d * (float)sc1,
+                        dmin * (float)m1);
+        }
+    }
+}
+
+AVX2 void kern_avx2_dequant_q6_k(const void *src, float *y, int64_t n) {
+    const block_q6_k *b = src;
+    const __m256i low4 = _mm256_set1_epi32(0xF), low2 = _mm256_set1_epi32(3), bias = _mm256_set1_epi32(32);
+    for (int64_t i = 0; i < n / 256; i++) {
+        float d = bs_f16_to_f32(b[i].d);
+        const uint8_t *ql = b[i].ql, *qh = b[i].qh;
+        const int8_t *sc = b[i].scales;
+        for (int half = 0; half < 2; half++, y += 128, ql += 64, qh += 32, sc += 8) {
+            for (int l = 0; l < 32; l += 8) {
+                int is = l / 16;
+                __m256i a = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(ql + l)));
+                __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(ql + l + 32)));
+                __m256i h = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(qh + l)));
+                __m256i q[4] = {
+                    _mm256_or_si256(_mm256_and_si256(a, low4), _mm256_slli_epi32(_mm256_and_si256(h, low2), 4)),
+                    _mm256_or_si256(_mm256_and_si256(c, low4),
+                                    _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2), low2), 4)),
+                    _mm256_or_si256(_mm256_srli_epi32(a, 4),
+                                    _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 4), low2), 4)),
+                    _mm256_or_si256(_mm256_srli_epi32(c, 4), _mm256_slli_epi32(_mm256_srli_epi32(h, 6), 4)),
+                };
+                for (int s = 0; s < 4; s++) {
+                    __m256 scale = _mm256_set1_ps(d * (float)sc[is + 2 * s]);
+                    __m256 v = _mm256_cvtepi32_ps(_mm256_sub_epi32(q[s], bias));
+                    _mm256_storeu_ps(y + l + 32 * s, _mm256_mul_ps(scale, v));
+                }
+            }
+        }
+    }
 }
 
 AVX2 static float avx2_dot(const float *a, const float *b, int n) {
@@ -68,8 +159,15 @@ AVX2 static void avx2_dot4(const float *x, const float *const w[KERN_ROW_TILE], 
 
 const kern_isa_ops kern_isa_avx2 = {
     .name = "avx2",
-    .f16_to_f32 = avx2_f16_to_f32,
-    .bf16_to_f32 = avx2_bf16_to_f32,
+    .dequant = {
+        [BS_DTYPE_F32] = kern_ref_dequant_f32,
+        [BS_DTYPE_F16] = avx2_f16_to_f32,
+        [BS_DTYPE_BF16] = avx2_bf16_to_f32,
+        [BS_DTYPE_Q8_0] = kern_avx2_dequant_q8_0,
+        [BS_DTYPE_Q4_0] = kern_avx2_dequant_q4_0,
+        [BS_DTYPE_Q4_K] = kern_avx2_dequant_q4_k,
+        [BS_DTYPE_Q6_K] = kern_avx2_dequant_q6_k,
+    },
     .dot = avx2_dot,
     .dot4 = avx2_dot4,
 };

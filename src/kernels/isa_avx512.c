@@ -9,7 +9,8 @@
 
 AVX512 static __mmask16 tail_mask(int64_t left) { return (__mmask16)((1u << left) - 1); }
 
-AVX512 static void avx512_f16_to_f32(const uint16_t *src, float *dst, int64_t n) {
+AVX512 static void avx512_f16_to_f32(const void *h, float *dst, int64_t n) {
+    const uint16_t *src = h;
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(src + i))));
@@ -23,7 +24,8 @@ AVX512 static __m512 bf16_widen(__m256i h) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-AVX512 static void avx512_bf16_to_f32(const uint16_t *src, float *dst, int64_t n) {
+AVX512 static void avx512_bf16_to_f32(const void *h, float *dst, int64_t n) {
+    const uint16_t *src = h;
     int64_t i = 0;
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(dst + i, bf16_widen(_mm256_loadu_si256((const __m256i *)(src + i))));
@@ -79,8 +81,15 @@ AVX512 static void avx512_dot4(const float *x, const float *const w[KERN_ROW_TIL
 
 const kern_isa_ops kern_isa_avx512 = {
     .name = "avx512",
-    .f16_to_f32 = avx512_f16_to_f32,
-    .bf16_to_f32 = avx512_bf16_to_f32,
+    .dequant = {
+        [BS_DTYPE_F32] = kern_ref_dequant_f32,
+        [BS_DTYPE_F16] = avx512_f16_to_f32,
+        [BS_DTYPE_BF16] = avx512_bf16_to_f32,
+        [BS_DTYPE_Q8_0] = kern_avx2_dequant_q8_0,
+        [BS_DTYPE_Q4_0] = kern_avx2_dequant_q4_0,
+        [BS_DTYPE_Q4_K] = kern_avx2_dequant_q4_k,
+        [BS_DTYPE_Q6_K] = kern_avx2_dequant_q6_k,
+    },
     .dot = avx512_dot,
     .dot4 = avx512_dot4,
 };

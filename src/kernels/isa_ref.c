@@ -3,12 +3,14 @@
 #include "base/dtype.h"
 #include "kernels/isa.h"
 
-static void ref_f16_to_f32(const uint16_t *src, float *dst, int64_t n) {
-    for (int64_t i = 0; i < n; i++) dst[i] = bs_f16_to_f32(src[i]);
+static void ref_f16_to_f32(const void *src, float *dst, int64_t n) {
+    const uint16_t *h = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = bs_f16_to_f32(h[i]);
 }
 
-static void ref_bf16_to_f32(const uint16_t *src, float *dst, int64_t n) {
-    for (int64_t i = 0; i < n; i++) dst[i] = bs_bf16_to_f32(src[i]);
+static void ref_bf16_to_f32(const void *src, float *dst, int64_t n) {
+    const uint16_t *h = src;
+    for (int64_t i = 0; i < n; i++) dst[i] = bs_bf16_to_f32(h[i]);
 }
 
 static float ref_dot(const float *a, const float *b, int n) {
@@ -23,8 +25,15 @@ static void ref_dot4(const float *x, const float *const w[KERN_ROW_TILE], int n,
 
 const kern_isa_ops kern_isa_ref = {
     .name = "ref",
-    .f16_to_f32 = ref_f16_to_f32,
-    .bf16_to_f32 = ref_bf16_to_f32,
+    .dequant = {
+        [BS_DTYPE_F32] = kern_ref_dequant_f32,
+        [BS_DTYPE_F16] = ref_f16_to_f32,
+        [BS_DTYPE_BF16] = ref_bf16_to_f32,
+        [BS_DTYPE_Q8_0] = kern_ref_dequant_q8_0,
+        [BS_DTYPE_Q4_0] = kern_ref_dequant_q4_0,
+        [BS_DTYPE_Q4_K] = kern_ref_dequant_q4_k,
+        [BS_DTYPE_Q6_K] = kern_ref_dequant_q6_k,
+    },
     .dot = ref_dot,
     .dot4 = ref_dot4,
 };

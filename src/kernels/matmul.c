@@ -43,7 +43,7 @@ static void matmul_tile_converted(const matmul_job *job, int n, int rows) {
         for (int r = 0; r < rows; r++) {
             const unsigned char *src = job->W + (size_t)(n + r) * job->row_bytes +
                                        (size_t)(k0 / MATMUL_K_CHUNK) * chunk_bytes;
-            kern_dequant_isa(job->isa, job->wtype, src, buf[r], len);
+            job->isa->dequant[job->wtype](src, buf[r], len);
         }
         for (int t = 0; t < job->T; t++) {
             float out[KERN_ROW_TILE];

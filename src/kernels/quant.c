@@ -4,36 +4,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/blocks.h"
 #include "kernels/isa.h"
 #include "kernels/kernels.h"
-
-typedef struct {
-    uint16_t d;
-    int8_t qs[32];
-} block_q8_0;
-
-typedef struct {
-    uint16_t d;
-    uint8_t qs[16]; /* element i in the low nibble of qs[i], i+16 in the high one */
-} block_q4_0;
-
-typedef struct {
-    uint16_t d, dmin;
-    uint8_t scales[12]; /* 8 six-bit scales and 8 six-bit mins, see q4k_scale_min */
-    uint8_t qs[128];
-} block_q4_k;
-
-typedef struct {
-    uint8_t ql[128]; /* low 4 bits */
-    uint8_t qh[64];  /* high 2 bits */
-    int8_t scales[16];
-    uint16_t d;
-} block_q6_k;
-
-_Static_assert(sizeof(block_q8_0) == 34, "Q8_0 block size");
-_Static_assert(sizeof(block_q4_0) == 18, "Q4_0 block size");
-_Static_assert(sizeof(block_q4_k) == 144, "Q4_K block size");
-_Static_assert(sizeof(block_q6_k) == 210, "Q6_K block size");
 
 /* ---- dequantization ---------------------------------------------------- */
 
@@ -51,19 +24,6 @@ static void dequant_q4_0(const block_q4_0 *b, float *y, int64_t nb) {
             y[j] = d * (float)((b[i].qs[j] & 0xF) - 8);
             y[j + 16] = d * (float)((b[i].qs[j] >> 4) - 8);
         }
-    }
-}
-
-/* Sub-block j's 6-bit scale and min: j < 4 sit in the low 6 bits of bytes j
- * and j+4; j >= 4 take their low 4 bits from byte j+4 and their top 2 bits
- * from the spare high bits of bytes j-4 (scale) and j (min). */
-static void q4k_scale_min(int j, const uint8_t *q, int *scale, int *min) {
-    if (j < 4) {
-        *scale = q[j] & 63;
-        *min = q[j + 4] & 63;
-    } else {
-        *scale = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
 }
 
@@ -109,23 +69,16 @@ static void dequant_q6_k(const block_q6_k *b, float *y, int64_t nb) {
     }
 }
 
-void kern_dequant_isa(const kern_isa_ops *isa, bs_dtype type, const void *src, float *dst,
-                      int64_t n) {
-    int64_t nb = n / bs_dtype_block_elems(type);
-    switch (type) {
-    case BS_DTYPE_F32: memcpy(dst, src, (size_t)n * sizeof(float)); break;
-    case BS_DTYPE_F16: isa->f16_to_f32(src, dst, n); break;
-    case BS_DTYPE_BF16: isa->bf16_to_f32(src, dst, n); break;
-    case BS_DTYPE_Q8_0: dequant_q8_0(src, dst, nb); break;
-    case BS_DTYPE_Q4_0: dequant_q4_0(src, dst, nb); break;
-    case BS_DTYPE_Q4_K: dequant_q4_k(src, dst, nb); break;
-    case BS_DTYPE_Q6_K: dequant_q6_k(src, dst, nb); break;
-    case BS_DTYPE_COUNT: break;
-    }
+void kern_ref_dequant_f32(const void *src, float *dst, int64_t n) {
+    memcpy(dst, src, (size_t)n * sizeof(float));
 }
+void kern_ref_dequant_q8_0(const void *src, float *dst, int64_t n) { dequant_q8_0(src, dst, n / 32); }
+void kern_ref_dequant_q4_0(const void *src, float *dst, int64_t n) { dequant_q4_0(src, dst, n / 32); }
+void kern_ref_dequant_q4_k(const void *src, float *dst, int64_t n) { dequant_q4_k(src, dst, n / 256); }
+void kern_ref_dequant_q6_k(const void *src, float *dst, int64_t n) { dequant_q6_k(src, dst, n / 256); }
 
 void kern_dequant(bs_dtype type, const void *src, float *dst, int64_t n) {
-    kern_dequant_isa(kern_isa(), type, src, dst, n);
+    kern_isa()->dequant[type](src, dst, n);
 }
 
 /* ---- quantization ------------------------------------------------------ */
@@ -162,7 +115,8 @@ static void quantize_q4_0(const float *x, block_q4_0 *b, int64_t nb) {
 }
 
 /* Per 32-element sub-block: offset = -min(x, 0), step = (max - min) / 15; the
- * steps and offsets are then stored as 6-bit multiples of d and dmin. */
+ * steps and offsets are then stored as 6-bit multiples of d and dmin.  Steps
+ * round up so the sub-block's range still fits in 16 levels. */
 static void quantize_q4_k(const float *x, block_q4_k *b, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += 256) {
         float step[8], offset[8], max_step = 0, max_offset = 0;
@@ -182,7 +136,7 @@ static void quantize_q4_k(const float *x, block_q4_k *b, int64_t nb) {
         float d = bs_f16_to_f32(b[i].d), dmin = bs_f16_to_f32(b[i].dmin);
         int ls[8], lm[8];
         for (int j = 0; j < 8; j++) {
-            ls[j] = d > 0 ? clamp_int((int)lrintf(step[j] / d), 0, 63) : 0;
+            ls[j] = d > 0 ? clamp_int((int)ceilf(step[j] / d), 0, 63) : 0;
             lm[j] = dmin > 0 ? clamp_int((int)lrintf(offset[j] / dmin), 0, 63) : 0;
         }
         for (int j = 0; j < 4; j++) { /* inverse of q4k_scale_min */
@@ -202,7 +156,8 @@ static void quantize_q4_k(const float *x, block_q4_k *b, int64_t nb) {
 }
 
 /* Per 16-element sub-block the largest-magnitude element maps to q = -32; the
- * sub-block scales are stored as int8 multiples of d. */
+ * sub-block scales are stored as int8 multiples of d, rounded away from zero
+ * so that element is not clamped. */
 static void quantize_q6_k(const float *x, block_q6_k *b, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += 256) {
         float scale[16], max_scale = 0;
@@ -215,7 +170,8 @@ static void quantize_q6_k(const float *x, block_q6_k *b, int64_t nb) {
         float d = bs_f16_to_f32(b[i].d);
         int q[256];
         for (int j = 0; j < 16; j++) {
-            b[i].scales[j] = (int8_t)clamp_int((int)lrintf(iscale * scale[j]), -128, 127);
+            float ls = iscale * scale[j];
+            b[i].scales[j] = (int8_t)clamp_int((int)(ls < 0 ? floorf(ls) : ceilf(ls)), -128, 127);
             float s = d * (float)b[i].scales[j];
             for (int l = 0; l < 16; l++)
                 q[16 * j + l] = s != 0 ? clamp_int((int)lrintf(x[16 * j + l] / s), -32, 31) + 32 : 32;

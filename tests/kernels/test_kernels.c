@@ -1,0 +1,227 @@
+/* Kernels against direct formulas: matmul for every weight dtype, shape and
+ * pool size (fast paths and forced reference), rope in both layouts, rmsnorm,
+ * softmax, swiglu and dot. */
+#include <stdint.h>
+#include <string.h>
+
+#include "../support/test.h"
+#include "base/threadpool.h"
+#include "kernels/kernels.h"
+
+static uint32_t rng_state = 777;
+static float rand_uniform(void) { /* [-1, 1) */
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return (float)(rng_state >> 8) / (float)(1 << 23) - 1.0f;
+}
+
+static void fill_random(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = rand_uniform();
+}
+
+static void test_cpu_features(void) {
+    const kern_features *f = kern_cpu_features();
+    CHECK(f == kern_cpu_features());
+    if (f->avx512bw) CHECK(f->avx512f);
+    kern_force_reference(1);
+    CHECK_STR(kern_isa_name(), "ref");
+    kern_force_reference(0);
+    const char *name = kern_isa_name();
+    CHECK(!strcmp(name, "ref") || !strcmp(name, "avx2") || !strcmp(name, "avx512"));
+    if (f->avx512f && f->avx512bw && f->avx512vl && !getenv("BASALT_KERNELS")) CHECK_STR(name, "avx512");
+}
+
+/* One matmul case: W is random data quantized to wtype; the expectation is a
+ * double-precision loop over the dequantized weights, and each output may
+ * differ from it by f32 rounding of the sum: 1e-5 of sum |x*w|. */
+static void check_matmul(bs_threadpool *pool, bs_dtype wtype, int T, int N, int K) {
+    float *x = malloc(sizeof(float) * (size_t)T * K), *wf = malloc(sizeof(float) * (size_t)N * K);
+    float *wd = malloc(sizeof(float) * (size_t)N * K), *y = malloc(sizeof(float) * (size_t)T * N);
+    size_t row_bytes = bs_dtype_row_bytes(wtype, K);
+    unsigned char *W = malloc(row_bytes * (size_t)N);
+    fill_random(x, (int64_t)T * K);
+    fill_random(wf, (int64_t)N * K);
+    for (int n = 0; n < N; n++) kern_quantize(wtype, wf + (size_t)n * K, W + row_bytes * n, K);
+    kern_dequant(wtype, W, wd, (int64_t)N * K);
+    kern_matmul(pool, y, x, T, W, wtype, N, K);
+    for (int t = 0; t < T; t++)
+        for (int n = 0; n < N; n++) {
+            double want = 0, mag = 0;
+            for (int k = 0; k < K; k++) {
+                double p = (double)x[(size_t)t * K + k] * wd[(size_t)n * K + k];
+                want += p;
+                mag += fabs(p);
+            }
+            double got = y[(size_t)t * N + n];
+            if (!(fabs(got - want) <= 1e-5 * mag + 1e-30)) {
+                fprintf(stderr, "  %s T=%d N=%d K=%d pool=%d isa=%s: y[%d][%d] = %.9g, expected %.9g\n",
+                        bs_dtype_name(wtype), T, N, K, bs_threadpool_size(pool), kern_isa_name(), t, n,
+                        got, want);
+                test_failed_ = 1;
+                t = T;
+                break;
+            }
+        }
+    free(x);
+    free(wf);
+    free(wd);
+    free(y);
+    free(W);
+}
+
+/* K sizes per block size: float types take K not a multiple of 16; block
+ * types cover one block, several, and more than one 1024-column chunk. */
+static void matmul_all_shapes(int reference) {
+    static const int k_float[] = {1, 13, 67, 1100};
+    static const int k_q32[] = {32, 96, 2080};
+    static const int k_q256[] = {256, 1280};
+    static const int shapes[][2] = {{1, 1}, {1, 13}, {7, 5}, {3, 32}};
+    bs_threadpool *pools[3] = {NULL, NULL, NULL};
+    bs_error err = {0};
+    CHECK_OK(bs_threadpool_open(2, &pools[1], &err), &err);
+    CHECK_OK(bs_threadpool_open(3, &pools[2], &err), &err);
+    kern_force_reference(reference);
+    for (int type = 0; type < BS_DTYPE_COUNT; type++) {
+        int be = bs_dtype_block_elems((bs_dtype)type);
+        const int *ks = be == 1 ? k_float : be == 32 ? k_q32 : k_q256;
+        int nk = be == 1 ? 4 : be == 32 ? 3 : 2;
+        for (int ki = 0; ki < nk; ki++)
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+                for (int p = 0; p < 3; p++)
+                    check_matmul(pools[p], (bs_dtype)type, shapes[s][0], shapes[s][1], ks[ki]);
+    }
+    kern_force_reference(0);
+    bs_threadpool_close(pools[1]);
+    bs_threadpool_close(pools[2]);
+}
+
+static void test_matmul_fast(void) { matmul_all_shapes(0); }
+static void test_matmul_reference(void) { matmul_all_shapes(1); }
+
+/* More threads than rows: idle threads must not write anything. */
+static void test_matmul_more_threads_than_rows(void) {
+    bs_threadpool *pool = NULL;
+    bs_error err = {0};
+    CHECK_OK(bs_threadpool_open(3, &pool, &err), &err);
+    float x[2 * 5] = {1, 2, 3, 4, 5, -1, -2, -3, -4, -5}, w[5] = {1, 0, 1, 0, 1}, y[2] = {0, 0};
+    kern_matmul(pool, y, x, 2, w, BS_DTYPE_F32, 1, 5);
+    CHECK_NEAR(y[0], 9, 0);
+    CHECK_NEAR(y[1], -9, 0);
+    bs_threadpool_close(pool);
+}
+
+static void rope_case(int neox, int pos) {
+    enum { HEADS = 3, DIM = 64, HALF = DIM / 2 };
+    float inv_freq[HALF], x[HEADS * DIM], orig[HEADS * DIM];
+    for (int i = 0; i < HALF; i++) inv_freq[i] = (float)pow(10000.0, -2.0 * i / DIM);
+    fill_random(x, HEADS * DIM);
+    memcpy(orig, x, sizeof x);
+    kern_rope(x, HEADS, DIM, pos, inv_freq, neox);
+    for (int h = 0; h < HEADS; h++)
+        for (int i = 0; i < HALF; i++) {
+            int a = h * DIM + (neox ? i : 2 * i), b = h * DIM + (neox ? i + HALF : 2 * i + 1);
+            double angle = (float)pos * inv_freq[i]; /* the f32 product, as documented */
+            double c = cos(angle), s = sin(angle);
+            CHECK_NEAR(x[a], orig[a] * c - orig[b] * s, 2e-6);
+            CHECK_NEAR(x[b], orig[a] * s + orig[b] * c, 2e-6);
+        }
+}
+
+static void test_rope(void) {
+    rope_case(1, 0);
+    rope_case(1, 5);
+    rope_case(1, 4321);
+    rope_case(0, 5);
+    rope_case(0, 4321);
+    /* neox pairs 0 with 2 in a 4-dim head; the GGUF layout pairs 0 with 1. */
+    float inv[2] = {1.0f, 0.5f}, v[4] = {1, 0, 0, 0};
+    kern_rope(v, 1, 4, 1, inv, 1);
+    CHECK_NEAR(v[0], cos(1.0), 1e-6);
+    CHECK_NEAR(v[2], sin(1.0), 1e-6);
+    CHECK_NEAR(v[1], 0, 0);
+    float u[4] = {1, 0, 0, 0};
+    kern_rope(u, 1, 4, 1, inv, 0);
+    CHECK_NEAR(u[0], cos(1.0), 1e-6);
+    CHECK_NEAR(u[1], sin(1.0), 1e-6);
+    CHECK_NEAR(u[2], 0, 0);
+}
+
+static void test_rmsnorm(void) {
+    float x[4] = {1, 2, 3, 4}, w[4] = {1, 0.5f, 2, 1}, out[4];
+    kern_rmsnorm(out, x, w, 4, 1e-5f);
+    double scale = 1.0 / sqrt(30.0 / 4 + 1e-5);
+    for (int i = 0; i < 4; i++) CHECK_NEAR(out[i], x[i] * scale * w[i], 1e-6);
+    kern_rmsnorm(x, x, w, 4, 1e-5f); /* in place */
+    for (int i = 0; i < 4; i++) CHECK_NEAR(x[i], out[i], 0);
+    for (int reference = 0; reference < 2; reference++) {
+        kern_force_reference(reference);
+        float a[101], g[101], o[101];
+        fill_random(a, 101);
+        fill_random(g, 101);
+        kern_rmsnorm(o, a, g, 101, 1e-6f);
+        double ss = 0;
+        for (int i = 0; i < 101; i++) ss += (double)a[i] * a[i];
+        for (int i = 0; i < 101; i++) CHECK_NEAR(o[i], a[i] / sqrt(ss / 101 + 1e-6) * g[i], 1e-5);
+    }
+    kern_force_reference(0);
+}
+
+static void test_softmax(void) {
+    float a[3] = {1, 2, 3}, big[3] = {1000, 1001, 1002};
+    double z = exp(1) + exp(2) + exp(3);
+    kern_softmax(a, 3);
+    kern_softmax(big, 3);
+    for (int i = 0; i < 3; i++) {
+        CHECK_NEAR(a[i], exp(i + 1) / z, 1e-7);
+        CHECK_NEAR(big[i], exp(i + 1) / z, 1e-7);
+    }
+    float masked[4] = {-INFINITY, 0.5f, -INFINITY, 0.5f};
+    kern_softmax(masked, 4);
+    CHECK_NEAR(masked[0], 0, 0);
+    CHECK_NEAR(masked[1], 0.5, 1e-7);
+    CHECK_NEAR(masked[2], 0, 0);
+    CHECK_NEAR(masked[3], 0.5, 1e-7);
+    float one[1] = {-3e38f};
+    kern_softmax(one, 1);
+    CHECK_NEAR(one[0], 1, 0);
+}
+
+static void test_swiglu(void) {
+    float g[5] = {0, 1, -2, 100, -100}, u[5] = {3, 2, 1, 0.5f, 7}, out[5];
+    kern_swiglu(out, g, u, 5);
+    for (int i = 0; i < 5; i++) CHECK_NEAR(out[i], g[i] / (1 + exp(-(double)g[i])) * u[i], 1e-6 * fabs(out[i]) + 1e-30);
+    CHECK_NEAR(out[3], 50, 1e-5);
+    CHECK(out[4] == 0 && !isnan(out[4]));
+}
+
+static void test_dot(void) {
+    static const int sizes[] = {0, 1, 15, 16, 17, 63, 64, 100, 1000};
+    float a[1000], b[1000];
+    fill_random(a, 1000);
+    fill_random(b, 1000);
+    for (int reference = 0; reference < 2; reference++) {
+        kern_force_reference(reference);
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            int n = sizes[s];
+            double want = 0, mag = 0;
+            for (int i = 0; i < n; i++) {
+                want += (double)a[i] * b[i];
+                mag += fabs((double)a[i] * b[i]);
+            }
+            CHECK_NEAR(kern_dot_f32(a, b, n), want, 1e-6 * mag);
+        }
+    }
+    kern_force_reference(0);
+}
+
+int main(void) {
+    RUN(test_cpu_features);
+    RUN(test_matmul_fast);
+    RUN(test_matmul_reference);
+    RUN(test_matmul_more_threads_than_rows);
+    RUN(test_rope);
+    RUN(test_rmsnorm);
+    RUN(test_softmax);
+    RUN(test_swiglu);
+    RUN(test_dot);
+    TEST_MAIN_END();
+}
