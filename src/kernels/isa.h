@@ -23,6 +23,11 @@ typedef struct kern_isa_ops {
     float (*dot)(const float *a, const float *b, int n);
     /* out[r] = dot(x, w[r]) for r < KERN_ROW_TILE. */
     void (*dot4)(const float *x, const float *const w[KERN_ROW_TILE], int n, float out[KERN_ROW_TILE]);
+    /* dot4 against f16 / bf16 rows widened in registers, for decode (T = 1)
+     * where converting to a buffer first costs more than the dot; NULL in
+     * the reference table. */
+    void (*dot4_f16)(const float *x, const uint16_t *const w[KERN_ROW_TILE], int n, float out[KERN_ROW_TILE]);
+    void (*dot4_bf16)(const float *x, const uint16_t *const w[KERN_ROW_TILE], int n, float out[KERN_ROW_TILE]);
 } kern_isa_ops;
 
 extern const kern_isa_ops kern_isa_ref;

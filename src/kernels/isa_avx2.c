@@ -157,6 +157,43 @@ AVX2 static void avx2_dot4(const float *x, const float *const w[KERN_ROW_TILE], 
         for (int r = 0; r < KERN_ROW_TILE; r++) out[r] += x[i] * w[r][i];
 }
 
+/* 8 halves at p widened to floats. */
+AVX2 __attribute__((always_inline)) static inline __m256 half_load(const uint16_t *p, int bf16) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    return bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
+}
+
+AVX2 __attribute__((always_inline)) static inline void dot4_half(const float *x, const uint16_t *const w[KERN_ROW_TILE],
+                                                                 int n, float out[KERN_ROW_TILE], int bf16) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        s0 = _mm256_fmadd_ps(xv, half_load(w[0] + i, bf16), s0);
+        s1 = _mm256_fmadd_ps(xv, half_load(w[1] + i, bf16), s1);
+        s2 = _mm256_fmadd_ps(xv, half_load(w[2] + i, bf16), s2);
+        s3 = _mm256_fmadd_ps(xv, half_load(w[3] + i, bf16), s3);
+    }
+    out[0] = hsum(s0);
+    out[1] = hsum(s1);
+    out[2] = hsum(s2);
+    out[3] = hsum(s3);
+    for (; i < n; i++)
+        for (int r = 0; r < KERN_ROW_TILE; r++)
+            out[r] += x[i] * (bf16 ? bs_bf16_to_f32(w[r][i]) : bs_f16_to_f32(w[r][i]));
+}
+
+AVX2 static void avx2_dot4_f16(const float *x, const uint16_t *const w[KERN_ROW_TILE], int n,
+                               float out[KERN_ROW_TILE]) {
+    dot4_half(x, w, n, out, 0);
+}
+
+AVX2 static void avx2_dot4_bf16(const float *x, const uint16_t *const w[KERN_ROW_TILE], int n,
+                                float out[KERN_ROW_TILE]) {
+    dot4_half(x, w, n, out, 1);
+}
+
 const kern_isa_ops kern_isa_avx2 = {
     .name = "avx2",
     .dequant = {
@@ -170,4 +207,6 @@ const kern_isa_ops kern_isa_avx2 = {
     },
     .dot = avx2_dot,
     .dot4 = avx2_dot4,
+    .dot4_f16 = avx2_dot4_f16,
+    .dot4_bf16 = avx2_dot4_bf16,
 };

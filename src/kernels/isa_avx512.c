@@ -79,6 +79,40 @@ AVX512 static void avx512_dot4(const float *x, const float *const w[KERN_ROW_TIL
     out[3] = _mm512_reduce_add_ps(s3);
 }
 
+/* 16 halves at p (masked by m) widened to floats. */
+AVX512 __attribute__((always_inline)) static inline __m512 half_load(const uint16_t *p, __mmask16 m, int bf16) {
+    __m256i h = _mm256_maskz_loadu_epi16(m, p);
+    return bf16 ? bf16_widen(h) : _mm512_cvtph_ps(h);
+}
+
+AVX512 __attribute__((always_inline)) static inline void dot4_half(const float *x, const uint16_t *const w[KERN_ROW_TILE],
+                                                                   int n, float out[KERN_ROW_TILE], int bf16) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    __m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : tail_mask(n - i);
+        __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+        s0 = _mm512_fmadd_ps(xv, half_load(w[0] + i, m, bf16), s0);
+        s1 = _mm512_fmadd_ps(xv, half_load(w[1] + i, m, bf16), s1);
+        s2 = _mm512_fmadd_ps(xv, half_load(w[2] + i, m, bf16), s2);
+        s3 = _mm512_fmadd_ps(xv, half_load(w[3] + i, m, bf16), s3);
+    }
+    out[0] = _mm512_reduce_add_ps(s0);
+    out[1] = _mm512_reduce_add_ps(s1);
+    out[2] = _mm512_reduce_add_ps(s2);
+    out[3] = _mm512_reduce_add_ps(s3);
+}
+
+AVX512 static void avx512_dot4_f16(const float *x, const uint16_t *const w[KERN_ROW_TILE], int n,
+                                   float out[KERN_ROW_TILE]) {
+    dot4_half(x, w, n, out, 0);
+}
+
+AVX512 static void avx512_dot4_bf16(const float *x, const uint16_t *const w[KERN_ROW_TILE], int n,
+                                    float out[KERN_ROW_TILE]) {
+    dot4_half(x, w, n, out, 1);
+}
+
 const kern_isa_ops kern_isa_avx512 = {
     .name = "avx512",
     .dequant = {
@@ -92,4 +126,6 @@ const kern_isa_ops kern_isa_avx512 = {
     },
     .dot = avx512_dot,
     .dot4 = avx512_dot4,
+    .dot4_f16 = avx512_dot4_f16,
+    .dot4_bf16 = avx512_dot4_bf16,
 };

@@ -4,7 +4,8 @@
  * tiles of KERN_ROW_TILE, and each tile in chunks of MATMUL_K_CHUNK columns:
  * the chunk is converted to f32 once (into a small stack buffer that stays in
  * L1) and then dotted with every row of x, so each weight byte is read from
- * memory once per call whatever T is and nothing is allocated. */
+ * memory once per call whatever T is and nothing is allocated.  f32 rows are
+ * dotted in place, and f16/bf16 rows at T = 1 are widened in registers. */
 #include "kernels/isa.h"
 #include "kernels/kernels.h"
 
@@ -33,6 +34,16 @@ static void matmul_tile_f32(const matmul_job *job, int n, int rows) {
     }
 }
 
+/* Decode with f16/bf16 weights: widen in registers, no buffer round trip. */
+static void matmul_tile_half_fused(const matmul_job *job, int n, int rows) {
+    const uint16_t *w[KERN_ROW_TILE];
+    for (int r = 0; r < KERN_ROW_TILE; r++)
+        w[r] = (const uint16_t *)(job->W + (size_t)(n + (r < rows ? r : 0)) * job->row_bytes);
+    float out[KERN_ROW_TILE];
+    (job->wtype == BS_DTYPE_BF16 ? job->isa->dot4_bf16 : job->isa->dot4_f16)(job->x, w, job->K, out);
+    for (int r = 0; r < rows; r++) job->y[n + r] = out[r];
+}
+
 static void matmul_tile_converted(const matmul_job *job, int n, int rows) {
     float buf[KERN_ROW_TILE][MATMUL_K_CHUNK];
     const float *w[KERN_ROW_TILE];
@@ -58,10 +69,14 @@ static void matmul_thread(void *ctx, int ith, int nth) {
     const matmul_job *job = ctx;
     long begin, end;
     bs_split_range(job->N, ith, nth, KERN_ROW_TILE, &begin, &end);
+    int fused = job->T == 1 && ((job->wtype == BS_DTYPE_F16 && job->isa->dot4_f16) ||
+                                (job->wtype == BS_DTYPE_BF16 && job->isa->dot4_bf16));
     for (long n = begin; n < end; n += KERN_ROW_TILE) {
         int rows = end - n < KERN_ROW_TILE ? (int)(end - n) : KERN_ROW_TILE;
         if (job->wtype == BS_DTYPE_F32)
             matmul_tile_f32(job, (int)n, rows);
+        else if (fused)
+            matmul_tile_half_fused(job, (int)n, rows);
         else
             matmul_tile_converted(job, (int)n, rows);
     }

@@ -224,7 +224,6 @@ bs_status tok_set_token(bs_tokenizer *t, int32_t id, const char *text, size_t le
 }
 
 bs_status tok_index(bs_tokenizer *t, bs_error *err) {
-    static const char empty[] = "";
     uint32_t size = 16;
     while (size < (uint32_t)t->n_vocab * 2u) size *= 2;
     t->slots = malloc(size * sizeof *t->slots);
@@ -232,11 +231,7 @@ bs_status tok_index(bs_tokenizer *t, bs_error *err) {
     memset(t->slots, 0xFF, size * sizeof *t->slots);
     t->slot_mask = size - 1;
     for (int32_t id = 0; id < t->n_vocab; id++) {
-        if (!t->text[id]) {
-            t->text[id] = malloc(1);
-            if (!t->text[id]) return bs_fail(err, BS_ENOMEM, "tokenizer: out of memory");
-            t->text[id][0] = empty[0];
-        }
+        if (!t->text[id] && !(t->text[id] = calloc(1, 1))) return bs_fail(err, BS_ENOMEM, "tokenizer: out of memory");
         if (t->len[id] == 0) continue;
         /* a duplicate spelling resolves to the last id, as in llama.cpp */
         uint32_t i = (uint32_t)hash_bytes(t->text[id], t->len[id]) & t->slot_mask;
@@ -459,7 +454,7 @@ const char *tok_token_text(const bs_tokenizer *t, int32_t id) {
 /* ------------------------------------------------------------------- BPE --- */
 
 typedef struct {
-    int32_t start, len, next, id;
+    int32_t start, len, prev, next, id;
 } bpe_sym;
 
 typedef struct {
@@ -576,31 +571,28 @@ static int bpe_word(const bs_tokenizer *t, bpe_work *w, const char *word, size_t
             id = tok_token_id(t, word + i, len);
             if (id < 0 && t->policy == TOK_MERGE_RANK) {
                 /* HF BPE: an unknown character becomes byte tokens (or unk) before merging */
-                for (size_t k = 0; k < len; k++) {
-                    int32_t b = t->byte_fallback ? t->byte_token[(unsigned char)word[i + k]] : -1;
-                    w->sym[ns++] = (bpe_sym){(int32_t)(i + k), 1, -1, b >= 0 ? b : t->unk};
-                    if (!t->byte_fallback) break;
+                if (t->byte_fallback) {
+                    for (size_t k = 0; k < len; k++) {
+                        int32_t b = t->byte_token[(unsigned char)word[i + k]];
+                        w->sym[ns++] = (bpe_sym){(int32_t)(i + k), 1, -1, -1, b >= 0 ? b : t->unk};
+                    }
+                } else {
+                    w->sym[ns++] = (bpe_sym){(int32_t)i, (int32_t)len, -1, -1, t->unk};
                 }
-                if (!t->byte_fallback) w->sym[ns - 1].len = (int32_t)len;
                 i += len;
                 continue;
             }
         }
-        w->sym[ns++] = (bpe_sym){(int32_t)i, (int32_t)len, -1, id};
+        w->sym[ns++] = (bpe_sym){(int32_t)i, (int32_t)len, -1, -1, id};
         i += len;
     }
-    for (size_t i = 0; i + 1 < ns; i++) w->sym[i].next = (int32_t)(i + 1);
+    for (size_t i = 0; i < ns; i++) {
+        w->sym[i].prev = (int32_t)i - 1;
+        w->sym[i].next = i + 1 < ns ? (int32_t)(i + 1) : -1;
+    }
     w->n_heap = 0;
     for (size_t i = 0; i + 1 < ns; i++)
         if (!try_pair(t, w, word, (int32_t)i, (int32_t)(i + 1))) return 0;
-    /* prev links are recovered by scanning left over merged (len 0) symbols: each
-     * symbol keeps a back pointer instead, updated on merge */
-    int32_t *prev = NULL;
-    if (ns > 1) {
-        prev = malloc(ns * sizeof *prev);
-        if (!prev) return 0;
-        for (size_t i = 0; i < ns; i++) prev[i] = (int32_t)i - 1;
-    }
     while (w->n_heap) {
         bpe_pair p = heap_pop(w);
         bpe_sym *l = &w->sym[p.left], *r = &w->sym[p.right];
@@ -609,13 +601,9 @@ static int bpe_word(const bs_tokenizer *t, bpe_work *w, const char *word, size_t
         l->id = p.id;
         r->len = 0;
         l->next = r->next;
-        if (r->next >= 0) prev[r->next] = p.left;
-        if (!try_pair(t, w, word, prev[p.left], p.left) || !try_pair(t, w, word, p.left, l->next)) {
-            free(prev);
-            return 0;
-        }
+        if (r->next >= 0) w->sym[r->next].prev = p.left;
+        if (!try_pair(t, w, word, l->prev, p.left) || !try_pair(t, w, word, p.left, l->next)) return 0;
     }
-    free(prev);
     for (size_t i = 0; i < ns; i++) {
         const bpe_sym *s = &w->sym[i];
         if (s->len == 0) continue;
@@ -695,7 +683,7 @@ static bs_status pre_tokenize(const bs_tokenizer *t, const char *s, size_t n, sp
         if (!spans_push(words, 0, n)) return bs_fail(err, BS_ENOMEM, "tokenizer: out of memory");
         return BS_OK;
     }
-    span_vec valid = {0}, tmp = {0}, out = {0};
+    span_vec valid = {0}, tmp = {0};
     bs_status st = BS_OK;
     for (size_t i = 0; i < n && !st;) {
         size_t j = i;
@@ -717,7 +705,7 @@ static bs_status pre_tokenize(const bs_tokenizer *t, const char *s, size_t n, sp
         if (!spans_push(words, i, j - i)) st = bs_fail(err, BS_ENOMEM, "tokenizer: out of memory");
         i = j;
     }
-    free(valid.v), free(tmp.v), free(out.v);
+    free(valid.v), free(tmp.v);
     return st;
 }
 

@@ -18,11 +18,12 @@ static void check_table(const kern_isa_ops *isa) {
     enum { MAX = 300 };
     static const int sizes[] = {1, 7, 8, 15, 16, 17, 33, 64, 65, 127, 300};
     float a[MAX], w[KERN_ROW_TILE][MAX];
-    uint16_t h[MAX];
+    uint16_t h[MAX], finite[MAX];
     for (int i = 0; i < MAX; i++) {
         a[i] = rand_uniform() * 4;
         for (int r = 0; r < KERN_ROW_TILE; r++) w[r][i] = rand_uniform();
         h[i] = (uint16_t)(rand_uniform() * 32768 + 32768);
+        finite[i] = h[i] & 0xBFFF; /* top exponent bit clear: |value| < 2 in f16 and bf16 */
     }
     const float *rows[KERN_ROW_TILE] = {w[0], w[1], w[2], w[3]};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
@@ -45,6 +46,25 @@ static void check_table(const kern_isa_ops *isa) {
             double m = 0;
             for (int i = 0; i < n; i++) m += fabs((double)a[i] * w[r][i]);
             CHECK_NEAR(out[r], ref[r], 1e-6 * m);
+        }
+        /* Fused half-precision rows: the reference dot4 on widened rows. */
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            const uint16_t *hrows[KERN_ROW_TILE];
+            static float wide[KERN_ROW_TILE][MAX];
+            const float *wrows[KERN_ROW_TILE];
+            if (n + 7 * (KERN_ROW_TILE - 1) > MAX) continue;
+            for (int r = 0; r < KERN_ROW_TILE; r++) {
+                hrows[r] = finite + 7 * r; /* rows at odd offsets */
+                kern_isa_ref.dequant[bf16 ? BS_DTYPE_BF16 : BS_DTYPE_F16](hrows[r], wide[r], n);
+                wrows[r] = wide[r];
+            }
+            (bf16 ? isa->dot4_bf16 : isa->dot4_f16)(a, hrows, n, out);
+            kern_isa_ref.dot4(a, wrows, n, ref);
+            for (int r = 0; r < KERN_ROW_TILE; r++) {
+                double m = 0;
+                for (int i = 0; i < n; i++) m += fabs((double)a[i] * wide[r][i]);
+                CHECK_NEAR(out[r], ref[r], 1e-6 * m);
+            }
         }
     }
 }
