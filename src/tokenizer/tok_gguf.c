@@ -7,12 +7,15 @@
 #include "base/log.h"
 #include "tokenizer/tok_internal.h"
 
-#define LLAMA3_REGEX                                                                                        \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
-    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
-#define QWEN2_REGEX                                                                                     \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
-    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+/* The tokenizer.json regexes use (?i:'s|...); llama.cpp spells the case folding
+ * out so that only ASCII letters fold (Unicode folding would also match U+017F). */
+#define LLAMA3_CONTRACTIONS "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
+#define LLAMA3_REGEX                                                                                      \
+    LLAMA3_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
+                        "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define QWEN2_REGEX                                                                                   \
+    LLAMA3_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
+                        "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
 /* A pre-tokenizer: regexes applied in sequence (llama.cpp's regex_exprs). */
 typedef struct {

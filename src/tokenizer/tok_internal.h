@@ -89,9 +89,4 @@ bs_status tok_add_regex(bs_tokenizer *t, const char *pattern, int keep_matches, 
                         const char *where, bs_error *err);
 bs_status tok_finish(bs_tokenizer *t, bs_error *err);
 
-/* GPT-2 bytes_to_unicode: the code point that spells byte b. */
-uint32_t tok_byte_to_cp(unsigned char b);
-/* UTF-8 encode cp into out (>= 4 bytes); returns the length. */
-size_t tok_utf8_put(uint32_t cp, char *out);
-
 #endif

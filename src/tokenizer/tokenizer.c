@@ -8,7 +8,6 @@
 #include <uninorm.h>
 #include <unistr.h>
 
-#include "base/log.h"
 #include "tokenizer/tok_internal.h"
 
 #define SPACE_MARKER "\xE2\x96\x81" /* U+2581 LOWER ONE EIGHTH BLOCK */
@@ -59,7 +58,7 @@ static uint32_t utf8_decode(const unsigned char *s, size_t len) {
     return cp;
 }
 
-size_t tok_utf8_put(uint32_t cp, char *out) {
+static size_t utf8_put(uint32_t cp, char *out) {
     if (cp < 0x80) {
         out[0] = (char)cp;
         return 1;
@@ -88,20 +87,20 @@ static int byte_is_printable(unsigned b) {
     return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
 }
 
-uint32_t tok_byte_to_cp(unsigned char b) {
+static uint32_t byte_to_cp(unsigned char b) {
     if (byte_is_printable(b)) return b;
     uint32_t n = 0;
     for (unsigned i = 0; i < b; i++) n += !byte_is_printable(i);
     return 256 + n;
 }
 
-/* Inverse of tok_byte_to_cp; -1 for code points that spell no byte. */
+/* Inverse of byte_to_cp; -1 for code points that spell no byte. */
 static int cp_to_byte(uint32_t cp) {
     static int table[324];
     static int ready;
     if (!ready) {
         for (int i = 0; i < 324; i++) table[i] = -1;
-        for (unsigned b = 0; b < 256; b++) table[tok_byte_to_cp((unsigned char)b)] = (int)b;
+        for (unsigned b = 0; b < 256; b++) table[byte_to_cp((unsigned char)b)] = (int)b;
         ready = 1; /* idempotent: concurrent first calls write the same values */
     }
     return cp < 324 ? table[cp] : -1;
@@ -245,7 +244,7 @@ bs_status tok_index(bs_tokenizer *t, bs_error *err) {
         char s[8];
         size_t n;
         if (t->unit == TOK_UNIT_BYTES) {
-            n = tok_utf8_put(tok_byte_to_cp((unsigned char)b), s);
+            n = utf8_put(byte_to_cp((unsigned char)b), s);
         } else {
             n = (size_t)snprintf(s, sizeof s, "<0x%02X>", b);
         }
@@ -254,6 +253,17 @@ bs_status tok_index(bs_tokenizer *t, bs_error *err) {
             s[0] = (char)b;
             t->byte_token[b] = tok_token_id(t, s, 1);
         }
+    }
+    /* A user-defined token may share a byte's spelling (DeepSeek reuses "ÿ" etc.);
+     * the byte itself must still encode to the ordinary byte-level token. */
+    int shadowed = 0;
+    for (unsigned b = 0; b < 256; b++)
+        shadowed |= t->unit == TOK_UNIT_BYTES && t->byte_token[b] >= 0 && t->type[t->byte_token[b]] != TOK_T_NORMAL;
+    for (int32_t id = 0; shadowed && id < t->n_vocab; id++) {
+        const unsigned char *s = (const unsigned char *)t->text[id];
+        size_t len = t->len[id] ? utf8_char_len(s, t->len[id]) : 0;
+        int b = len && len == t->len[id] && t->type[id] == TOK_T_NORMAL ? cp_to_byte(utf8_decode(s, len)) : -1;
+        if (b >= 0 && t->type[t->byte_token[b]] != TOK_T_NORMAL) t->byte_token[b] = id;
     }
     return BS_OK;
 }
@@ -426,7 +436,7 @@ bs_status tok_open_byte_level(bs_tokenizer **out, bs_error *err) {
     t->policy = TOK_MERGE_RANK;
     for (unsigned b = 0; b < 256 && !s; b++) {
         char buf[4];
-        size_t n = tok_utf8_put(tok_byte_to_cp((unsigned char)b), buf);
+        size_t n = utf8_put(byte_to_cp((unsigned char)b), buf);
         s = tok_set_token(t, (int32_t)b, buf, n, 0.0f, TOK_T_NORMAL, err);
     }
     if (!s) s = tok_set_token(t, 256, "<|endoftext|>", 13, 0.0f, TOK_T_CONTROL, err);
@@ -550,7 +560,7 @@ static int bpe_word(const bs_tokenizer *t, bpe_work *w, const char *word, size_t
             w->scratch.n = 0;
             for (size_t i = 0; i < n; i++) {
                 char c[4];
-                if (!buf_put(&w->scratch, c, tok_utf8_put(tok_byte_to_cp((unsigned char)word[i]), c))) return 0;
+                if (!buf_put(&w->scratch, c, utf8_put(byte_to_cp((unsigned char)word[i]), c))) return 0;
             }
             whole = tok_token_id(t, w->scratch.p, w->scratch.n);
         } else {
@@ -869,7 +879,7 @@ static size_t token_piece(const bs_tokenizer *t, int32_t id, int flags, char *ou
 static size_t piece_start(const bs_tokenizer *t, const char *piece, size_t n, int normal, int *started) {
     size_t skip = 0;
     if (!*started && normal && t->strip_leading_space && n > 0 && piece[0] == ' ') skip = 1;
-    if (n > skip) *started = 1;
+    if (n > 0) *started = 1;
     return skip;
 }
 
