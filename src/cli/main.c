@@ -1,6 +1,52 @@
-/* cli/main.c — placeholder entry while the engine lands (replaced below). */
+/* cli/main.c — the `basalt` command: dispatch to subcommands.
+ * Library code never exits; only this layer turns errors into statuses. */
 #include <stdio.h>
-int main(void) {
-    fprintf(stderr, "basalt: building\n");
+#include <string.h>
+
+#include "cli/commands.h"
+
+#define BASALT_VERSION "0.1.0"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"run", cmd_run, "the main job (today: generate from a random-weight demo model)"},
+    {"generate", cmd_generate, "continue a raw prompt with a model"},
+    {"logits", cmd_logits, "print the top logits for the last of a list of token ids"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"detokenize", cmd_detokenize, "print the text of token ids"},
+    {"bench", cmd_bench, "measure prefill and decode speed"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "basalt %s — a self-hosted model platform\n\n"
+            "usage: basalt COMMAND [ARGS]   (basalt COMMAND --help for its flags)\n\n"
+            "commands:\n",
+            BASALT_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nMODEL is a Hugging Face model directory (config.json, *.safetensors,\n"
+                 "tokenizer.json) or a .gguf file.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("basalt %s\n", BASALT_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "basalt: unknown command '%s' (see basalt --help)\n", argv[1]);
     return 2;
 }
