@@ -202,7 +202,7 @@ bs_status context_eval(bs_context *c, const int32_t *tokens, int n, float *logit
     for (int done = 0; done < n;) {
         int T = n - done < c->n_batch ? n - done : c->n_batch;
         int last_chunk = done + T == n;
-        float *out = all_logits ? logits + (size_t)done * n_vocab : last_chunk ? logits : NULL;
+        float *out = !logits ? NULL : all_logits ? logits + (size_t)done * n_vocab : last_chunk ? logits : NULL;
         forward(c, tokens + done, T, out, all_logits);
         done += T;
     }

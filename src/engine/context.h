@@ -22,7 +22,8 @@ bs_model *context_model(const bs_context *c);
 
 /* Run n tokens through the model at positions pos..pos+n-1, appending to the
  * KV cache; batched so each weight is read once per batch of tokens.
- * logits: [n][n_vocab] when all_logits, else [n_vocab] for the last token.
+ * logits: [n][n_vocab] when all_logits, else [n_vocab] for the last token;
+ * NULL skips the LM head (a prefill whose logits are not needed).
  * BS_ERANGE (cache unchanged) when the tokens do not fit; BS_EINVAL for ids
  * outside the vocabulary. */
 bs_status context_eval(bs_context *c, const int32_t *tokens, int n, float *logits, int all_logits,

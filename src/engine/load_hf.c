@@ -176,6 +176,12 @@ static bs_status parse_config(bs_model *m, const char *path, const json_t *root,
     if (!st) st = parse_rope(path, root, c, err);
     if (st) return st;
 
+    const json_t *quant = json_object_get(root, "quantization_config");
+    if (quant && !json_is_null(quant)) {
+        const char *method = json_string_value(json_object_get(quant, "quant_method"));
+        return bs_fail(err, BS_EUNSUPPORTED, "%s: quantized checkpoints (quant_method %s) are not supported; "
+                       "use F32/F16/BF16 safetensors or a GGUF file", path, method ? method : "unknown");
+    }
     const char *act = json_string_value(json_object_get(root, "hidden_act"));
     if (act && strcmp(act, "silu") != 0)
         return bs_fail(err, BS_EUNSUPPORTED, "%s: hidden_act \"%s\" is not supported (silu)", path, act);

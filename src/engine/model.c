@@ -230,6 +230,10 @@ bs_status model_bind_weights(bs_model *m, weight_source *src, bs_error *err) {
         src->used[rope_freqs] = 1;
         st = bind_one(&b, src->tensors[rope_freqs], W_ROPE_FREQS, -1, c->head_dim / 2, 0, err);
         if (st) return st;
+        for (int i = 0; i < c->head_dim / 2; i++)
+            if (!(m->rope_freq_factors[i] > 0) || !isfinite(m->rope_freq_factors[i]))
+                return bs_fail(err, BS_EFORMAT, "%s: %s[%d] = %g is not a positive frequency divisor",
+                               src->path, src->names[W_ROPE_FREQS], i, m->rope_freq_factors[i]);
     }
     if (c->tied_embeddings) {
         m->lm_head = m->tok_embd;
