@@ -200,6 +200,7 @@ ORACLE_CASE(test_llama_bias_gguf_f16, "llama_bias-gguf-f16")
 ORACLE_CASE(test_mistral_hf_bf16, "mistral-hf-bf16")
 ORACLE_CASE(test_mistral_gguf_f16, "mistral-gguf-f16")
 ORACLE_CASE(test_qwen2_hf_f32, "qwen2-hf-f32")
+ORACLE_CASE(test_qwen2_hf_f16, "qwen2-hf-f16")
 ORACLE_CASE(test_qwen2_gguf_f16, "qwen2-gguf-f16")
 ORACLE_CASE(test_qwen3_hf_bf16, "qwen3-hf-bf16")
 ORACLE_CASE(test_qwen3_gguf_f16, "qwen3-gguf-f16")
@@ -214,6 +215,7 @@ int main(void) {
     RUN(test_mistral_hf_bf16);
     RUN(test_mistral_gguf_f16);
     RUN(test_qwen2_hf_f32);
+    RUN(test_qwen2_hf_f16);
     RUN(test_qwen2_gguf_f16);
     RUN(test_qwen3_hf_bf16);
     RUN(test_qwen3_gguf_f16);

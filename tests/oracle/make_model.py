@@ -124,6 +124,8 @@ def q8_0(t):
 def st_bytes(t, dtype):
     if dtype == "F32":
         return t.contiguous().numpy().astype("<f4").tobytes()
+    if dtype == "F16":
+        return t.contiguous().numpy().astype("<f2").tobytes()
     return t.contiguous().to(torch.bfloat16).view(torch.int16).numpy().astype("<i2").tobytes()
 
 
@@ -431,6 +433,10 @@ def main():
             d = os.path.join(out, arch + "-hf-f32")
             write_hf(d, a, w, "F32", tokenizer=arch == "qwen2")
             case(arch + "-hf-f32", d, a, w, window)
+            if arch == "qwen2":
+                d = os.path.join(out, arch + "-hf-f16")
+                write_hf(d, a, w, "F16", tokenizer=True)
+                case(arch + "-hf-f16", d, a, {k: round_f16(v) for k, v in w.items()}, window)
         else:
             d = os.path.join(out, arch + "-hf-bf16")
             write_hf(d, a, w, "BF16")
