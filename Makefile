@@ -68,7 +68,8 @@ run: deps
 	@$(MAKE) --no-print-directory $(BIN)
 	$(BIN) run
 
-test: all
+test: deps
+	@$(MAKE) --no-print-directory all
 	@sh tests/run.sh $(BUILD)
 
 # Unit tests (C test binaries) only, under ASan + UBSan.
