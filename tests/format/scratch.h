@@ -12,6 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../support/test.h"
+#include "base/error.h"
+
 typedef struct bytes {
     unsigned char *p;
     size_t len, cap;
@@ -94,6 +97,24 @@ static inline const char *scratch_write(const char *name, const void *data, size
 static inline uint32_t scratch_rand(uint64_t *state) {
     *state = *state * 6364136223846793005ull + 1442695040888963407ull;
     return (uint32_t)(*state >> 33);
+}
+
+/* Truncate a valid file at every byte offset: each prefix must fail to open,
+ * with an error naming the file.  try_open opens and closes. */
+static inline void check_every_truncation_fails(const bytes *b, const char *name,
+                                                bs_status (*try_open)(const char *path, bs_error *err)) {
+    int opened = 0;
+    for (size_t n = 0; n < b->len; n++) {
+        bs_error err = {0};
+        const char *path = scratch_write(name, b->p, n);
+        if (try_open(path, &err) == BS_OK) {
+            opened++;
+        } else if (!strstr(err.msg, path)) {
+            fprintf(stderr, "  truncated at %zu: message without the path: %s\n", n, err.msg);
+            test_failed_ = 1;
+        }
+    }
+    CHECK_INT(opened, 0);
 }
 
 #endif

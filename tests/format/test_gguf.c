@@ -450,23 +450,17 @@ static unsigned walk(const gguf_file *g) {
     return sum;
 }
 
+static bs_status open_close_gguf(const char *path, bs_error *err) {
+    gguf_file *g = NULL;
+    bs_status s = gguf_open(path, &g, err);
+    if (s == BS_OK) gguf_close(g);
+    return s;
+}
+
 static void test_truncated_everywhere(void) {
     bytes b = {0};
     build_rich(&b, 32);
-    int opened = 0;
-    for (size_t n = 0; n < b.len; n++) {
-        gguf_file *g = NULL;
-        bs_error err = {0};
-        const char *path = scratch_write("trunc.gguf", b.p, n);
-        if (gguf_open(path, &g, &err) == BS_OK) {
-            opened++;
-            gguf_close(g);
-        } else if (!strstr(err.msg, path)) {
-            fprintf(stderr, "  truncated at %zu: message without the path: %s\n", n, err.msg);
-            test_failed_ = 1;
-        }
-    }
-    CHECK_INT(opened, 0);
+    check_every_truncation_fails(&b, "trunc.gguf", open_close_gguf);
     bytes_free(&b);
 }
 
