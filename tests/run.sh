@@ -32,7 +32,7 @@ for t in $(find "$BUILD/tests" -type f -perm -u+x -name 'test_*' 2>/dev/null | s
     run_one "$(echo "$t" | sed "s|^$BUILD/||")" "$t"
 done
 if [ -z "$BASALT_UNIT_ONLY" ]; then
-    for t in $(find tests -type f -name 'test_*.sh' | sort); do
+    for t in $(find tests -name node_modules -prune -o -type f -name 'test_*.sh' -print | sort); do
         run_one "$t" sh "$t"
     done
 fi
