@@ -38,6 +38,7 @@ const char *bs_status_name(bs_status status) {
     case BS_ENOTFOUND: return "not found";
     case BS_ENOMEM: return "out of memory";
     case BS_ERANGE: return "out of range";
+    case BS_EBUSY: return "busy";
     }
     return "unknown";
 }

@@ -15,6 +15,7 @@ typedef enum {
     BS_ENOTFOUND,    /* named thing is absent */
     BS_ENOMEM,       /* allocation failed */
     BS_ERANGE,       /* value outside the allowed range (e.g. context full) */
+    BS_EBUSY,        /* temporarily refused (queue full); retry later */
 } bs_status;
 
 #define BS_ERROR_MSG_MAX 512

@@ -17,7 +17,10 @@ static const struct {
     {"logits", cmd_logits, "print the top logits for the last of a list of token ids"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"detokenize", cmd_detokenize, "print the text of token ids"},
+    {"template", cmd_template, "print the prompt a chat template renders for a conversation"},
     {"bench", cmd_bench, "measure prefill and decode speed"},
+    {"serve", cmd_serve, "serve models behind the OpenAI-compatible HTTP API"},
+    {"pull", cmd_pull, "download a model from the Hugging Face hub into the model cache"},
 };
 
 static void usage(FILE *out) {

@@ -1,0 +1,110 @@
+/* cli/cmd_serve.c — `basalt serve`: flags -> server_config, then wait for
+ * SIGINT/SIGTERM and shut down within a bounded grace period. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "server/server.h"
+
+static const cli_command serve_cmd = {
+    "serve", "[--model NAME=PATH]... [--host H] [--port P] [--ctx N] [--parallel N]",
+    "Serve models behind the OpenAI API (chat/completions, completions,\n"
+    "embeddings, models) plus /tokenize, /detokenize, /health and /metrics.",
+    "PATH is a Hugging Face model directory or a .gguf file; NAME is the id\n"
+    "clients send as \"model\" (a bare PATH is served under its file name).\n"
+    "Without --model a small RANDOM-weight demo model (\"basalt-demo-random\")\n"
+    "is served: the whole path works, the text is noise.  --port 0 picks a\n"
+    "free port; the URL is logged.  SIGINT/SIGTERM stop accepting, let running\n"
+    "requests finish for up to 5 s, then end them.",
+};
+
+#define GRACE_SECONDS 5.0
+
+/* "NAME=PATH", or a bare PATH named after its last component. */
+static int parse_model_spec(const char *arg, server_model_spec *spec) {
+    const char *eq = strchr(arg, '=');
+    if (eq) {
+        if (eq == arg || eq[1] == '\0') return 2;
+        spec->name = strndup(arg, (size_t)(eq - arg));
+        spec->path = eq + 1;
+    } else {
+        size_t n = strlen(arg);
+        while (n > 1 && arg[n - 1] == '/') n--;
+        const char *base = arg + n;
+        while (base > arg && base[-1] != '/') base--;
+        spec->name = strndup(base, (size_t)(arg + n - base));
+        spec->path = arg;
+    }
+    return spec->name ? 0 : 1;
+}
+
+int cmd_serve(int argc, char **argv) {
+    const char *host = "127.0.0.1", *data = NULL;
+    int port = 8080, threads = 0, ctx = 0, parallel = 0, max_body_mib = 32;
+    cli_string_list models = {0};
+    const cli_opt opts[] = {
+        {"--model", "-m", OPT_STRING_LIST, &models, "NAME=PATH", "a model to serve (repeatable)"},
+        {"--host", NULL, OPT_STRING, &host, "HOST", "address to listen on (default 127.0.0.1)"},
+        {"--port", "-p", OPT_INT, &port, "PORT", "TCP port; 0 picks a free one (default 8080)"},
+        {"--threads", "-t", OPT_INT, &threads, "N", "compute threads per model (default: all cores)"},
+        {"--ctx", "-c", OPT_INT, &ctx, "N", "context positions per sequence (default: min(4096, model))"},
+        {"--parallel", NULL, OPT_INT, &parallel, "N", "sequences decoded together (default 16)"},
+        {"--max-body", NULL, OPT_INT, &max_body_mib, "MIB", "largest request body in MiB (default 32)"},
+        {"--data", NULL, OPT_STRING, &data, "DIR", "state directory (default $BASALT_DATA, else XDG data dir)"},
+        {0},
+    };
+    int rc = cli_parse(&serve_cmd, opts, argc, argv, NULL, 0, 0);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (port < 0 || port > 65535 || max_body_mib < 1) {
+        fprintf(stderr, "basalt serve: --port must be 0..65535 and --max-body at least 1\n");
+        return 2;
+    }
+    server_model_spec specs[CLI_LIST_MAX] = {0};
+    int status = 0;
+    for (int i = 0; i < models.n; i++) {
+        rc = parse_model_spec(models.items[i], &specs[i]);
+        if (rc) {
+            fprintf(stderr, "basalt serve: --model %s: expected NAME=PATH\n", models.items[i]);
+            status = rc;
+            goto done;
+        }
+    }
+    bs_error err = {0};
+    char data_dir[4096];
+    if (server_data_dir(data, data_dir, sizeof data_dir, &err) != BS_OK) {
+        status = cli_report("serve", &err);
+        goto done;
+    }
+    /* Signals go to this thread only (sigwait below); server threads
+     * inherit the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    server_config cfg = {
+        .host = host, .port = port, .threads = threads, .ctx = ctx, .parallel = parallel,
+        .max_body = (size_t)max_body_mib << 20, .data_dir = data_dir, .models = specs, .n_models = models.n,
+    };
+    basalt_server *srv = NULL;
+    if (server_open(&cfg, &srv, &err) != BS_OK) {
+        status = cli_report("serve", &err);
+        goto done;
+    }
+    bs_log_info("data directory %s", data_dir);
+    bs_log_info("listening on %s", server_url(srv));
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    bs_log_info("%s: shutting down (running requests get %.0f s)", sig == SIGINT ? "SIGINT" : "SIGTERM", GRACE_SECONDS);
+    server_shutdown(srv, GRACE_SECONDS);
+    server_close(srv);
+    bs_log_info("stopped");
+done:
+    for (int i = 0; i < models.n; i++) free((char *)specs[i].name);
+    return status;
+}

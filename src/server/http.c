@@ -1,0 +1,294 @@
+/* server/http.c — libmicrohttpd glue.  Per connection, MHD calls on_request
+ * once with the headers, then once per body piece, then once more with an
+ * empty piece: that last call runs the handler and queues its response. */
+#include "server/http.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/log.h"
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    http_handler handler;
+    http_done done;
+    void *user;
+    size_t max_body;
+    int port;
+};
+
+typedef struct header_kv {
+    char *name, *value;
+    struct header_kv *next;
+} header_kv;
+
+struct http_request {
+    http_server *server;
+    struct MHD_Connection *conn;
+    char method[16];
+    char *path;
+    srv_buf body;
+    int too_large;
+    char id[40];
+    double start;
+    int status;
+    header_kv *headers;
+    struct MHD_Response *response;
+    void *user_slot;
+};
+
+/* ------------------------------------------------------------ accessors */
+
+const char *http_method(const http_request *r) { return r->method; }
+const char *http_path(const http_request *r) { return r->path; }
+const char *http_body(const http_request *r) { return r->body.data ? r->body.data : ""; }
+size_t http_body_len(const http_request *r) { return r->body.len; }
+int http_body_too_large(const http_request *r) { return r->too_large; }
+const char *http_request_id(const http_request *r) { return r->id; }
+double http_start_time(const http_request *r) { return r->start; }
+int http_status(const http_request *r) { return r->status; }
+void **http_user_slot(http_request *r) { return &r->user_slot; }
+
+const char *http_header(const http_request *r, const char *name) {
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+int http_client_gone(http_request *r) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return 1;
+    char b;
+    ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return 1;
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+void http_add_header(http_request *r, const char *name, const char *value) {
+    header_kv *h = calloc(1, sizeof *h);
+    if (!h) return;
+    h->name = strdup(name);
+    h->value = strdup(value);
+    if (!h->name || !h->value) {
+        free(h->name);
+        free(h->value);
+        free(h);
+        return;
+    }
+    h->next = r->headers;
+    r->headers = h;
+}
+
+/* ------------------------------------------------------------ responses */
+
+static void set_response(http_request *r, int status, const char *content_type, struct MHD_Response *resp) {
+    if (!resp) return; /* out of memory: on_request answers for it */
+    if (r->response) MHD_destroy_response(r->response);
+    r->response = resp;
+    r->status = status;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(resp, "x-request-id", r->id);
+    for (header_kv *h = r->headers; h; h = h->next) MHD_add_response_header(resp, h->name, h->value);
+}
+
+void http_respond(http_request *r, int status, const char *content_type, const char *body, size_t len) {
+    set_response(r, status, content_type,
+                 MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY));
+}
+
+typedef struct stream_state {
+    http_pull pull;
+    void (*done)(void *ctx);
+    void *ctx;
+    srv_buf pending;
+    int ended;
+} stream_state;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
+    (void)pos;
+    stream_state *st = cls;
+    while (st->pending.len == 0 && !st->ended) {
+        int rc = st->pull(st->ctx, &st->pending);
+        if (rc < 0 || st->pending.oom) return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (rc == 0) st->ended = 1;
+    }
+    if (st->pending.len == 0) return MHD_CONTENT_READER_END_OF_STREAM;
+    size_t n = st->pending.len < max ? st->pending.len : max;
+    memcpy(out, st->pending.data, n);
+    buf_consume(&st->pending, n);
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls) {
+    stream_state *st = cls;
+    if (st->done) st->done(st->ctx);
+    buf_free(&st->pending);
+    free(st);
+}
+
+void http_respond_stream(http_request *r, int status, const char *content_type, http_pull pull,
+                         void (*done)(void *ctx), void *ctx) {
+    stream_state *st = calloc(1, sizeof *st);
+    struct MHD_Response *resp = NULL;
+    if (st) {
+        *st = (stream_state){.pull = pull, .done = done, .ctx = ctx};
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, st, stream_free);
+        if (!resp) free(st);
+    }
+    if (!resp) {
+        if (done) done(ctx);
+        return;
+    }
+    set_response(r, status, content_type, resp);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+}
+
+/* ------------------------------------------------------------ MHD callbacks */
+
+static void new_request_id(char *out, size_t cap) {
+    unsigned char b[12];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+        static unsigned long long counter;
+        unsigned long long c = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+        memcpy(b, &c, sizeof c);
+    }
+    size_t k = (size_t)snprintf(out, cap, "req_");
+    for (size_t i = 0; i < sizeof b && k + 2 < cap; i++) k += (size_t)snprintf(out + k, cap - k, "%02x", b[i]);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_size,
+                                  void **con_cls) {
+    (void)version;
+    http_server *s = cls;
+    http_request *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r) return MHD_NO;
+        r->server = s;
+        r->conn = conn;
+        r->start = bs_now();
+        snprintf(r->method, sizeof r->method, "%s", method);
+        r->path = strdup(url);
+        if (!r->path) {
+            free(r);
+            return MHD_NO;
+        }
+        new_request_id(r->id, sizeof r->id);
+        *con_cls = r;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        /* An oversized body is still read to its end, so the 413 goes out on
+         * a connection that stays usable. */
+        if (!r->too_large && r->body.len + *upload_size > s->max_body) {
+            r->too_large = 1;
+            buf_free(&r->body);
+        }
+        if (!r->too_large) buf_append(&r->body, upload_data, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (r->status == 0) {
+        s->handler(s->user, r);
+        if (!r->response) {
+            static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
+                                      "\"param\":null,\"code\":null}}";
+            r->status = 500;
+            r->response = MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+            if (!r->response) return MHD_NO;
+        }
+    }
+    enum MHD_Result rc = MHD_queue_response(conn, (unsigned)r->status, r->response);
+    MHD_destroy_response(r->response);
+    r->response = NULL;
+    return rc;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    (void)conn;
+    http_server *s = cls;
+    http_request *r = *con_cls;
+    if (!r) return;
+    /* nginx's "client closed request": the response did not go out whole. */
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) r->status = 499;
+    if (s->done) s->done(s->user, r);
+    if (r->response) MHD_destroy_response(r->response);
+    for (header_kv *h = r->headers, *next; h; h = next) {
+        next = h->next;
+        free(h->name);
+        free(h->value);
+        free(h);
+    }
+    buf_free(&r->body);
+    free(r->path);
+    free(r);
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    size_t n = strlen(line);
+    while (n && line[n - 1] == '\n') line[--n] = '\0';
+    bs_log_debug("http: %s", line);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+bs_status http_server_open(const http_config *c, http_handler handler, http_done done, void *user,
+                           http_server **out, bs_error *err) {
+    *out = NULL;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    char port[16];
+    snprintf(port, sizeof port, "%d", c->port);
+    int gai = getaddrinfo(c->host, port, &hints, &ai);
+    if (gai != 0) return bs_fail(err, BS_EINVAL, "--host %s: %s", c->host, gai_strerror(gai));
+    http_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        freeaddrinfo(ai);
+        return bs_fail(err, BS_ENOMEM, "out of memory");
+    }
+    *s = (http_server){.handler = handler, .done = done, .user = user, .max_body = c->max_body};
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
+                                 MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->idle_timeout_s,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
+                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                                 MHD_OPTION_END);
+    freeaddrinfo(ai);
+    if (!s->daemon) {
+        free(s);
+        return bs_fail(err, BS_EIO, "cannot listen on %s:%d (address in use or not local?)", c->host, c->port);
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : c->port;
+    *out = s;
+    return BS_OK;
+}
+
+int http_server_port(const http_server *s) { return s->port; }
+
+void http_server_quiesce(http_server *s) {
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+}
+
+void http_server_close(http_server *s) {
+    if (!s) return;
+    MHD_stop_daemon(s->daemon);
+    free(s);
+}

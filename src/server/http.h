@@ -1,0 +1,69 @@
+/* server/http.h — the HTTP/1.1 transport: a libmicrohttpd daemon with one
+ * thread per connection (keep-alive, idle timeout, connection and header
+ * memory limits), whole-body accumulation with a size cap, and responses
+ * that are either one buffer or a body pulled piece by piece (SSE).
+ *
+ * The handler runs on the connection's own thread once the body is in, so it
+ * may wait for engine events without holding up other connections; it answers
+ * with exactly one http_respond* call.  It knows nothing of JSON or OpenAI:
+ * server.c routes and formats errors. */
+#ifndef BASALT_SERVER_HTTP_H
+#define BASALT_SERVER_HTTP_H
+
+#include <stddef.h>
+
+#include "base/error.h"
+#include "server/buf.h"
+
+typedef struct http_server http_server;
+typedef struct http_request http_request;
+
+typedef struct http_config {
+    const char *host;    /* IPv4 or IPv6 literal, or "localhost" */
+    int port;            /* 0: any free port (see http_server_port) */
+    size_t max_body;     /* larger bodies are read, dropped, and flagged (413) */
+    int idle_timeout_s;  /* close connections silent for this long */
+    int max_connections;
+} http_config;
+
+typedef void (*http_handler)(void *user, http_request *r);
+/* After the response went out (or the connection broke): logging, metrics. */
+typedef void (*http_done)(void *user, http_request *r);
+
+bs_status http_server_open(const http_config *c, http_handler handler, http_done done, void *user,
+                           http_server **out, bs_error *err);
+int http_server_port(const http_server *s);
+/* Stop accepting connections; open ones keep being served. */
+void http_server_quiesce(http_server *s);
+/* Closes every connection (waiting for their threads) and frees s. */
+void http_server_close(http_server *s);
+
+const char *http_method(const http_request *r);
+const char *http_path(const http_request *r); /* percent-decoded, no query */
+const char *http_body(const http_request *r); /* NUL-terminated */
+size_t http_body_len(const http_request *r);
+int http_body_too_large(const http_request *r);
+const char *http_header(const http_request *r, const char *name); /* NULL when absent */
+const char *http_request_id(const http_request *r);
+double http_start_time(const http_request *r); /* bs_now() when the headers arrived */
+int http_status(const http_request *r);        /* 0 until a response is set */
+/* One pointer the layers above may hang per-request state on (log fields). */
+void **http_user_slot(http_request *r);
+
+/* 1 when the peer closed its end; cheap (a non-blocking peek), for loops that
+ * wait on the engine and must cancel work nobody will read. */
+int http_client_gone(http_request *r);
+
+/* Extra header on whatever response follows (Retry-After, Allow). */
+void http_add_header(http_request *r, const char *name, const char *value);
+void http_respond(http_request *r, int status, const char *content_type, const char *body, size_t len);
+
+/* Streaming body: pull appends the next bytes to out, blocking as long as it
+ * needs; it returns 1 while more may follow, 0 at the end, -1 to abort the
+ * connection (the client is gone).  done(ctx) runs once when the response is
+ * released, whether or not the body was finished. */
+typedef int (*http_pull)(void *ctx, srv_buf *out);
+void http_respond_stream(http_request *r, int status, const char *content_type, http_pull pull,
+                         void (*done)(void *ctx), void *ctx);
+
+#endif

@@ -1,0 +1,308 @@
+/* server/server.c — lifecycle, routing, the request log line and error
+ * responses.  One request: http.c accumulates the body and calls dispatch on
+ * the connection thread -> the route's handler decodes, runs a job and
+ * answers -> on_done logs one JSON line and records metrics. */
+#include "server/server_impl.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "base/log.h"
+#include "server/openai_response.h"
+
+/* ------------------------------------------------------------ helpers */
+
+long long unix_now(void) { return (long long)time(NULL); }
+
+void random_id(const char *prefix, char *out, size_t cap) {
+    unsigned char b[12] = {0};
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+        static unsigned long long counter;
+        unsigned long long c = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) ^ (unsigned long long)time(NULL);
+        memcpy(b, &c, sizeof c);
+    }
+    size_t k = (size_t)snprintf(out, cap, "%s", prefix);
+    for (size_t i = 0; i < sizeof b && k + 2 < cap; i++) k += (size_t)snprintf(out + k, cap - k, "%02x", b[i]);
+}
+
+req_log *request_log(http_request *r) {
+    void **slot = http_user_slot(r);
+    if (!*slot) {
+        req_log *l = calloc(1, sizeof *l);
+        if (l) {
+            l->ttft = -1;
+            l->queue = -1;
+        }
+        *slot = l;
+    }
+    return *slot;
+}
+
+void respond_json(http_request *r, int status, json_t *body) {
+    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!s) return; /* http.c answers 500 for a missing response */
+    http_respond(r, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+void respond_error(http_request *r, const api_error *a) {
+    int status = oai_http_status(a);
+    if (status == 429 || status == 503) http_add_header(r, "Retry-After", "1");
+    respond_json(r, status, oai_error_body(a, status));
+}
+
+void respond_job_error(http_request *r, const bs_error *err, const char *param) {
+    api_error a = {.e = *err};
+    snprintf(a.param, sizeof a.param, "%s", err->status == BS_EBUSY ? "" : param);
+    if (err->status == BS_ERANGE) a.code = "context_length_exceeded";
+    if (err->status == BS_EBUSY) a.code = "rate_limit_exceeded";
+    respond_error(r, &a);
+}
+
+json_t *request_body(http_request *r) {
+    api_error a = {0};
+    json_t *body;
+    if (oai_parse_body(http_body(r), http_body_len(r), &body, &a) != BS_OK) {
+        respond_error(r, &a);
+        return NULL;
+    }
+    return body;
+}
+
+srv_model *request_model(basalt_server *s, http_request *r, const char *name) {
+    for (int i = 0; i < s->n_models; i++)
+        if (strcmp(s->models[i].name, name) == 0) {
+            req_log *l = request_log(r);
+            if (l) snprintf(l->model, sizeof l->model, "%s", name);
+            return &s->models[i];
+        }
+    api_error a = {.http = 404};
+    api_fail(&a, BS_ENOTFOUND, "model", "model_not_found", "The model '%s' does not exist", name);
+    respond_error(r, &a);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ routing */
+
+typedef struct route {
+    const char *method;
+    const char *path; /* a trailing '*' matches any non-empty rest */
+    void (*handler)(basalt_server *s, http_request *r);
+} route;
+
+static const route routes[] = {
+    {"GET", "/health", handle_health},
+    {"GET", "/v1/models", handle_models},
+    {"GET", "/v1/models/*", handle_model_get},
+    {"POST", "/tokenize", handle_tokenize},
+    {"POST", "/detokenize", handle_detokenize},
+    {"GET", "/metrics", handle_metrics},
+    {"POST", "/v1/chat/completions", handle_chat},
+    {"POST", "/v1/completions", handle_completions},
+    {"POST", "/v1/embeddings", handle_embeddings},
+};
+#define N_ROUTES (sizeof routes / sizeof routes[0])
+
+static int path_matches(const char *pattern, const char *path) {
+    size_t n = strlen(pattern);
+    if (n && pattern[n - 1] == '*') return strncmp(pattern, path, n - 1) == 0 && path[n - 1] != '\0';
+    return strcmp(pattern, path) == 0;
+}
+
+static void dispatch(void *user, http_request *r) {
+    basalt_server *s = user;
+    const char *path = http_path(r), *method = http_method(r);
+    req_log *l = request_log(r);
+    api_error a = {0};
+    if (l) l->endpoint = "other";
+    const route *found = NULL;
+    char allow[64] = "";
+    for (size_t i = 0; i < N_ROUTES; i++) {
+        if (!path_matches(routes[i].path, path)) continue;
+        if (strcmp(routes[i].method, method) == 0 || (strcmp(method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0))
+            found = &routes[i];
+        else
+            snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s", allow[0] ? ", " : "", routes[i].method);
+        if (l) l->endpoint = routes[i].path;
+    }
+    if (http_body_too_large(r)) {
+        a.http = 413;
+        api_fail(&a, BS_EINVAL, NULL, "request_too_large", "The request body is larger than the server's limit");
+        respond_error(r, &a);
+    } else if (found) {
+        found->handler(s, r);
+    } else if (allow[0]) {
+        a.http = 405;
+        api_fail(&a, BS_EINVAL, NULL, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", method, path, allow);
+        http_add_header(r, "Allow", allow);
+        respond_error(r, &a);
+    } else {
+        a.http = 404;
+        api_fail(&a, BS_ENOTFOUND, NULL, "not_found", "Unknown route: %s %s", method, path);
+        respond_error(r, &a);
+    }
+}
+
+/* One JSON line per request on stderr, then the metrics. */
+static void on_done(void *user, http_request *r) {
+    basalt_server *s = user;
+    req_log *l = *http_user_slot(r);
+    double total = bs_now() - http_start_time(r);
+    const char *endpoint = l && l->endpoint ? l->endpoint : "other";
+    json_t *line = json_pack("{s:I,s:s,s:s,s:s,s:s,s:i,s:s?,s:i,s:i,s:f,s:f,s:f}", "ts", (json_int_t)unix_now(),
+                             "request_id", http_request_id(r), "method", http_method(r), "path", http_path(r),
+                             "endpoint", endpoint, "status", http_status(r), "model",
+                             l && l->model[0] ? l->model : NULL, "prompt_tokens", l ? l->prompt_tokens : 0,
+                             "completion_tokens", l ? l->completion_tokens : 0, "queue_ms",
+                             l && l->queue >= 0 ? l->queue * 1e3 : 0.0, "ttft_ms",
+                             l && l->ttft >= 0 ? l->ttft * 1e3 : 0.0, "latency_ms", total * 1e3);
+    char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
+    if (text) fprintf(stderr, "%s\n", text);
+    free(text);
+    json_decref(line);
+    metrics_request(s->metrics, endpoint, http_status(r), l ? l->prompt_tokens : 0, l ? l->completion_tokens : 0,
+                    total, l ? l->ttft : -1, l ? l->queue : -1);
+    free(l);
+    *http_user_slot(r) = NULL;
+}
+
+/* ------------------------------------------------------------ models */
+
+/* The engine's demo shape (as `basalt run`): llama, 4 layers, dim 256,
+ * byte-level tokenizer, random weights. */
+static bs_status open_demo_model(const server_config *c, srv_model *m, bs_error *err) {
+    bs_model_config cfg = {
+        .arch = BS_ARCH_LLAMA, .n_vocab = 257, .dim = 256, .n_layers = 4, .n_heads = 8,
+        .n_kv_heads = 4, .head_dim = 32, .ffn_dim = 768, .max_pos = 4096, .rms_eps = 1e-5f,
+        .rope_theta = 10000.0f, .rope_neox = 1,
+    };
+    bs_model_params mp = {.n_threads = c->threads};
+    bs_log_warn("no --model given: serving \"basalt-demo-random\", a model with RANDOM weights "
+                "(llama shape, 4 layers, dim 256, byte-level tokenizer); its output is noise");
+    m->name = strdup("basalt-demo-random");
+    if (!m->name) return bs_fail(err, BS_ENOMEM, "out of memory");
+    if (model_open_random(&cfg, 42, &mp, &m->model, err) != BS_OK) return err->status;
+    return chat_template_from_model(NULL, NULL, &m->tmpl, err);
+}
+
+static bs_status open_model(const server_config *c, const server_model_spec *spec, srv_model *m, bs_error *err) {
+    m->created = unix_now();
+    if (spec) {
+        bs_model_params mp = {.n_threads = c->threads};
+        m->name = strdup(spec->name);
+        if (!m->name) return bs_fail(err, BS_ENOMEM, "out of memory");
+        if (model_open(spec->path, &mp, &m->model, err) != BS_OK ||
+            chat_template_from_model(spec->path, NULL, &m->tmpl, err) != BS_OK)
+            return err->status;
+    } else if (open_demo_model(c, m, err) != BS_OK) {
+        return err->status;
+    }
+    m->tok = model_tokenizer(m->model);
+    if (!m->tok) return bs_fail(err, BS_EINVAL, "model %s: the files carry no tokenizer", m->name);
+    const char *src = chat_template_source(m->tmpl);
+    m->format = chat_format_detect(src);
+    m->has_reasoning = chat_template_has_reasoning(src);
+    if (token_trie_build(m->tok, &m->trie, err) != BS_OK) return err->status;
+    bs_scheduler_params sp;
+    scheduler_params_default(&sp);
+    int max_pos = model_config(m->model)->max_pos;
+    sp.n_ctx = c->ctx > 0 ? c->ctx : max_pos < 4096 ? max_pos : 4096;
+    if (c->parallel > 0) sp.max_running = c->parallel;
+    if (sp.step_tokens < sp.max_running) sp.step_tokens = sp.max_running;
+    if (scheduler_open(m->model, &sp, &m->sched, err) != BS_OK) return bs_wrap(err, "model %s", m->name);
+    m->n_ctx = sp.n_ctx;
+    bs_log_info("model %s: %s, chat format %s, context %d", m->name, model_describe(m->model),
+                chat_format_name(m->format), m->n_ctx);
+    return BS_OK;
+}
+
+static void close_model(srv_model *m) {
+    scheduler_close(m->sched);
+    token_trie_free(m->trie);
+    chat_template_close(m->tmpl);
+    model_close(m->model);
+    free(m->name);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+bs_status server_open(const server_config *c, basalt_server **out, bs_error *err) {
+    *out = NULL;
+    basalt_server *s = calloc(1, sizeof *s);
+    int n = c->n_models > 0 ? c->n_models : 1;
+    if (!s || !(s->models = calloc((size_t)n, sizeof *s->models))) {
+        free(s);
+        return bs_fail(err, BS_ENOMEM, "out of memory");
+    }
+    bs_status st = metrics_open(&s->metrics, err);
+    if (st == BS_OK) st = job_registry_open(&s->jobs, err);
+    for (int i = 0; st == BS_OK && i < n; i++) {
+        s->n_models = i + 1;
+        st = open_model(c, c->n_models > 0 ? &c->models[i] : NULL, &s->models[i], err);
+    }
+    if (st == BS_OK) {
+        http_config hc = {.host = c->host, .port = c->port, .max_body = c->max_body, .idle_timeout_s = 60,
+                          .max_connections = 512};
+        st = http_server_open(&hc, dispatch, on_done, s, &s->http, err);
+    }
+    if (st != BS_OK) {
+        server_close(s);
+        return st;
+    }
+    int v6 = strchr(c->host, ':') != NULL;
+    snprintf(s->url, sizeof s->url, "http://%s%s%s:%d", v6 ? "[" : "", c->host, v6 ? "]" : "",
+             http_server_port(s->http));
+    *out = s;
+    return BS_OK;
+}
+
+const char *server_url(const basalt_server *s) { return s->url; }
+
+void server_shutdown(basalt_server *s, double grace_s) {
+    http_server_quiesce(s->http);
+    job_registry_drain(s->jobs, grace_s);
+}
+
+void server_close(basalt_server *s) {
+    if (!s) return;
+    http_server_close(s->http);
+    for (int i = 0; i < s->n_models; i++) close_model(&s->models[i]);
+    job_registry_close(s->jobs);
+    metrics_close(s->metrics);
+    free(s->models);
+    free(s);
+}
+
+static bs_status mkdir_p(char *path, bs_error *err) {
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char saved = *p;
+        *p = '\0';
+        int rc = mkdir(path, 0700);
+        *p = saved;
+        if (rc != 0 && errno != EEXIST) return bs_fail(err, BS_EIO, "data directory %s: %s", path, strerror(errno));
+        if (saved == '\0') break;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return bs_fail(err, BS_EIO, "data directory %s is not a directory", path);
+    return BS_OK;
+}
+
+bs_status server_data_dir(const char *override, char *out, size_t cap, bs_error *err) {
+    const char *env = getenv("BASALT_DATA"), *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+    int n;
+    if (override && *override) n = snprintf(out, cap, "%s", override);
+    else if (env && *env) n = snprintf(out, cap, "%s", env);
+    else if (xdg && *xdg) n = snprintf(out, cap, "%s/basalt", xdg);
+    else if (home && *home) n = snprintf(out, cap, "%s/.local/share/basalt", home);
+    else return bs_fail(err, BS_EINVAL, "no data directory: set --data, BASALT_DATA or HOME");
+    if (n < 0 || (size_t)n >= cap) return bs_fail(err, BS_EINVAL, "data directory path is too long");
+    return mkdir_p(out, err);
+}

@@ -1,0 +1,42 @@
+/* server/server.h — `basalt serve`: loads the models, opens one scheduler
+ * per model, and answers the OpenAI-compatible API over HTTP until told to
+ * stop.  Owns the route table, the request log line and the one mapping
+ * from bs_status to OpenAI error objects. */
+#ifndef BASALT_SERVER_SERVER_H
+#define BASALT_SERVER_SERVER_H
+
+#include <stddef.h>
+
+#include "base/error.h"
+
+typedef struct server_model_spec {
+    const char *name; /* the id clients send as "model" */
+    const char *path; /* HF directory or .gguf */
+} server_model_spec;
+
+typedef struct server_config {
+    const char *host;
+    int port;      /* 0: any free port */
+    int threads;   /* compute threads per model; <= 0 all cores */
+    int ctx;       /* positions per sequence; <= 0 the scheduler's default */
+    int parallel;  /* sequences per step; <= 0 the scheduler's default */
+    size_t max_body;
+    const char *data_dir; /* resolved, existing */
+    const server_model_spec *models;
+    int n_models; /* 0: the random-weight demo model */
+} server_config;
+
+typedef struct basalt_server basalt_server;
+
+bs_status server_open(const server_config *c, basalt_server **out, bs_error *err);
+const char *server_url(const basalt_server *s);
+/* Stop accepting, let running requests finish for up to grace_s seconds,
+ * end the rest; then server_close. */
+void server_shutdown(basalt_server *s, double grace_s);
+void server_close(basalt_server *s);
+
+/* override, else $BASALT_DATA, else $XDG_DATA_HOME/basalt, else
+ * ~/.local/share/basalt; created (with parents) if missing. */
+bs_status server_data_dir(const char *override, char *out, size_t cap, bs_error *err);
+
+#endif

@@ -1,0 +1,78 @@
+/* server/server_impl.h — what the endpoint handlers share: the loaded
+ * models, the per-request log fields, and the response helpers. */
+#ifndef BASALT_SERVER_SERVER_IMPL_H
+#define BASALT_SERVER_SERVER_IMPL_H
+
+#include <jansson.h>
+
+#include "engine/grammar.h"
+#include "engine/model.h"
+#include "engine/scheduler.h"
+#include "server/http.h"
+#include "server/job.h"
+#include "server/metrics.h"
+#include "server/openai_request.h"
+#include "server/server.h"
+#include "template/chat_parse.h"
+#include "template/chat_template.h"
+
+typedef struct srv_model {
+    char *name;
+    bs_model *model;
+    const bs_tokenizer *tok;
+    bs_scheduler *sched;
+    chat_template *tmpl;
+    chat_format format;   /* tool-call markup of its template */
+    int has_reasoning;    /* its template knows <think> */
+    bs_token_trie *trie;  /* for constrained decoding */
+    int n_ctx;
+    long long created;
+} srv_model;
+
+struct basalt_server {
+    srv_model *models;
+    int n_models;
+    http_server *http;
+    srv_metrics *metrics;
+    job_registry *jobs;
+    char url[160];
+};
+
+/* Fields of the request's log line, filled as the handler learns them. */
+typedef struct req_log {
+    const char *endpoint; /* the route pattern, for metric labels */
+    char model[128];
+    int prompt_tokens, completion_tokens;
+    double ttft, queue;
+} req_log;
+
+req_log *request_log(http_request *r);
+
+void respond_json(http_request *r, int status, json_t *body); /* body stolen */
+void respond_error(http_request *r, const api_error *a);
+/* Parse the body as a JSON object; on failure answers 400 and returns NULL. */
+json_t *request_body(http_request *r);
+/* The served model called name; NULL after answering 404. */
+srv_model *request_model(basalt_server *s, http_request *r, const char *name);
+/* "chatcmpl-…" style ids: prefix + 24 random hex digits. */
+void random_id(const char *prefix, char *out, size_t cap);
+long long unix_now(void);
+/* Answer a failed job_start: 429 with Retry-After when the queue is full. */
+void respond_job_error(http_request *r, const bs_error *err, const char *param);
+
+/* Render messages with the model's template, then encode the text with
+ * special tokens parsed; BOS only when the template did not write it. */
+bs_status render_chat_prompt(const srv_model *m, const json_t *messages, const json_t *tools, int add_generation_prompt,
+                             const json_t *kwargs, char **text, int32_t **ids, size_t *n_ids, api_error *a);
+
+void handle_health(basalt_server *s, http_request *r);
+void handle_models(basalt_server *s, http_request *r);
+void handle_model_get(basalt_server *s, http_request *r);
+void handle_tokenize(basalt_server *s, http_request *r);
+void handle_detokenize(basalt_server *s, http_request *r);
+void handle_metrics(basalt_server *s, http_request *r);
+void handle_chat(basalt_server *s, http_request *r);
+void handle_completions(basalt_server *s, http_request *r);
+void handle_embeddings(basalt_server *s, http_request *r);
+
+#endif

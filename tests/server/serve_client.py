@@ -1,0 +1,380 @@
+#!/usr/bin/python3
+"""tests/server/serve_client.py BASALT_BIN WORKDIR -- integration tests of
+`basalt serve`: starts the real server on a free loopback port with a tiny
+random qwen2 model (byte-level tokenizer, a ChatML template with Hermes
+tool-call markup) and talks HTTP to it with the standard library only.
+Prints PASS/FAIL/SKIP lines."""
+import base64
+import http.client
+import json
+import math
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "oracle"))
+
+TEMPLATE = (
+    "{%- if tools %}<|im_start|>system\nYou may call tools:\n<tools>\n"
+    "{%- for tool in tools %}\n{{ tool | tojson }}{%- endfor %}\n</tools>\n"
+    "Reply with <tool_call>{\"name\": ..., \"arguments\": ...}</tool_call><|im_end|>\n{%- endif %}"
+    "{%- for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{%- endfor %}"
+    "{%- if add_generation_prompt %}<|im_start|>assistant\n{%- endif %}")
+
+results = {"fail": 0}
+
+
+def report(name, ok, why=""):
+    if ok:
+        print("PASS " + name)
+    else:
+        results["fail"] += 1
+        print("FAIL %s: %s" % (name, why))
+    sys.stdout.flush()
+
+
+def check(name, fn):
+    try:
+        why = fn()
+        report(name, not why, why or "")
+    except Exception as e:  # a failed assertion or a broken connection
+        report(name, False, "%s: %s" % (type(e).__name__, e))
+
+
+def make_model(out):
+    import torch
+    import make_model as mm
+    a = mm.ARCHS["qwen2"]
+    gen = torch.Generator().manual_seed(7)
+    w = mm.make_weights(a, gen)
+    mm.write_hf(out, a, w, "F32", tokenizer=True)
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        json.dump({"chat_template": TEMPLATE, "eos_token": "<|endoftext|>", "bos_token": None}, f)
+
+
+class Server:
+    def __init__(self, binary, model_dir, work):
+        self.log_path = os.path.join(work, "serve.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [binary, "serve", "--port", "0", "--model", "tiny=" + model_dir, "--ctx", "512", "--parallel", "4",
+             "--threads", "1", "--max-body", "1", "--data", os.path.join(work, "data")],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        self.host = self.port = None
+        deadline = time.time() + 60
+        while time.time() < deadline and self.proc.poll() is None:
+            m = re.search(r"listening on http://([0-9.]+):(\d+)", open(self.log_path).read())
+            if m:
+                self.host, self.port = m.group(1), int(m.group(2))
+                return
+            time.sleep(0.05)
+        raise RuntimeError("server did not start:\n" + open(self.log_path).read())
+
+    def conn(self):
+        return http.client.HTTPConnection(self.host, self.port, timeout=60)
+
+    def request(self, method, path, body=None, conn=None, raw=None):
+        c = conn or self.conn()
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        c.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        text = r.read()
+        if conn is None:
+            c.close()
+        ctype = r.getheader("Content-Type", "")
+        parsed = json.loads(text) if ctype.startswith("application/json") else text.decode("utf-8", "replace")
+        return r.status, parsed, r
+
+    def stream(self, path, body):
+        c = self.conn()
+        c.request("POST", path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        events = []
+        for block in r.read().decode("utf-8").split("\n\n"):
+            if block.startswith("data: "):
+                payload = block[6:]
+                events.append(payload if payload == "[DONE]" else json.loads(payload))
+        c.close()
+        return r.status, events
+
+
+NO_EOG = {"2": -100, "3": -100, "256": -100}  # the random model must not end early
+MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
+
+
+def main():
+    binary, work = sys.argv[1], sys.argv[2]
+    model_dir = os.path.join(work, "tiny")
+    try:
+        make_model(model_dir)
+    except ImportError as e:
+        print("SKIP serve: cannot build the test model (%s)" % e)
+        return 0
+    srv = Server(binary, model_dir, work)
+    q = srv.request
+
+    def health():
+        st, body, r = q("GET", "/health")
+        if st != 200 or body != {"status": "ok"}:
+            return "got %d %r" % (st, body)
+        if not (r.getheader("x-request-id") or "").startswith("req_"):
+            return "no x-request-id"
+    check("health", health)
+    check("data_dir_created", lambda: None if os.path.isdir(os.path.join(work, "data")) else "missing")
+
+    def models():
+        st, body, _ = q("GET", "/v1/models")
+        assert st == 200 and body["object"] == "list", body
+        m = body["data"][0]
+        assert m["id"] == "tiny" and m["object"] == "model" and isinstance(m["created"], int) and m["owned_by"], m
+        st, one, _ = q("GET", "/v1/models/tiny")
+        assert st == 200 and one["id"] == "tiny", one
+        st, err, _ = q("GET", "/v1/models/nope")
+        assert st == 404 and err["error"]["code"] == "model_not_found" and "nope" in err["error"]["message"], err
+    check("models_list_get_404", models)
+
+    def tokenize():
+        st, body, _ = q("POST", "/tokenize", {"model": "tiny", "prompt": "hello"})
+        assert st == 200 and body["tokens"] == [104, 101, 108, 108, 111] and body["count"] == 5, body
+        assert body["max_model_len"] == 512, body
+        st, back, _ = q("POST", "/detokenize", {"model": "tiny", "tokens": body["tokens"]})
+        assert st == 200 and back == {"prompt": "hello"}, back
+    check("tokenize_detokenize_roundtrip", tokenize)
+
+    st, tk, _ = q("POST", "/tokenize", {"model": "tiny", "messages": MSGS})
+    n_prompt = tk.get("count", -1)
+    chat_body = {"model": "tiny", "messages": MSGS, "max_tokens": 8, "temperature": 0, "logit_bias": NO_EOG}
+    st, chat, r = q("POST", "/v1/chat/completions", chat_body)
+
+    def chat_shape():
+        assert st == 200, chat
+        assert chat["id"].startswith("chatcmpl-") and chat["object"] == "chat.completion", chat
+        assert isinstance(chat["created"], int) and chat["model"] == "tiny", chat
+        c = chat["choices"][0]
+        assert c["index"] == 0 and c["message"]["role"] == "assistant" and isinstance(c["message"]["content"], str), c
+        assert c["finish_reason"] == "length" and c["logprobs"] is None, c
+        u = chat["usage"]
+        assert u["completion_tokens"] == 8 and u["prompt_tokens"] == n_prompt > 0, (u, n_prompt)
+        assert u["total_tokens"] == u["prompt_tokens"] + 8 and "cached_tokens" in u["prompt_tokens_details"], u
+        assert r.getheader("x-request-id"), "no request id"
+    check("chat_nonstreaming_shape_usage", chat_shape)
+
+    def chat_stream():
+        body = dict(chat_body, stream=True, stream_options={"include_usage": True})
+        st, ev = srv.stream("/v1/chat/completions", body)
+        assert st == 200 and ev[-1] == "[DONE]", ev[-2:]
+        chunks = ev[:-1]
+        assert all(x["object"] == "chat.completion.chunk" and x["id"] == chunks[0]["id"] for x in chunks)
+        assert chunks[0]["choices"][0]["delta"].get("role") == "assistant", chunks[0]
+        assert not any("role" in x["choices"][0]["delta"] for x in chunks[1:] if x["choices"]), "role repeated"
+        text = "".join(x["choices"][0]["delta"].get("content") or "" for x in chunks if x["choices"])
+        assert text == chat["choices"][0]["message"]["content"], (text, chat["choices"][0]["message"]["content"])
+        fin = [x for x in chunks if x["choices"] and x["choices"][0]["finish_reason"]]
+        assert len(fin) == 1 and fin[0]["choices"][0]["finish_reason"] == "length", fin
+        last = chunks[-1]
+        assert last["choices"] == [] and last["usage"]["completion_tokens"] == 8, last
+        assert last["usage"]["prompt_tokens"] == n_prompt, last
+    check("chat_streaming_matches", chat_stream)
+
+    def seeded():
+        body = dict(chat_body, temperature=1.0, seed=1234, max_tokens=12)
+        a = q("POST", "/v1/chat/completions", body)[1]["choices"][0]["message"]["content"]
+        b = q("POST", "/v1/chat/completions", body)[1]["choices"][0]["message"]["content"]
+        assert a == b, (a, b)
+    check("seed_determinism", seeded)
+
+    def n2():
+        st, body, _ = q("POST", "/v1/chat/completions", dict(chat_body, n=2, temperature=1.0, seed=3))
+        assert st == 200 and [c["index"] for c in body["choices"]] == [0, 1], body
+        assert body["usage"]["completion_tokens"] == 16, body["usage"]
+    check("n_2_choices", n2)
+
+    def stop():
+        full = q("POST", "/v1/chat/completions", dict(chat_body, max_tokens=16))[1]["choices"][0]["message"]["content"]
+        assert len(full) >= 6, full
+        s = full[3:5]
+        st, body, _ = q("POST", "/v1/chat/completions", dict(chat_body, max_tokens=16, stop=[s, "\u2603never"]))
+        c = body["choices"][0]
+        want = full[:full.find(s)]
+        assert c["message"]["content"] == want and c["finish_reason"] == "stop", (c, want)
+        st, ev = srv.stream("/v1/chat/completions", dict(chat_body, max_tokens=16, stop=s, stream=True))
+        text = "".join(x["choices"][0]["delta"].get("content") or "" for x in ev[:-1] if x["choices"])
+        assert text == want, (text, want)
+    check("stop_strings", stop)
+
+    def bad_params():
+        st, e, _ = q("POST", "/v1/chat/completions", dict(chat_body, temperature="hot"))
+        assert st == 400 and e["error"]["param"] == "temperature" and e["error"]["type"] == "invalid_request_error", e
+        st, e, _ = q("POST", "/v1/chat/completions", {"model": "tiny"})
+        assert st == 400 and e["error"]["param"] == "messages", e
+        st, e, _ = q("POST", "/v1/chat/completions", dict(chat_body, messages=[{"role": "user", "content": 5}]))
+        assert st == 400 and e["error"]["param"] == "messages[0].content", e
+        c = srv.conn()
+        st, e, _ = q("POST", "/v1/chat/completions", conn=c, raw=b'{"model": "tiny", "messages": [')
+        assert st == 400 and "parse" in e["error"]["message"], e
+        st, h, _ = q("GET", "/health", conn=c)  # same keep-alive connection still serves
+        assert st == 200, h
+        c.close()
+    check("400_names_param_and_keeps_connection", bad_params)
+
+    def not_found():
+        st, e, _ = q("POST", "/v1/chat/completions", dict(chat_body, model="gpt-9"))
+        assert st == 404 and e["error"]["code"] == "model_not_found", e
+        st, e, r = q("GET", "/v1/chat/completions")
+        assert st == 405 and "POST" in (r.getheader("Allow") or "") and "error" in e, e
+        st, e, _ = q("GET", "/v1/nothing")
+        assert st == 404 and e["error"]["message"], e
+    check("404_405", not_found)
+
+    def too_large():
+        c = srv.conn()
+        big = json.dumps({"model": "tiny", "prompt": "x" * (1 << 21)}).encode()
+        st, e, _ = q("POST", "/v1/completions", conn=c, raw=big)
+        assert st == 413 and e["error"]["message"], e
+        st, _, _ = q("GET", "/health", conn=c)
+        assert st == 200
+        c.close()
+    check("413_body_limit", too_large)
+
+    def too_long():
+        st, e, _ = q("POST", "/v1/chat/completions", dict(chat_body, max_tokens=1000))
+        assert st == 400 and e["error"]["code"] == "context_length_exceeded", e
+        assert "512" in e["error"]["message"] and str(1000 + n_prompt) in e["error"]["message"], e
+    check("prompt_too_long_400", too_long)
+
+    def completions():
+        body = {"model": "tiny", "prompt": "abc", "max_tokens": 4, "temperature": 0, "echo": True,
+                "logit_bias": NO_EOG, "logprobs": 2}
+        st, a, _ = q("POST", "/v1/completions", body)
+        assert st == 200 and a["object"] == "text_completion" and a["id"].startswith("cmpl-"), a
+        ca = a["choices"][0]
+        assert ca["text"].startswith("abc") and ca["finish_reason"] == "length", ca
+        lp = ca["logprobs"]
+        assert len(lp["tokens"]) == 4 and len(lp["token_logprobs"]) == 4 and len(lp["top_logprobs"][0]) <= 2, lp
+        assert all(x <= 0 for x in lp["token_logprobs"]), lp
+        assert a["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7,
+                              "prompt_tokens_details": {"cached_tokens": a["usage"]["prompt_tokens_details"]["cached_tokens"]}}, a
+        st, b, _ = q("POST", "/v1/completions", dict(body, prompt=[97, 98, 99], logprobs=None))
+        assert st == 200 and b["choices"][0]["text"] == ca["text"], (b, ca)
+        st, m, _ = q("POST", "/v1/completions", dict(body, prompt=["abc", [97, 98]], echo=False, logprobs=None))
+        assert st == 200 and len(m["choices"]) == 2 and m["choices"][0]["text"] == ca["text"][3:], m
+        st, ev = srv.stream("/v1/completions", dict(body, echo=False, logprobs=None, stream=True))
+        text = "".join(x["choices"][0]["text"] for x in ev[:-1])
+        assert ev[-1] == "[DONE]" and text == ca["text"][3:], (text, ca["text"])
+    check("completions_echo_ids_stream", completions)
+
+    def embeddings():
+        body = {"model": "tiny", "input": ["hello", "world"]}
+        st, f, _ = q("POST", "/v1/embeddings", dict(body, encoding_format="float"))
+        assert st == 200 and f["object"] == "list" and len(f["data"]) == 2, f
+        st, b, _ = q("POST", "/v1/embeddings", body | {"encoding_format": "base64"})
+        assert st == 200, b
+        for i in range(2):
+            v = f["data"][i]["embedding"]
+            raw = base64.b64decode(b["data"][i]["embedding"])
+            w = struct.unpack("<%df" % (len(raw) // 4), raw)
+            assert len(v) == len(w) == 64, (len(v), len(w))
+            assert max(abs(x - y) for x, y in zip(v, w)) < 1e-6
+            assert abs(math.sqrt(sum(x * x for x in v)) - 1) < 1e-4
+        assert f["data"][0]["embedding"] != f["data"][1]["embedding"]
+        assert f["usage"]["prompt_tokens"] == 10, f["usage"]
+    check("embeddings_float_base64", embeddings)
+
+    def tools_named():
+        tools = [{"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"],
+            "additionalProperties": False}}}]
+        body = dict(chat_body, tools=tools, tool_choice={"type": "function", "function": {"name": "f"}},
+                    max_tokens=40, logit_bias={})
+        st, r, _ = q("POST", "/v1/chat/completions", body)
+        assert st == 200, r
+        c = r["choices"][0]
+        call = c["message"]["tool_calls"][0]
+        assert call["type"] == "function" and call["function"]["name"] == "f" and call["id"].startswith("call_"), c
+        if c["finish_reason"] == "tool_calls":
+            assert isinstance(json.loads(call["function"]["arguments"])["x"], int), call
+        st, ev = srv.stream("/v1/chat/completions", dict(body, stream=True))
+        deltas = [x["choices"][0]["delta"] for x in ev[:-1] if x["choices"]]
+        tc = [d["tool_calls"][0] for d in deltas if "tool_calls" in d]
+        assert tc and tc[0]["id"] and tc[0]["function"]["name"] == "f", tc
+        assert all("id" not in t and "name" not in t["function"] and t["index"] == 0 for t in tc[1:]), tc
+        args = "".join(t["function"]["arguments"] for t in tc)
+        assert args == call["function"]["arguments"] or c["finish_reason"] == "length", (args, call)
+    check("tool_choice_named_grammar", tools_named)
+
+    def json_mode():
+        st, r, _ = q("POST", "/v1/chat/completions", dict(chat_body, response_format={"type": "json_object"},
+                                                           max_tokens=60, logit_bias={}))
+        assert st == 200, r
+        c = r["choices"][0]
+        assert c["message"]["content"].lstrip().startswith("{"), c
+        if c["finish_reason"] == "stop":
+            assert isinstance(json.loads(c["message"]["content"]), dict), c
+        st, e, _ = q("POST", "/v1/chat/completions", dict(chat_body, response_format={
+            "type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object", "patternProperties": {"a": {}}}}}))
+        assert st == 400 and e["error"]["param"], e
+    check("response_format_json", json_mode)
+
+    def disconnect():
+        s = socket.create_connection((srv.host, srv.port))
+        body = json.dumps(dict(chat_body, max_tokens=400, stream=True)).encode()
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        got = b""
+        while b"data:" not in got:
+            piece = s.recv(4096)
+            assert piece, got
+            got += piece
+        s.close()
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            st, text, _ = q("GET", "/metrics")
+            if re.search(r'basalt_num_requests_running\{model="tiny"\} 0\b', text):
+                break
+            time.sleep(0.1)
+        else:
+            return "running sequences did not drop to 0"
+        st, _, _ = q("GET", "/health")
+        assert st == 200
+    check("client_disconnect_cancels", disconnect)
+
+    def metrics():
+        st, text, r = q("GET", "/metrics")
+        assert st == 200 and r.getheader("Content-Type").startswith("text/plain"), st
+        m = re.search(r'basalt_requests_total\{endpoint="/v1/chat/completions",status="200"\} (\d+)', text)
+        assert m and int(m.group(1)) >= 5, text[:400]
+        assert re.search(r'basalt_requests_total\{endpoint="/v1/chat/completions",status="400"\} \d+', text)
+        g = re.search(r"basalt_generation_tokens_total (\d+)", text)
+        assert g and int(g.group(1)) > 40, g
+        assert re.search(r"basalt_time_to_first_token_seconds_count [1-9]", text)
+        assert "basalt_inter_token_latency_seconds_bucket" in text and "basalt_kv_cache_usage_ratio" in text
+    check("metrics_after_requests", metrics)
+
+    def log_lines():
+        lines = [json.loads(l) for l in open(srv.log_path) if l.startswith("{")]
+        chats = [l for l in lines if l["path"] == "/v1/chat/completions" and l["status"] == 200]
+        assert chats and chats[0]["model"] == "tiny" and chats[0]["completion_tokens"] == 8, chats[:1]
+        assert all(k in chats[0] for k in ("request_id", "prompt_tokens", "queue_ms", "ttft_ms", "latency_ms"))
+    check("json_log_line_per_request", log_lines)
+
+    def sigterm():
+        t0 = time.time()
+        srv.proc.send_signal(signal.SIGTERM)
+        rc = srv.proc.wait(timeout=10)
+        assert rc == 0 and time.time() - t0 < 7, (rc, time.time() - t0)
+    check("sigterm_clean_shutdown", sigterm)
+    if srv.proc.poll() is None:
+        srv.proc.kill()
+    if results["fail"]:
+        sys.stdout.write("---- server log (tail) ----\n" + "".join(open(srv.log_path).readlines()[-30:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
