@@ -174,7 +174,7 @@ static void test_ref_cycles(void) {
     for (int i = 0; i < 200; i++) strcat(deep, "{\"type\":\"array\",\"items\":");
     strcat(deep, "{}");
     for (int i = 0; i < 200; i++) strcat(deep, "}");
-    expect_error(deep, BS_EUNSUPPORTED, "schema nests deeper than 128");
+    expect_error(deep, BS_EUNSUPPORTED, P ".items.items.items.items"); /* the long path is cut to fit */
 }
 
 /* ---- accept / reject tables --------------------------------------------------------- */
