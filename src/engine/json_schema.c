@@ -627,8 +627,12 @@ static void emit_set(sbuf *e, const cpset *s) {
     }
     if (set_has(s, '"')) sb_puts(e, any++ ? " | \"\\\\\\\"\"" : "\"\\\\\\\"\"");
     if (set_has(s, '\\')) sb_puts(e, any++ ? " | \"\\\\\\\\\"" : "\"\\\\\\\\\"");
-    for (uint32_t ch = 0; ch < 0x20; ch++)
-        if (set_has(s, ch)) sb_printf(e, "%s\"\\\\u%04x\"", any++ ? " | " : "", ch);
+    static const char short_esc[0x20] = {['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', ['\f'] = 'f', ['\r'] = 'r'};
+    for (uint32_t ch = 0; ch < 0x20; ch++) {
+        if (!set_has(s, ch)) continue;
+        sb_printf(e, "%s\"\\\\u%04x\"", any++ ? " | " : "", ch);
+        if (short_esc[ch]) sb_printf(e, " | \"\\\\%c\"", short_esc[ch]);
+    }
     sb_puts(e, " )");
 }
 

@@ -82,8 +82,8 @@ static bs_status token_bytes(const bs_tokenizer *tok, int32_t id, char **text, s
     size_t n2;
     st = tok_decode(tok, two, 2, 0, text, &n2, err);
     if (st != BS_OK) return st;
-    *n = n2 - n1 <= n1 ? n2 - n1 : n1;
-    *skip = n2 - *n;
+    *n = n2 - n1;
+    *skip = n1;
     return BS_OK;
 }
 
@@ -616,8 +616,9 @@ static void allow_range(bs_grammar_matcher *m, int32_t from, int32_t to) {
  * bytes all loop back to s is allowed whole. */
 static void walk(bs_grammar_matcher *m, int32_t node, int32_t s) {
     const bs_token_trie *t = m->trie;
+    uint64_t loop_copy[4]; /* m->st moves as states are added */
     const uint64_t *loop = NULL;
-    if (t->sub_hi[node] - t->lo[node] >= 4 * BIG_SUBTREE) loop = loop_bytes(m, s);
+    if (t->sub_hi[node] - t->lo[node] >= 4 * BIG_SUBTREE) loop = memcpy(loop_copy, loop_bytes(m, s), sizeof loop_copy);
     for (int32_t c = t->first_child[node]; c >= 0; c = t->next_sib[c]) {
         unsigned b = t->byte[c];
         if (!(m->st[s].can[b >> 6] >> (b & 63) & 1)) continue;

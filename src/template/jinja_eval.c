@@ -33,11 +33,11 @@ void jr_fail_undef(jrender *r, const jnode *at, jv u) {
     jr_fail(r, at, "%s", u.u.undef ? u.u.undef : "value is undefined");
 }
 
-void jr_check_depth(jrender *r, const jnode *at) {
+static void check_depth(jrender *r, const jnode *at) {
     if (r->depth > r->opt.max_depth) jr_fail(r, at, "maximum recursion depth exceeded (%d nested calls)", r->opt.max_depth);
 }
 
-void jr_count_iteration(jrender *r, const jnode *at) {
+static void count_iteration(jrender *r, const jnode *at) {
     if (++r->iterations > r->opt.max_iterations)
         jr_fail(r, at, "more than %ld loop iterations", r->opt.max_iterations);
 }
@@ -464,7 +464,7 @@ static jv call_macro(jrender *r, const jnode *at, jfunc *fn, const jargs *a) {
     }
     if (fn->caller.kind == JV_FUNC) assign(r, f, "caller", fn->caller);
     r->depth++;
-    jr_check_depth(r, at);
+    check_depth(r, at);
     jv out = capture(r, f, &m->body);
     r->depth--;
     return out;
@@ -614,7 +614,7 @@ static int exec_for(jrender *r, jframe *f, const jnode *n) {
     if (n->c) {
         jlist *kept = jv_list(&r->arena, items->n).u.l;
         for (size_t i = 0; i < items->n; i++) {
-            jr_count_iteration(r, n);
+            count_iteration(r, n);
             iter->vars.n = 0;
             bind_target(r, iter, n->a, items->v[i]);
             if (jv_truthy(jr_eval(r, iter, n->c))) kept->v[kept->n++] = items->v[i];
@@ -625,7 +625,7 @@ static int exec_for(jrender *r, jframe *f, const jnode *n) {
     jloop *loop = ja_alloc(&r->arena, sizeof *loop);
     loop->items = items;
     for (size_t i = 0; i < items->n; i++) {
-        jr_count_iteration(r, n);
+        count_iteration(r, n);
         iter->vars.n = 0;
         bind_target(r, iter, n->a, items->v[i]);
         loop->index0 = i;

@@ -117,7 +117,6 @@ struct jfunc {
 struct jloop {
     const jlist *items;
     size_t index0;
-    int depth;
 };
 
 extern const jv JV_NONE_V;
@@ -141,7 +140,6 @@ jv jv_from_json(jarena *a, const json_t *j);
 int jv_truthy(jv x);
 int jv_equal(jv a, jv b);
 const char *jv_type_name(jv x); /* Python's: str, int, dict, NoneType ... */
-int jv_is_str(jv x);
 
 /* UTF-8 code points: Python indexes, slices and measures strings by them. */
 size_t ju_count(const char *s, size_t n);
@@ -193,7 +191,7 @@ typedef enum {
     N_CONTINUE, N_BODY,
     /* expressions */
     E_CONST, E_NAME, E_ATTR, E_ITEM, E_SLICE, E_CALL, E_FILTER, E_TEST, E_NEG, E_POS, E_NOT, E_BINOP,
-    E_AND, E_OR, E_COMPARE, E_COND, E_LIST, E_TUPLE, E_DICT, E_BODY_VALUE,
+    E_AND, E_OR, E_COMPARE, E_COND, E_LIST, E_TUPLE, E_DICT,
 } jnode_kind;
 
 typedef enum {
@@ -247,8 +245,6 @@ struct jrender {
 _Noreturn void jr_fail(jrender *r, const jnode *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Fail with the message carried by an undefined value. */
 _Noreturn void jr_fail_undef(jrender *r, const jnode *at, jv u);
-void jr_check_depth(jrender *r, const jnode *at);
-void jr_count_iteration(jrender *r, const jnode *at);
 
 jv jr_call(jrender *r, const jnode *at, jv fn, const jargs *a);
 jv jr_getattr(jrender *r, const jnode *at, jv obj, const char *name);

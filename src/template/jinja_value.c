@@ -267,8 +267,6 @@ size_t ju_offset(const char *s, size_t n, size_t k) {
 
 /* ---- predicates --------------------------------------------------------- */
 
-int jv_is_str(jv x) { return x.kind == JV_STR; }
-
 int jv_truthy(jv x) {
     switch (x.kind) {
     case JV_UNDEF:

@@ -170,7 +170,8 @@ static void test_ref_cycles(void) {
     CHECK(g != NULL);
     grammar_free(g);
     /* deep nesting is bounded instead of overflowing the stack */
-    char deep[4096] = "";
+    static char deep[8192];
+    deep[0] = 0;
     for (int i = 0; i < 200; i++) strcat(deep, "{\"type\":\"array\",\"items\":");
     strcat(deep, "{}");
     for (int i = 0; i < 200; i++) strcat(deep, "}");

@@ -70,7 +70,6 @@ typedef struct run {
     json_t *cases;   /* what the oracle gets */
     json_t *extras;  /* per case: our extra vars */
     const char **labels;
-    const char **bos, **eos;
     int n, cap;
 } run;
 
@@ -87,14 +86,10 @@ static void add_case(run *R, const char *path, const template_case *tc, const ch
     if (R->n == R->cap) {
         R->cap = R->cap ? R->cap * 2 : 64;
         R->labels = realloc(R->labels, (size_t)R->cap * sizeof *R->labels);
-        R->bos = realloc(R->bos, (size_t)R->cap * sizeof *R->bos);
-        R->eos = realloc(R->eos, (size_t)R->cap * sizeof *R->eos);
     }
     char label[512];
     snprintf(label, sizeof label, "%s × %s%s%s %s", tc->file, conv, with_tools ? " +tools" : "", agp ? " +agp" : "", vars);
     R->labels[R->n] = strdup(label);
-    R->bos[R->n] = tc->bos;
-    R->eos[R->n] = tc->eos;
     R->n++;
 }
 
@@ -187,8 +182,6 @@ static void compare_family(const char *dir, const template_case *tcs, size_t ntc
         fprintf(stderr, "  %-52s %3d/%3d byte-identical (%d matching errors)\n", tcs[t].file, same, R.n, errors);
         for (int i = 0; i < R.n; i++) free((char *)R.labels[i]);
         free(R.labels);
-        free(R.bos);
-        free(R.eos);
         json_decref(results);
         json_decref(R.cases);
         json_decref(R.extras);
