@@ -15,6 +15,9 @@ enum { KERN_ROW_TILE = 4 };
 
 /* Convert n elements (a multiple of the block size) of one dtype to f32. */
 typedef void (*kern_dequant_fn)(const void *src, float *dst, int64_t n);
+/* Dot x with KERN_ROW_TILE f16 or bf16 rows, widening in registers. */
+typedef void (*kern_dot4_half_fn)(const float *x, const uint16_t *const w[KERN_ROW_TILE], int n,
+                                  float out[KERN_ROW_TILE]);
 
 typedef struct kern_isa_ops {
     const char *name;
@@ -26,8 +29,8 @@ typedef struct kern_isa_ops {
     /* dot4 against f16 / bf16 rows widened in registers, for decode (T = 1)
      * where converting to a buffer first costs more than the dot; NULL in
      * the reference table. */
-    void (*dot4_f16)(const float *x, const uint16_t *const w[KERN_ROW_TILE], int n, float out[KERN_ROW_TILE]);
-    void (*dot4_bf16)(const float *x, const uint16_t *const w[KERN_ROW_TILE], int n, float out[KERN_ROW_TILE]);
+    kern_dot4_half_fn dot4_f16;
+    kern_dot4_half_fn dot4_bf16;
 } kern_isa_ops;
 
 extern const kern_isa_ops kern_isa_ref;

@@ -34,14 +34,21 @@ static void matmul_tile_f32(const matmul_job *job, int n, int rows) {
     }
 }
 
-/* Decode with f16/bf16 weights: widen in registers, no buffer round trip. */
+/* Decode with f16/bf16 weights: widen in registers, no buffer round trip.
+ * Summed per MATMUL_K_CHUNK exactly like matmul_tile_converted, so a row's
+ * result is bit-identical whether it is decoded alone (T = 1) or batched with
+ * others: a request's output must not depend on what shares its step. */
 static void matmul_tile_half_fused(const matmul_job *job, int n, int rows) {
+    kern_dot4_half_fn dot4 = job->wtype == BS_DTYPE_BF16 ? job->isa->dot4_bf16 : job->isa->dot4_f16;
     const uint16_t *w[KERN_ROW_TILE];
-    for (int r = 0; r < KERN_ROW_TILE; r++)
-        w[r] = (const uint16_t *)(job->W + (size_t)(n + (r < rows ? r : 0)) * job->row_bytes);
-    float out[KERN_ROW_TILE];
-    (job->wtype == BS_DTYPE_BF16 ? job->isa->dot4_bf16 : job->isa->dot4_f16)(job->x, w, job->K, out);
-    for (int r = 0; r < rows; r++) job->y[n + r] = out[r];
+    for (int k0 = 0; k0 < job->K; k0 += MATMUL_K_CHUNK) {
+        int len = job->K - k0 < MATMUL_K_CHUNK ? job->K - k0 : MATMUL_K_CHUNK;
+        for (int r = 0; r < KERN_ROW_TILE; r++)
+            w[r] = (const uint16_t *)(job->W + (size_t)(n + (r < rows ? r : 0)) * job->row_bytes) + k0;
+        float out[KERN_ROW_TILE];
+        dot4(job->x + k0, w, len, out);
+        for (int r = 0; r < rows; r++) job->y[n + r] = k0 == 0 ? out[r] : job->y[n + r] + out[r];
+    }
 }
 
 static void matmul_tile_converted(const matmul_job *job, int n, int rows) {

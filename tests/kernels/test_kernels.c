@@ -109,6 +109,33 @@ static void test_matmul_more_threads_than_rows(void) {
     bs_threadpool_close(pool);
 }
 
+/* Batch invariance: row t of a T-row matmul is bit-identical to the same row
+ * computed alone (T = 1), for every dtype and a K spanning several chunks, so
+ * a served request's tokens never depend on what else shares its step. */
+static void test_matmul_batch_invariant(void) {
+    enum { T = 3, N = 9, K = 2304 };
+    bs_threadpool *pool = NULL;
+    bs_error err = {0};
+    CHECK_OK(bs_threadpool_open(2, &pool, &err), &err);
+    static float x[T * K], wf[N * K], batched[T * N], alone[N];
+    static unsigned char W[N * K * 4];
+    fill_random(x, T * K);
+    fill_random(wf, N * K);
+    for (int d = 0; d < BS_DTYPE_COUNT; d++) {
+        size_t row_bytes = bs_dtype_row_bytes((bs_dtype)d, K);
+        for (int n = 0; n < N; n++) kern_quantize((bs_dtype)d, wf + (size_t)n * K, W + row_bytes * n, K);
+        kern_matmul(pool, batched, x, T, W, (bs_dtype)d, N, K);
+        for (int t = 0; t < T; t++) {
+            kern_matmul(pool, alone, x + (size_t)t * K, 1, W, (bs_dtype)d, N, K);
+            if (memcmp(alone, batched + (size_t)t * N, sizeof alone) != 0) {
+                fprintf(stderr, "  %s: row %d differs between T=1 and T=%d\n", bs_dtype_name((bs_dtype)d), t, T);
+                test_failed_ = 1;
+            }
+        }
+    }
+    bs_threadpool_close(pool);
+}
+
 static void rope_case(int neox, int pos) {
     enum { HEADS = 3, DIM = 64, HALF = DIM / 2 };
     float inv_freq[HALF], x[HEADS * DIM], orig[HEADS * DIM];
@@ -218,6 +245,7 @@ int main(void) {
     RUN(test_matmul_fast);
     RUN(test_matmul_reference);
     RUN(test_matmul_more_threads_than_rows);
+    RUN(test_matmul_batch_invariant);
     RUN(test_rope);
     RUN(test_rmsnorm);
     RUN(test_softmax);
