@@ -12,9 +12,13 @@
  * end-of-generation tokens are allowed exactly when the grammar is complete.
  *
  * A bs_grammar_matcher follows one sequence: a set of parse stacks (llama.cpp
- * style pushdown matcher, stacks hash-consed so copies and rollbacks are
- * cheap).  grammar_matcher_mask walks the trie once, advancing the matcher
- * byte by byte and pruning a subtree at its first rejected byte. */
+ * style pushdown matcher, stacks hash-consed so a state is a short id list
+ * and rollback is popping a history entry).  States are interned and their
+ * byte transitions cached, a lazily built DFA.  grammar_matcher_mask walks
+ * the trie once, advancing the matcher byte by byte, pruning a subtree at its
+ * first rejected byte and allowing a subtree whole when all its bytes lead
+ * back to the same state (plain text inside a JSON string).  A matcher is
+ * used by one thread at a time. */
 #ifndef BASALT_ENGINE_GRAMMAR_H
 #define BASALT_ENGINE_GRAMMAR_H
 

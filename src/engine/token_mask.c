@@ -52,10 +52,8 @@ void token_trie_free(bs_token_trie *t) {
     free(t);
 }
 
-static const bs_token_trie *sort_trie; /* qsort has no context argument */
-
-static int cmp_tokens(const void *a, const void *b) {
-    const bs_token_trie *t = sort_trie;
+static int cmp_tokens(const void *a, const void *b, void *ctx) {
+    const bs_token_trie *t = ctx;
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
     uint32_t lx = t->len[x], ly = t->len[y];
     int c = memcmp(t->bytes + t->off[x], t->bytes + t->off[y], lx < ly ? lx : ly);
@@ -170,8 +168,7 @@ bs_status token_trie_build(const bs_tokenizer *tok, bs_token_trie **out, bs_erro
         if (!path || !last_child) st = bs_fail(err, BS_ENOMEM, "token trie: out of memory");
     }
     if (st == BS_OK) {
-        sort_trie = t;
-        qsort(t->order, (size_t)n_text, sizeof *t->order, cmp_tokens);
+        qsort_r(t->order, (size_t)n_text, sizeof *t->order, cmp_tokens, t);
         t->n_nodes = 1;
         t->first_child[0] = t->next_sib[0] = last_child[0] = -1;
         t->byte[0] = 0;

@@ -296,13 +296,13 @@ typedef struct vocab {
     bs_tokenizer *tok;
     bs_token_trie *trie;
     int nv;
-    uint8_t *closer; /* token text has '"', '}' or ']': favoured late in a sample so it ends */
+    float *late; /* bonus late in a sample: close strings and structures, open none, so samples end */
 } vocab;
 
 static void vocab_close(vocab *v) {
     token_trie_free(v->trie);
     tok_close(v->tok);
-    free(v->closer);
+    free(v->late);
 }
 
 /* 0: ready; 1: fixture absent (skip); -1: failed. */
@@ -331,11 +331,14 @@ static int vocab_open(const char *name, vocab *v) {
     v->nv = tok_vocab_size(v->tok);
     fprintf(stderr, "  %s: %d tokens, trie built in %.1f ms\n", name, v->nv,
             (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) * 1e-6);
-    v->closer = calloc((size_t)v->nv, 1);
-    if (!v->trie || !v->closer) return -1;
+    v->late = calloc((size_t)v->nv, sizeof *v->late);
+    if (!v->trie || !v->late) return -1;
     for (int i = 0; i < v->nv; i++) {
         const char *t = tok_token_text(v->tok, i);
-        v->closer[i] = t && (strchr(t, '"') || strchr(t, '}') || strchr(t, ']'));
+        if (!t) continue;
+        v->late[i] = 3.0f * (t[0] == '"') + 2.0f * (strchr(t, '}') || strchr(t, ']')) + 1.0f * !!strchr(t, '"') -
+                     3.0f * (strchr(t, '{') || strchr(t, '[')) + 2.0f * !!strstr(t, "null") +
+                     6.0f * (tok_is_eog(v->tok, i) || i == tok_eos_id(v->tok));
     }
     return 0;
 }
@@ -402,8 +405,8 @@ static void test_mask_bruteforce_gpt2(void) { bruteforce("gpt-2", 5, 12); }
 
 /* ---- generation under the mask, validated by the oracle ---------------------------- */
 
-/* Sample one output with random logits (closing tokens favoured after
- * soft_cap steps).  1: ended with EOS (text in *out), 0: hit the cap. */
+/* Sample one output with random logits (v->late added after soft_cap
+ * steps).  1: ended with EOS (text in *out), 0: hit the cap. */
 static int sample(vocab *v, const bs_grammar *g, uint64_t *seed, int soft_cap, int cap, float *logits, char **out,
                   double *mask_s, long *mask_n) {
     bs_grammar_matcher *m = NULL;
@@ -415,8 +418,7 @@ static int sample(vocab *v, const bs_grammar *g, uint64_t *seed, int soft_cap, i
     for (int step = 0; step < cap && !test_failed_; step++) {
         for (int i = 0; i < v->nv; i++) {
             logits[i] = (float)(rnd(seed) >> 40) / (float)(1 << 24);
-            if (step > soft_cap && v->closer[i]) logits[i] += 2;
-            if (step > soft_cap && tok_is_eog(v->tok, i)) logits[i] += 4;
+            if (step > soft_cap) logits[i] += v->late[i];
         }
         double t0 = now_s();
         grammar_matcher_mask(m, logits, v->nv);
@@ -520,10 +522,10 @@ static void generate(const char *vocab_name, int per_schema, int soft_cap, int c
     vocab_close(&v);
 }
 
-static void test_generate_byte_level(void) { generate("byte-level", 30, 150, 1500); }
-static void test_generate_gpt2(void) { generate("gpt-2", 6, 40, 400); }
-static void test_generate_llama_spm(void) { generate("llama-spm", 4, 40, 400); }
-static void test_generate_deepseek(void) { generate("deepseek-llm", 2, 40, 400); }
+static void test_generate_byte_level(void) { generate("byte-level", 50, 150, 1500); }
+static void test_generate_gpt2(void) { generate("gpt-2", 4, 25, 300); }
+static void test_generate_llama_spm(void) { generate("llama-spm", 3, 25, 300); }
+static void test_generate_deepseek(void) { generate("deepseek-llm", 1, 25, 300); }
 
 static void test_json_object_grammar(void) {
     bs_grammar *g = NULL;
