@@ -4,18 +4,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/log.h"
+#include "base/paths.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "hub/hub.h"
 #include "server/server.h"
 
 static const cli_command serve_cmd = {
-    "serve", "[--model NAME=PATH]... [--host H] [--port P] [--ctx N] [--parallel N]",
-    "Serve models behind the OpenAI API (chat/completions, completions,\n"
-    "embeddings, models) plus /tokenize, /detokenize, /health and /metrics.",
-    "PATH is a Hugging Face model directory or a .gguf file; NAME is the id\n"
-    "clients send as \"model\" (a bare PATH is served under its file name).\n"
+    "serve", "[--model NAME=SPEC]... [--host H] [--port P] [--ctx N] [--parallel N]",
+    "Serve models behind the OpenAI API (chat/completions, responses,\n"
+    "completions, embeddings, models) plus /tokenize, /detokenize, /health\n"
+    "and /metrics.",
+    "SPEC is a Hugging Face model directory or a .gguf file, or a model that\n"
+    "`basalt pull` downloaded, by the same name (ORG/REPO[@REV][:FILE]); NAME\n"
+    "is the id clients send as \"model\" (a bare hub name is served under\n"
+    "itself, a bare path under its last component).\n"
     "Without --model a small RANDOM-weight demo model (\"basalt-demo-random\")\n"
     "is served: the whole path works, the text is noise.  --port 0 picks a\n"
     "free port; the URL is logged.  SIGINT/SIGTERM stop accepting, let running\n"
@@ -24,13 +30,19 @@ static const cli_command serve_cmd = {
 
 #define GRACE_SECONDS 5.0
 
-/* "NAME=PATH", or a bare PATH named after its last component. */
+/* "NAME=SPEC"; a bare hub spec is served under itself (as vLLM names
+ * models), a bare local path under its last component. */
 static int parse_model_spec(const char *arg, server_model_spec *spec) {
     const char *eq = strchr(arg, '=');
+    hub_spec hs;
+    struct stat st;
     if (eq) {
         if (eq == arg || eq[1] == '\0') return 2;
         spec->name = strndup(arg, (size_t)(eq - arg));
         spec->path = eq + 1;
+    } else if (stat(arg, &st) != 0 && hub_parse_spec(arg, &hs, NULL) == BS_OK) {
+        spec->name = strdup(arg);
+        spec->path = arg;
     } else {
         size_t n = strlen(arg);
         while (n > 1 && arg[n - 1] == '/') n--;
@@ -47,7 +59,7 @@ int cmd_serve(int argc, char **argv) {
     int port = 8080, threads = 0, ctx = 0, parallel = 0, max_body_mib = 32;
     cli_string_list models = {0};
     const cli_opt opts[] = {
-        {"--model", "-m", OPT_STRING_LIST, &models, "NAME=PATH", "a model to serve (repeatable)"},
+        {"--model", "-m", OPT_STRING_LIST, &models, "NAME=SPEC", "a model to serve (repeatable)"},
         {"--host", NULL, OPT_STRING, &host, "HOST", "address to listen on (default 127.0.0.1)"},
         {"--port", "-p", OPT_INT, &port, "PORT", "TCP port; 0 picks a free one (default 8080)"},
         {"--threads", "-t", OPT_INT, &threads, "N", "compute threads per model (default: all cores)"},
@@ -64,20 +76,30 @@ int cmd_serve(int argc, char **argv) {
         return 2;
     }
     server_model_spec specs[CLI_LIST_MAX] = {0};
+    char *paths[CLI_LIST_MAX] = {0}, *data_dir = NULL, *cache = NULL;
     int status = 0;
     for (int i = 0; i < models.n; i++) {
         rc = parse_model_spec(models.items[i], &specs[i]);
         if (rc) {
-            fprintf(stderr, "basalt serve: --model %s: expected NAME=PATH\n", models.items[i]);
+            fprintf(stderr, "basalt serve: --model %s: expected NAME=SPEC\n", models.items[i]);
             status = rc;
             goto done;
         }
     }
     bs_error err = {0};
-    char data_dir[4096];
-    if (server_data_dir(data, data_dir, sizeof data_dir, &err) != BS_OK) {
+    if (bs_data_dir(data, &data_dir, &err) != BS_OK || bs_make_dirs(data_dir, 0700, &err) != BS_OK ||
+        hub_cache_dir(data_dir, &cache, &err) != BS_OK) {
         status = cli_report("serve", &err);
         goto done;
+    }
+    /* What `basalt pull` downloaded is found by its hub name. */
+    for (int i = 0; i < models.n; i++) {
+        if (hub_resolve_in(cache, specs[i].path, &paths[i], &err) != BS_OK) {
+            status = cli_report("serve", &err);
+            goto done;
+        }
+        if (strcmp(paths[i], specs[i].path) != 0) bs_log_info("model %s: %s is %s", specs[i].name, specs[i].path, paths[i]);
+        specs[i].path = paths[i];
     }
     /* Signals go to this thread only (sigwait below); server threads
      * inherit the mask. */
@@ -105,6 +127,11 @@ int cmd_serve(int argc, char **argv) {
     server_close(srv);
     bs_log_info("stopped");
 done:
-    for (int i = 0; i < models.n; i++) free((char *)specs[i].name);
+    for (int i = 0; i < models.n; i++) {
+        free((char *)specs[i].name);
+        free(paths[i]);
+    }
+    free(data_dir);
+    free(cache);
     return status;
 }

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "base/file.h"
+#include "base/paths.h"
 
 static int repo_char(char c) { return isalnum((unsigned char)c) || c == '-' || c == '_' || c == '.'; }
 
@@ -87,17 +88,12 @@ static char *join3(const char *a, const char *b, const char *c) {
 }
 
 bs_status hub_cache_dir(const char *data_dir, char **out, bs_error *err) {
-    const char *basalt = getenv("BASALT_DATA"), *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
-    if (data_dir)
-        *out = join3(data_dir, "/models", "");
-    else if (basalt && *basalt)
-        *out = join3(basalt, "/models", "");
-    else if (xdg && xdg[0] == '/') /* XDG: relative values are invalid and ignored */
-        *out = join3(xdg, "/basalt/models", "");
-    else if (home && *home)
-        *out = join3(home, "/.local/share/basalt/models", "");
-    else
-        return bs_fail(err, BS_EINVAL, "cannot place the model cache: set BASALT_DATA (or HOME)");
+    char *data = NULL;
+    *out = NULL;
+    bs_status s = bs_data_dir(data_dir, &data, err);
+    if (s != BS_OK) return s;
+    *out = join3(data, "/models", "");
+    free(data);
     return *out ? BS_OK : bs_fail(err, BS_ENOMEM, "out of memory");
 }
 

@@ -8,8 +8,9 @@
  *   CACHE/models--ORG--REPO/snapshots/<commit>/<path>          relative symlinks
  *   CACHE/models--ORG--REPO/refs/<revision>                    commit of a branch/tag
  *
- * CACHE is $BASALT_DATA/models, else $XDG_DATA_HOME/basalt/models, else
- * ~/.local/share/basalt/models.  Resolving needs no network: refs/ maps a
+ * CACHE is DATA/models, DATA being the data directory (bs_data_dir in
+ * base/paths.h: --data, $BASALT_DATA, $XDG_DATA_HOME/basalt or
+ * ~/.local/share/basalt).  Resolving needs no network: refs/ maps a
  * revision to the commit pulled last.  Downloading lives in hub/pull.h. */
 #ifndef BASALT_HUB_HUB_H
 #define BASALT_HUB_HUB_H
@@ -41,8 +42,8 @@ int hub_path_is_safe(const char *rel);
 /* 1 when s is exactly 40 lowercase hex digits (a git commit or blob id). */
 int hub_is_commit(const char *s);
 
-/* The cache root (see above); data_dir, when not NULL, replaces the
- * environment lookup with data_dir/models.  Caller frees *out. */
+/* The cache root, bs_data_dir(data_dir)/models; data_dir may be NULL.
+ * Caller frees *out. */
 bs_status hub_cache_dir(const char *data_dir, char **out, bs_error *err);
 
 /* CACHE/models--ORG--REPO for a valid repo id (caller frees; NULL on OOM). */

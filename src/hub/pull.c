@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/paths.h"
 #include "hub/sha256.h"
 
 #define DEFAULT_ENDPOINT "https://huggingface.co"
@@ -104,31 +105,11 @@ static int is_hex(const char *s, size_t n) {
     return 1;
 }
 
-/* mkdir -p for the directories of a path we built from validated parts. */
-static bs_status make_dirs(const char *dir, bs_error *err) {
-    char *p = strdup(dir);
-    if (!p) return bs_fail(err, BS_ENOMEM, "out of memory");
-    bs_status s = BS_OK;
-    for (char *c = p + 1;; c++) {
-        if (*c != '/' && *c != '\0') continue;
-        char saved = *c;
-        *c = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-            s = bs_fail(err, BS_EIO, "%s: cannot create directory: %s", p, strerror(errno));
-            break;
-        }
-        *c = saved;
-        if (!saved) break;
-    }
-    free(p);
-    return s;
-}
-
 static bs_status make_parent_dirs(const char *path, bs_error *err) {
     char *dir = strdup(path);
     if (!dir) return bs_fail(err, BS_ENOMEM, "out of memory");
     *strrchr(dir, '/') = '\0';
-    bs_status s = make_dirs(dir, err);
+    bs_status s = bs_make_dirs(dir, 0755, err);
     free(dir);
     return s;
 }

@@ -391,6 +391,12 @@ static bs_status decode_tool_choice(const json_t *body, chat_request *r, api_err
     if (r->tool_choice == TOOL_CHOICE_REQUIRED || r->tool_choice == TOOL_CHOICE_NAMED) {
         if (!r->tools) return api_fail(a, BS_EINVAL, "tool_choice", NULL, "'tool_choice' requires 'tools'");
     }
+    /* "required" with one tool is that tool named: one call is what the
+     * contract asks for, and the grammar skips the [{"name":..}] wrapper. */
+    if (r->tool_choice == TOOL_CHOICE_REQUIRED && json_array_size(r->tools) == 1) {
+        r->tool_choice = TOOL_CHOICE_NAMED;
+        r->tool_name = json_string_value(json_object_get(json_object_get(json_array_get(r->tools, 0), "function"), "name"));
+    }
     if (r->tool_choice == TOOL_CHOICE_NAMED) {
         const json_t *fn = find_tool(r->tools, r->tool_name);
         if (!fn)
@@ -444,6 +450,7 @@ bs_status chat_request_decode(const json_t *body, chat_request *r, api_error *a)
 
 void chat_request_free(chat_request *r) {
     json_decref(r->messages);
+    json_decref(r->converted);
     free(r->gen.logit_bias);
     memset(r, 0, sizeof *r);
 }
@@ -579,4 +586,237 @@ bs_status tokenize_request_decode(const json_t *body, tokenize_request *r, api_e
 void tokenize_request_free(tokenize_request *r) {
     json_decref(r->messages);
     memset(r, 0, sizeof *r);
+}
+
+/* ------------------------------------------------------------ responses */
+
+static bs_status not_stored(const char *param, api_error *a) {
+    return api_fail(a, BS_EUNSUPPORTED, param, NULL,
+                    "'%s' refers to a stored response or item, and basalt does not store responses: send the whole "
+                    "conversation in 'input' (with the AI SDK, set providerOptions.openai.store to false)",
+                    param);
+}
+
+static const char *item_string(const json_t *item, const char *key, const char *param, api_error *a) {
+    const json_t *v = json_object_get(item, key);
+    if (json_is_string(v)) return json_string_value(v);
+    char pp[160];
+    snprintf(pp, sizeof pp, "%s.%s", param, key);
+    api_fail(a, BS_EINVAL, pp, NULL, "'%s' must be a string", pp);
+    return NULL;
+}
+
+/* A string, or text parts joined as chat message content is. */
+static bs_status item_text(const json_t *v, const char *param, json_t **out, api_error *a) {
+    if (json_is_string(v)) {
+        *out = json_incref((json_t *)v);
+        return BS_OK;
+    }
+    if (json_is_array(v)) return join_text_parts(v, param, out, a);
+    return api_fail(a, BS_EINVAL, param, NULL, "'%s' must be a string or an array of content parts", param);
+}
+
+/* The tool_calls of the assistant message a function_call item belongs to:
+ * the message just before it when that is the assistant's, else a new one. */
+static json_t *calls_of_last_assistant(json_t *msgs) {
+    size_t n = json_array_size(msgs);
+    json_t *last = n ? json_array_get(msgs, n - 1) : NULL;
+    if (!last || strcmp(json_string_value(json_object_get(last, "role")), "assistant") != 0) {
+        last = json_pack("{s:s,s:s}", "role", "assistant", "content", "");
+        json_array_append_new(msgs, last);
+    }
+    json_t *calls = json_object_get(last, "tool_calls");
+    if (!calls) json_object_set_new(last, "tool_calls", calls = json_array());
+    return calls;
+}
+
+/* The name of the earlier call call_id, for templates that label tool results. */
+static const char *call_name(const json_t *msgs, const char *call_id) {
+    size_t i, k;
+    const json_t *m, *call;
+    json_array_foreach(msgs, i, m) {
+        json_array_foreach(json_object_get(m, "tool_calls"), k, call) {
+            if (strcmp(json_string_value(json_object_get(call, "id")), call_id) == 0)
+                return json_string_value(json_object_get(json_object_get(call, "function"), "name"));
+        }
+    }
+    return NULL;
+}
+
+static bs_status input_item(const json_t *item, const char *param, json_t *msgs, api_error *a) {
+    char pp[160];
+    if (!json_is_object(item)) return api_fail(a, BS_EINVAL, param, NULL, "'%s' must be an object", param);
+    const json_t *tv = json_object_get(item, "type");
+    if (tv && !json_is_string(tv)) {
+        snprintf(pp, sizeof pp, "%s.type", param);
+        return api_fail(a, BS_EINVAL, pp, NULL, "'%s' must be a string", pp);
+    }
+    const char *type = tv ? json_string_value(tv) : "message";
+    if (strcmp(type, "message") == 0) {
+        const char *role = item_string(item, "role", param, a);
+        if (!role) return a->e.status;
+        if (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system") && strcmp(role, "developer")) {
+            snprintf(pp, sizeof pp, "%s.role", param);
+            return api_fail(a, BS_EINVAL, pp, NULL, "'%s' must be one of user, assistant, system, developer", pp);
+        }
+        json_t *content;
+        snprintf(pp, sizeof pp, "%s.content", param);
+        if (item_text(json_object_get(item, "content"), pp, &content, a) != BS_OK) return a->e.status;
+        json_array_append_new(msgs, json_pack("{s:s,s:o}", "role", role, "content", content));
+        return BS_OK;
+    }
+    if (strcmp(type, "function_call") == 0) {
+        const char *id = item_string(item, "call_id", param, a), *name = id ? item_string(item, "name", param, a) : NULL;
+        const char *args = name ? item_string(item, "arguments", param, a) : NULL;
+        if (!args) return a->e.status;
+        json_array_append_new(calls_of_last_assistant(msgs), json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", id, "type", "function",
+                                                                         "function", "name", name, "arguments", args));
+        return BS_OK;
+    }
+    if (strcmp(type, "function_call_output") == 0) {
+        const char *id = item_string(item, "call_id", param, a);
+        json_t *output;
+        snprintf(pp, sizeof pp, "%s.output", param);
+        if (!id || item_text(json_object_get(item, "output"), pp, &output, a) != BS_OK) return a->e.status;
+        json_t *m = json_pack("{s:s,s:s,s:o}", "role", "tool", "tool_call_id", id, "content", output);
+        const char *name = call_name(msgs, id);
+        if (name) json_object_set_new(m, "name", json_string(name));
+        json_array_append_new(msgs, m);
+        return BS_OK;
+    }
+    /* Earlier turns' reasoning: chat templates leave it out of the prompt too. */
+    if (strcmp(type, "reasoning") == 0) return BS_OK;
+    if (strcmp(type, "item_reference") == 0) return not_stored(param, a);
+    snprintf(pp, sizeof pp, "%s.type", param);
+    return api_fail(a, BS_EUNSUPPORTED, pp, NULL,
+                    "input item type '%s' is not supported (message, function_call, function_call_output, reasoning)", type);
+}
+
+static bs_status responses_messages(const json_t *body, json_t *msgs, api_error *a) {
+    const json_t *instructions = field(body, "instructions"), *input = field(body, "input");
+    if (instructions && !json_is_string(instructions))
+        return api_fail(a, BS_EINVAL, "instructions", NULL, "'instructions' must be a string");
+    if (instructions) json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "system", "content", instructions));
+    if (!input) return api_fail(a, BS_EINVAL, "input", NULL, "'input' is a required property");
+    if (json_is_string(input)) {
+        json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", input));
+        return BS_OK;
+    }
+    if (!json_is_array(input) || json_array_size(input) == 0)
+        return api_fail(a, BS_EINVAL, "input", NULL, "'input' must be a string or a non-empty array of input items");
+    size_t i;
+    const json_t *item;
+    json_array_foreach(input, i, item) {
+        char param[32];
+        snprintf(param, sizeof param, "input[%zu]", i);
+        if (input_item(item, param, msgs, a) != BS_OK) return a->e.status;
+    }
+    return BS_OK;
+}
+
+/* Flat function tools {type,name,description,parameters,strict} -> chat's
+ * {type,function:{...}}. */
+static bs_status responses_tools(const json_t *body, json_t *chat, api_error *a) {
+    const json_t *tools = field(body, "tools");
+    if (!tools) return BS_OK;
+    if (!json_is_array(tools)) return api_fail(a, BS_EINVAL, "tools", NULL, "'tools' must be an array");
+    json_t *out = json_array();
+    json_object_set_new(chat, "tools", out);
+    size_t i;
+    const json_t *t;
+    json_array_foreach(tools, i, t) {
+        char param[48];
+        snprintf(param, sizeof param, "tools[%zu]", i);
+        const json_t *type = json_object_get(t, "type");
+        if (!json_is_object(t) || !json_is_string(type))
+            return api_fail(a, BS_EINVAL, param, NULL, "'%s' must be a tool object with a 'type'", param);
+        if (strcmp(json_string_value(type), "function") != 0) {
+            snprintf(param, sizeof param, "tools[%zu].type", i);
+            return api_fail(a, BS_EUNSUPPORTED, param, NULL,
+                            "tool type '%s' is not supported: basalt runs function tools only (no hosted tools)",
+                            json_string_value(type));
+        }
+        const char *name = item_string(t, "name", param, a);
+        if (!name) return a->e.status;
+        const json_t *params = field(t, "parameters");
+        if (params && !json_is_object(params)) {
+            snprintf(param, sizeof param, "tools[%zu].parameters", i);
+            return api_fail(a, BS_EINVAL, param, NULL, "'%s' must be a JSON Schema object", param);
+        }
+        json_t *fn = json_pack("{s:s}", "name", name);
+        static const char *const keys[] = {"description", "parameters", "strict"};
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+            if (field(t, keys[k])) json_object_set(fn, keys[k], json_object_get(t, keys[k]));
+        json_array_append_new(out, json_pack("{s:s,s:o}", "type", "function", "function", fn));
+    }
+    return BS_OK;
+}
+
+static bs_status responses_tool_choice(const json_t *body, json_t *chat, api_error *a) {
+    const json_t *v = field(body, "tool_choice");
+    if (!v || json_is_string(v)) {
+        if (v) json_object_set(chat, "tool_choice", (json_t *)v);
+        return BS_OK;
+    }
+    const json_t *type = json_object_get(v, "type"), *name = json_object_get(v, "name");
+    if (!json_is_string(type) || strcmp(json_string_value(type), "function") != 0 || !json_is_string(name))
+        return api_fail(a, BS_EUNSUPPORTED, "tool_choice", NULL,
+                        "'tool_choice' must be none, auto, required or {\"type\":\"function\",\"name\":...}");
+    json_object_set_new(chat, "tool_choice", json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", name));
+    return BS_OK;
+}
+
+/* text.format -> response_format. */
+static bs_status responses_format(const json_t *body, json_t *chat, api_error *a) {
+    const json_t *text = NULL, *format = NULL;
+    if (opt_object(body, "text", &text, a) != BS_OK) return a->e.status;
+    if (!text || !(format = field(text, "format"))) return BS_OK;
+    const json_t *type = json_object_get(format, "type");
+    const char *t = json_is_object(format) && json_is_string(type) ? json_string_value(type) : "";
+    if (strcmp(t, "text") == 0) return BS_OK;
+    if (strcmp(t, "json_object") == 0) {
+        json_object_set_new(chat, "response_format", json_pack("{s:s}", "type", "json_object"));
+        return BS_OK;
+    }
+    if (strcmp(t, "json_schema") != 0)
+        return api_fail(a, BS_EINVAL, "text.format.type", NULL, "'text.format.type' must be text, json_object or json_schema");
+    const json_t *schema = field(format, "schema");
+    if (!json_is_object(schema))
+        return api_fail(a, BS_EINVAL, "text.format.schema", NULL, "'text.format.schema' must be a JSON Schema object");
+    json_t *js = json_pack("{s:O}", "schema", schema);
+    if (json_is_string(json_object_get(format, "name"))) json_object_set(js, "name", json_object_get(format, "name"));
+    json_object_set_new(chat, "response_format", json_pack("{s:s,s:o}", "type", "json_schema", "json_schema", js));
+    return BS_OK;
+}
+
+bs_status responses_request_decode(const json_t *body, chat_request *r, api_error *a) {
+    memset(r, 0, sizeof *r);
+    static const char *const stored[] = {"previous_response_id", "conversation"};
+    for (size_t i = 0; i < sizeof stored / sizeof stored[0]; i++)
+        if (field(body, stored[i])) return not_stored(stored[i], a);
+    int store = 0, background = 0, max_out = -1;
+    const json_t *metadata = NULL;
+    if (opt_bool(body, "store", &store, a) != BS_OK || opt_object(body, "metadata", &metadata, a) != BS_OK ||
+        opt_int32(body, "max_output_tokens", 1, INT32_MAX, &max_out, a) != BS_OK ||
+        opt_bool(body, "background", &background, a) != BS_OK)
+        return a->e.status;
+    if (background)
+        return api_fail(a, BS_EUNSUPPORTED, "background", NULL, "'background' responses are not supported: basalt does not store responses");
+    json_t *chat = json_pack("{s:[]}", "messages");
+    if (!chat) return api_fail(a, BS_ENOMEM, NULL, NULL, "out of memory");
+    /* Sampling fields keep their names; the extensions (seed, top_k...) are
+     * basalt's, as in chat completions. */
+    static const char *const same[] = {"model", "temperature", "top_p", "top_k", "min_p", "seed", "stream", "user",
+                                       "parallel_tool_calls", "logit_bias", "presence_penalty", "frequency_penalty",
+                                       "repetition_penalty", "stop", "chat_template_kwargs"};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++)
+        if (json_object_get(body, same[i])) json_object_set(chat, same[i], json_object_get(body, same[i]));
+    if (max_out > 0) json_object_set_new(chat, "max_completion_tokens", json_integer(max_out));
+    bs_status st = responses_messages(body, json_object_get(chat, "messages"), a);
+    if (st == BS_OK) st = responses_tools(body, chat, a);
+    if (st == BS_OK) st = responses_tool_choice(body, chat, a);
+    if (st == BS_OK) st = responses_format(body, chat, a);
+    if (st == BS_OK) st = chat_request_decode(chat, r, a);
+    r->converted = chat;
+    return st;
 }

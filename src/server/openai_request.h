@@ -60,10 +60,22 @@ typedef struct chat_request {
     oai_response_kind response_kind;
     const json_t *response_schema; /* RESPONSE_JSON_SCHEMA; NULL: any JSON object */
     const json_t *template_kwargs; /* chat_template_kwargs object or NULL */
+    json_t *converted; /* a Responses request's chat-shaped body (owned); the fields above borrow from it */
 } chat_request;
 
 bs_status chat_request_decode(const json_t *body, chat_request *out, api_error *a);
 void chat_request_free(chat_request *r);
+
+/* POST /v1/responses, decoded as the chat request it amounts to: input items
+ * become messages (instructions first, as the system message; function_call
+ * items join the assistant message before them; function_call_output items
+ * become tool messages), flat function tools and tool_choice take the chat
+ * form, max_output_tokens and text.format map to their chat fields.  basalt
+ * keeps no responses, so previous_response_id, conversation and
+ * item_reference inputs are refused naming the field; hosted tools and
+ * non-text inputs are unsupported.  The body's own fields (metadata,
+ * instructions, tools...) are echoed from the body by the handler. */
+bs_status responses_request_decode(const json_t *body, chat_request *out, api_error *a);
 
 /* One prompt of a legacy completion or embedding: text or token ids. */
 typedef struct oai_prompt {

@@ -98,6 +98,11 @@ void sse_data(srv_buf *out, json_t *j) {
     json_decref(j);
 }
 
+void sse_event(srv_buf *out, const char *name, json_t *j) {
+    buf_printf(out, "event: %s\n", name);
+    sse_data(out, j);
+}
+
 void sse_done(srv_buf *out) { buf_puts(out, "data: [DONE]\n\n"); }
 
 json_t *oai_base64_floats(const float *v, int n) {

@@ -1,6 +1,6 @@
 /* server/openai_response.h — OpenAI response shapes: error objects and the
  * one status -> HTTP mapping, usage, logprobs, chat chunks and their
- * tool-call deltas, SSE framing, base64 embeddings. */
+ * tool-call deltas, SSE framing (plain and named events), base64 embeddings. */
 #ifndef BASALT_SERVER_OPENAI_RESPONSE_H
 #define BASALT_SERVER_OPENAI_RESPONSE_H
 
@@ -35,6 +35,8 @@ json_t *oai_chat_chunk(const char *id, long long created, const char *model, int
 
 /* "data: <compact json>\n\n" (j stolen) and the terminating "data: [DONE]\n\n". */
 void sse_data(srv_buf *out, json_t *j);
+/* A named event, as the Responses API streams: "event: NAME\ndata: <json>\n\n" (j stolen). */
+void sse_event(srv_buf *out, const char *name, json_t *j);
 void sse_done(srv_buf *out);
 
 /* Base64 (standard alphabet, padded) of n little-endian float32 values. */

@@ -4,12 +4,10 @@
  * answers -> on_done logs one JSON line and records metrics. */
 #include "server/server_impl.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "base/log.h"
@@ -104,6 +102,7 @@ static const route routes[] = {
     {"POST", "/detokenize", handle_detokenize},
     {"GET", "/metrics", handle_metrics},
     {"POST", "/v1/chat/completions", handle_chat},
+    {"POST", "/v1/responses", handle_responses},
     {"POST", "/v1/completions", handle_completions},
     {"POST", "/v1/embeddings", handle_embeddings},
 };
@@ -277,32 +276,4 @@ void server_close(basalt_server *s) {
     metrics_close(s->metrics);
     free(s->models);
     free(s);
-}
-
-static bs_status mkdir_p(char *path, bs_error *err) {
-    for (char *p = path + 1;; p++) {
-        if (*p != '/' && *p != '\0') continue;
-        char saved = *p;
-        *p = '\0';
-        int rc = mkdir(path, 0700);
-        *p = saved;
-        if (rc != 0 && errno != EEXIST) return bs_fail(err, BS_EIO, "data directory %s: %s", path, strerror(errno));
-        if (saved == '\0') break;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return bs_fail(err, BS_EIO, "data directory %s is not a directory", path);
-    return BS_OK;
-}
-
-bs_status server_data_dir(const char *override, char *out, size_t cap, bs_error *err) {
-    const char *env = getenv("BASALT_DATA"), *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
-    int n;
-    if (override && *override) n = snprintf(out, cap, "%s", override);
-    else if (env && *env) n = snprintf(out, cap, "%s", env);
-    else if (xdg && *xdg) n = snprintf(out, cap, "%s/basalt", xdg);
-    else if (home && *home) n = snprintf(out, cap, "%s/.local/share/basalt", home);
-    else return bs_fail(err, BS_EINVAL, "no data directory: set --data, BASALT_DATA or HOME");
-    if (n < 0 || (size_t)n >= cap) return bs_fail(err, BS_EINVAL, "data directory path is too long");
-    return mkdir_p(out, err);
 }

@@ -35,8 +35,4 @@ const char *server_url(const basalt_server *s);
 void server_shutdown(basalt_server *s, double grace_s);
 void server_close(basalt_server *s);
 
-/* override, else $BASALT_DATA, else $XDG_DATA_HOME/basalt, else
- * ~/.local/share/basalt; created (with parents) if missing. */
-bs_status server_data_dir(const char *override, char *out, size_t cap, bs_error *err);
-
 #endif

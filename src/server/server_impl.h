@@ -72,6 +72,7 @@ void handle_tokenize(basalt_server *s, http_request *r);
 void handle_detokenize(basalt_server *s, http_request *r);
 void handle_metrics(basalt_server *s, http_request *r);
 void handle_chat(basalt_server *s, http_request *r);
+void handle_responses(basalt_server *s, http_request *r);
 void handle_completions(basalt_server *s, http_request *r);
 void handle_embeddings(basalt_server *s, http_request *r);
 

@@ -87,7 +87,10 @@ test("openai chat: non-streaming equals streaming (seeded greedy), usage adds up
   eq(text, r.choices[0].message.content ?? "", "streamed content");
   eq(roles, 1, "role appears once");
   eq(finish, r.choices[0].finish_reason, "finish_reason");
-  eq(usage, r.usage, "usage chunk");
+  // cached_tokens is left out: it reports the prefix cache's state, which the
+  // first request filled (OpenAI's prompt caching varies the same way).
+  const counts = (u) => [u.prompt_tokens, u.completion_tokens, u.total_tokens];
+  eq(counts(usage), counts(r.usage), "usage chunk");
 });
 
 test("openai chat: n=2 and logprobs", async () => {
@@ -118,8 +121,10 @@ test("openai tools: forced call, tool result, answer (non-streaming)", async () 
   eq(call.function.name, "get_weather", "name");
   const args = JSON.parse(call.function.arguments);
   assert(typeof args.city === "string" && ["c", "f"].includes(args.unit), "arguments follow the schema");
+  // The same tools as the first turn: their definitions are part of the
+  // prompt, so only like for like shows the history growing it.
   const r2 = await client.chat.completions.create({
-    model, max_tokens: 8,
+    model, max_tokens: 8, tools: [weatherTool],
     messages: [...ask, msg, { role: "tool", tool_call_id: call.id, content: '{"temp": 21}' }],
   });
   eq(r2.choices[0].message.role, "assistant", "answer role");
@@ -154,8 +159,10 @@ test("openai tools: streaming deltas assemble into a valid call", async () => {
 
 test("openai structured output: json_schema parsed by the SDK helper", async () => {
   const Answer = z.object({ city: z.string().max(16), population: z.number().int(), capital: z.boolean() });
+  // Seeded: unseeded sampling of random weights sometimes spends the budget on
+  // the whitespace JSON allows, and the SDK then (rightly) refuses to parse.
   const r = await client.chat.completions.parse({
-    model, messages: ask, max_tokens: 96, response_format: zodResponseFormat(Answer, "answer"),
+    model, messages: ask, max_tokens: 96, seed: 1, response_format: zodResponseFormat(Answer, "answer"),
   });
   const parsed = r.choices[0].message.parsed;
   assert(parsed !== null, `parsed (content: ${r.choices[0].message.content})`);

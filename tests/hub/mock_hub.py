@@ -9,7 +9,8 @@ Speaks the part of the hub protocol `basalt pull` uses:
 The CDN is addressed as http://localhost:PORT while the hub is 127.0.0.1:PORT,
 so a client that leaks Authorization across hosts is caught in the log.
 
-Each repo demonstrates one behaviour (see REPOS).  Every request is logged as
+Each repo demonstrates one behaviour (see REPOS); --repo-dir adds one more
+from a directory.  Every request is logged as
 one JSON line to --log.  --export DIR writes each repo's files at its main
 commit to DIR/ORG/NAME/PATH so the test can compare what was pulled.
 Prints the port on stdout, then serves until killed.
@@ -240,12 +241,26 @@ def export(dest):
         json.dump({repo: e["revs"] for repo, e in REPOS.items()}, f)
 
 
+def add_dir_repo(arg):
+    """ORG/NAME=DIR: a repo holding DIR's files (weights as LFS), so a real
+    model can be pulled and then served."""
+    repo, path = arg.split("=", 1)
+    files = {}
+    for name in sorted(os.listdir(path)):
+        with open(os.path.join(path, name), "rb") as f:
+            files[name] = (f.read(), name.endswith(".safetensors"))
+    add_repo(repo, files)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--log", required=True)
     ap.add_argument("--export")
+    ap.add_argument("--repo-dir", action="append", default=[], metavar="ORG/NAME=DIR")
     args = ap.parse_args()
     build_repos()
+    for arg in args.repo_dir:
+        add_dir_repo(arg)
     if args.export:
         export(args.export)
     State.log_path = args.log

@@ -1,13 +1,14 @@
 #!/bin/sh
 # `basalt pull` against tests/hub/mock_hub.py on loopback: cache layout,
 # re-pulls that download nothing, resume with Range, checksum failures, auth,
-# errors, GGUF specs, unsafe names and revisions.  Uses $BASALT_BIN.
+# errors, GGUF specs, unsafe names and revisions; then `basalt serve` finds a
+# pulled model by its hub name.  Uses $BASALT_BIN.
 BIN=${BASALT_BIN:-build/basalt}
 PY=${BASALT_PYTHON:-/usr/bin/python3}
 here=$(dirname "$0")
 tmp=$(mktemp -d)
-mock=
-trap '[ -n "$mock" ] && kill "$mock" 2>/dev/null; rm -rf "$tmp"' EXIT
+mock= serve=
+trap '[ -n "$mock" ] && kill "$mock" 2>/dev/null; [ -n "$serve" ] && kill "$serve" 2>/dev/null; rm -rf "$tmp"' EXIT
 
 pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1: $2"; }
@@ -17,7 +18,14 @@ check() { # name, condition-command...
 }
 
 if [ ! -x "$BIN" ]; then echo "SKIP pull: $BIN not built"; exit 0; fi
-"$PY" "$here/mock_hub.py" --log "$tmp/log" --export "$tmp/expect" > "$tmp/port" 2> "$tmp/mock.err" &
+# A real (tiny, random) chat model for the hub to offer as acme/chat.
+chat_repo=
+if "$PY" -c 'import sys; sys.path[:0] = [sys.argv[1] + "/../server", sys.argv[1] + "/../oracle"]
+import serve_client; serve_client.make_model(sys.argv[2])' "$here" "$tmp/chat" 2> "$tmp/make_model.err"; then
+    chat_repo="--repo-dir acme/chat=$tmp/chat"
+fi
+# shellcheck disable=SC2086 # chat_repo is two words or none
+"$PY" "$here/mock_hub.py" --log "$tmp/log" --export "$tmp/expect" $chat_repo > "$tmp/port" 2> "$tmp/mock.err" &
 mock=$!
 for _ in $(seq 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
 if [ ! -s "$tmp/port" ]; then fail mock_hub "did not start: $(cat "$tmp/mock.err")"; exit 1; fi
@@ -140,3 +148,37 @@ BASALT_DATA="$tmp/other" "$BIN" pull acme/busy > "$tmp/out" 2> /dev/null; rc=$?
 check basalt_data_env sh -c "[ $rc = 0 ] && grep -q '^$tmp/other/models/models--acme--busy/snapshots/' '$tmp/out'"
 "$BIN" pull --help > "$tmp/out" 2>&1
 check help_pull sh -c "grep -q 'usage: basalt pull' '$tmp/out' && grep -q HF_TOKEN '$tmp/out' && grep -q -- --revision '$tmp/out'"
+
+# --- `basalt serve --model NAME=ORG/REPO` serves what pull put in the cache
+serve_models() { # GET /v1/models from the server whose log is $tmp/serve.log; prints the ids
+    "$PY" - "$tmp/serve.log" <<'PYEOF'
+import json, re, sys, time, urllib.request
+for _ in range(300):
+    m = re.search(r"listening on (http://\S+)", open(sys.argv[1]).read())
+    if m:
+        break
+    time.sleep(0.05)
+else:
+    sys.exit("no 'listening on' line")
+body = json.load(urllib.request.urlopen(m.group(1) + "/v1/models", timeout=10))
+print(" ".join(d["id"] for d in body["data"]))
+PYEOF
+}
+if [ -z "$chat_repo" ]; then
+    echo "SKIP serve_pulled_model: cannot build the test model ($(tail -n 1 "$tmp/make_model.err"))"
+else
+    pull acme/chat
+    check pull_chat_model [ "$rc" = 0 ]
+    "$BIN" serve --model m=acme/chat --port 0 --threads 1 --data "$data" > "$tmp/serve.log" 2>&1 &
+    serve=$!
+    ids=$(serve_models 2> "$tmp/serve_client.err")
+    kill "$serve" 2>/dev/null; wait "$serve" 2>/dev/null; serve=
+    check serve_finds_pulled_model sh -c "[ '$ids' = m ] && grep -q 'models--acme--chat/snapshots/' '$tmp/serve.log'"
+    "$BIN" serve --model acme/chat --port 0 --threads 1 --data "$data" > "$tmp/serve.log" 2>&1 &
+    serve=$!
+    ids=$(serve_models 2> "$tmp/serve_client.err")
+    kill "$serve" 2>/dev/null; wait "$serve" 2>/dev/null; serve=
+    check serve_bare_hub_name_is_the_id [ "$ids" = acme/chat ]
+    "$BIN" serve --model m=acme/absent --port 0 --data "$data" > /dev/null 2> "$tmp/err"; rc=$?
+    check serve_unpulled_model_says_pull sh -c "[ $rc = 1 ] && grep -q 'run \`basalt pull acme/absent\`' '$tmp/err'"
+fi

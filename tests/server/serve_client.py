@@ -47,13 +47,21 @@ def check(name, fn):
         report(name, False, "%s: %s" % (type(e).__name__, e))
 
 
-def make_model(out):
+def make_model(out, max_pos=None):
+    """The tiny chat model in directory out; max_pos raises its position
+    limit (the oracle's 512) for prompts that carry tool definitions."""
     import torch
     import make_model as mm
     a = mm.ARCHS["qwen2"]
     gen = torch.Generator().manual_seed(7)
     w = mm.make_weights(a, gen)
     mm.write_hf(out, a, w, "F32", tokenizer=True)
+    if max_pos:
+        with open(os.path.join(out, "config.json")) as f:
+            config = json.load(f)
+        config["max_position_embeddings"] = max_pos
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(config, f)
     with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
         json.dump({"chat_template": TEMPLATE, "eos_token": "<|endoftext|>", "bos_token": None}, f)
 
@@ -90,6 +98,21 @@ class Server:
         ctype = r.getheader("Content-Type", "")
         parsed = json.loads(text) if ctype.startswith("application/json") else text.decode("utf-8", "replace")
         return r.status, parsed, r
+
+    def named_events(self, path, body):
+        """A Responses stream: [(event name, data)] and whether [DONE] came."""
+        c = self.conn()
+        c.request("POST", path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        events, done = [], False
+        for block in r.read().decode("utf-8").split("\n\n"):
+            lines = dict(l.split(": ", 1) for l in block.split("\n") if ": " in l)
+            if lines.get("data") == "[DONE]":
+                done = True
+            elif "data" in lines:
+                events.append((lines.get("event"), json.loads(lines["data"])))
+        c.close()
+        return r.status, events, done
 
     def stream(self, path, body):
         c = self.conn()
@@ -320,6 +343,110 @@ def main():
             "type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object", "patternProperties": {"a": {}}}}}))
         assert st == 400 and e["error"]["param"], e
     check("response_format_json", json_mode)
+
+    resp_body = {"model": "tiny", "instructions": "Be brief.", "input": "Hi there", "max_output_tokens": 8,
+                 "temperature": 0, "seed": 11, "logit_bias": NO_EOG, "metadata": {"k": "v"}, "store": True}
+    st, resp, _ = q("POST", "/v1/responses", resp_body)
+
+    def responses_shape():
+        assert st == 200, resp
+        assert resp["id"].startswith("resp_") and resp["object"] == "response" and resp["model"] == "tiny", resp
+        assert isinstance(resp["created_at"], int) and resp["error"] is None, resp
+        # the token budget ran out: incomplete, as OpenAI reports it
+        assert resp["status"] == "incomplete" and resp["incomplete_details"] == {"reason": "max_output_tokens"}, resp
+        assert [o["type"] for o in resp["output"]] == ["message"], resp["output"]
+        msg = resp["output"][0]
+        assert msg["id"].startswith("msg_") and msg["role"] == "assistant" and msg["status"] == "incomplete", msg
+        part = msg["content"][0]
+        assert part["type"] == "output_text" and part["annotations"] == [] and len(part["text"]) > 0, part
+        # instructions are the system message: the same prompt as the chat request
+        assert resp["usage"] == {"input_tokens": n_prompt, "input_tokens_details": {"cached_tokens": resp["usage"]["input_tokens_details"]["cached_tokens"]},
+                                 "output_tokens": 8, "output_tokens_details": {"reasoning_tokens": 0},
+                                 "total_tokens": n_prompt + 8}, (resp["usage"], n_prompt)
+        assert part["text"] == q("POST", "/v1/chat/completions", dict(chat_body, seed=11))[1]["choices"][0]["message"]["content"]
+        echo = {k: resp[k] for k in ("instructions", "max_output_tokens", "metadata", "temperature", "top_p", "tools",
+                                     "tool_choice", "parallel_tool_calls", "text", "store", "previous_response_id")}
+        assert echo == {"instructions": "Be brief.", "max_output_tokens": 8, "metadata": {"k": "v"}, "temperature": 0,
+                        "top_p": 1.0, "tools": [], "tool_choice": "none", "parallel_tool_calls": True,
+                        "text": {"format": {"type": "text"}}, "store": False, "previous_response_id": None}, echo
+    check("responses_nonstreaming", responses_shape)
+
+    def responses_stream():
+        st, ev, done = srv.named_events("/v1/responses", dict(resp_body, stream=True))
+        assert st == 200 and not done, (st, done)
+        names = [n for n, _ in ev]
+        assert all(n == d["type"] for n, d in ev), "event name != data type"
+        assert [d["sequence_number"] for _, d in ev] == list(range(len(ev))), "sequence numbers"
+        n_delta = names.count("response.output_text.delta")
+        assert names == ["response.created", "response.in_progress", "response.output_item.added",
+                         "response.content_part.added"] + ["response.output_text.delta"] * n_delta + [
+                            "response.output_text.done", "response.content_part.done", "response.output_item.done",
+                            "response.incomplete"], names
+        d = dict(ev)
+        assert d["response.created"]["response"]["status"] == "in_progress" and d["response.created"]["response"]["output"] == []
+        item_id = d["response.output_item.added"]["item"]["id"]
+        deltas = [x for n, x in ev if n == "response.output_text.delta"]
+        assert all(x["item_id"] == item_id and x["output_index"] == 0 and x["content_index"] == 0 for x in deltas)
+        text = "".join(x["delta"] for x in deltas)
+        want = resp["output"][0]["content"][0]["text"]
+        assert text == want == d["response.output_text.done"]["text"], (text, want)
+        final = d["response.incomplete"]["response"]
+        assert final["output"][0]["content"] == resp["output"][0]["content"] and final["usage"]["output_tokens"] == 8, final
+        assert d["response.output_item.done"]["item"] == final["output"][0], d["response.output_item.done"]
+    check("responses_streaming_events_match", responses_stream)
+
+    def responses_tools():
+        tools = [{"type": "function", "name": "f", "description": "look up", "parameters": {
+            "type": "object", "properties": {"x": {"type": "string", "enum": ["a", "b"]}}, "required": ["x"],
+            "additionalProperties": False}, "strict": True}]
+        no_space = {str(b): -100 for b in (9, 10, 13, 32)}  # compact JSON: the random model loves whitespace
+        body = {"model": "tiny", "input": [{"role": "user", "content": [{"type": "input_text", "text": "Hi there"}]}],
+                "tools": tools, "tool_choice": {"type": "function", "name": "f"}, "max_output_tokens": 40,
+                "temperature": 0, "logit_bias": no_space}
+        st, r, _ = q("POST", "/v1/responses", body)
+        assert st == 200 and r["status"] == "completed", r
+        assert [o["type"] for o in r["output"]] == ["function_call"], r["output"]
+        call = r["output"][0]
+        assert call["id"].startswith("fc_") and call["call_id"].startswith("call_") and call["name"] == "f", call
+        assert call["status"] == "completed" and json.loads(call["arguments"])["x"] in ("a", "b"), call
+        assert r["tools"] == tools and r["tool_choice"] == {"type": "function", "name": "f"}, r
+        st, ev, _ = srv.named_events("/v1/responses", dict(body, stream=True))
+        names = [n for n, _ in ev]
+        assert names[2] == "response.output_item.added" and names[-2:] == ["response.output_item.done", "response.completed"], names
+        args = "".join(x["delta"] for n, x in ev if n == "response.function_call_arguments.delta")
+        done = dict(ev)["response.function_call_arguments.done"]
+        assert args == done["arguments"] == call["arguments"] and done["name"] == "f", (args, done)
+        # the round trip: the call and its output go back as input items
+        history = body["input"] + [{"type": "function_call", "call_id": call["call_id"], "name": "f",
+                                    "arguments": call["arguments"]},
+                                   {"type": "function_call_output", "call_id": call["call_id"], "output": '{"y": 1}'}]
+        st, r2, _ = q("POST", "/v1/responses", dict(body, input=history, tool_choice="auto", max_output_tokens=4))
+        assert st == 200 and r2["usage"]["input_tokens"] > r["usage"]["input_tokens"] + len('{"y": 1}'), (r2, r["usage"])
+    check("responses_function_tool_round_trip", responses_tools)
+
+    def responses_errors():
+        base = {"model": "tiny", "input": "Hi"}
+        cases = [
+            (dict(base, previous_response_id="resp_1"), "previous_response_id", "store"),
+            (dict(base, input=[{"type": "item_reference", "id": "msg_1"}]), "input[0]", "store"),
+            (dict(base, tools=[{"type": "web_search"}]), "tools[0].type", "web_search"),
+            (dict(base, tools=[{"type": "function"}]), "tools[0].name", "name"),
+            ({"model": "tiny"}, "input", "input"),
+            (dict(base, input=[{"role": "robot", "content": "x"}]), "input[0].role", "role"),
+            (dict(base, input=[{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]),
+             "input[0].content[0]", "input_image"),
+            (dict(base, input=[{"type": "function_call", "call_id": "c", "name": "f"}]), "input[0].arguments", "arguments"),
+            (dict(base, max_output_tokens=0), "max_output_tokens", "max_output_tokens"),
+            (dict(base, tool_choice={"type": "web_search"}), "tool_choice", "tool_choice"),
+            (dict(base, text={"format": {"type": "yaml"}}), "text.format.type", "text.format"),
+        ]
+        for body, param, word in cases:
+            st, e, _ = q("POST", "/v1/responses", body)
+            assert st == 400 and e["error"]["param"] == param and word in e["error"]["message"], (body, st, e)
+            assert e["error"]["type"] == "invalid_request_error", e
+        st, e, _ = q("POST", "/v1/responses", dict(base, model="nope"))
+        assert st == 404 and e["error"]["code"] == "model_not_found", e
+    check("responses_400s_name_the_field", responses_errors)
 
     def disconnect():
         s = socket.create_connection((srv.host, srv.port))

@@ -304,6 +304,9 @@ static void test_chunk_and_sse(void) {
     buf_consume(&b, b.len);
     sse_done(&b);
     CHECK_STR(b.data, "data: [DONE]\n\n");
+    buf_consume(&b, b.len);
+    sse_event(&b, "response.completed", json_pack("{s:s,s:i}", "type", "response.completed", "sequence_number", 7));
+    CHECK_STR(b.data, "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":7}\n\n");
     buf_free(&b);
     char *u = dump(oai_usage(9, 2, 4));
     CHECK_STR(u, "{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11,\"prompt_tokens_details\":"
@@ -333,6 +336,84 @@ static void test_buf(void) {
     buf_free(&b);
 }
 
+/* A Responses request becomes the chat request it amounts to. */
+static void test_responses_to_chat(void) {
+    json_t *j = parse(
+        "{\"model\":\"m\",\"instructions\":\"Be brief.\",\"max_output_tokens\":9,\"temperature\":0.5,\"store\":true,"
+        "\"metadata\":{\"k\":\"v\"},\"include\":[\"x\"],\"text\":{\"format\":{\"type\":\"json_schema\",\"name\":\"a\","
+        "\"schema\":{\"type\":\"object\"},\"strict\":true}},"
+        "\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_text\",\"text\":\"a\"},{\"type\":\"input_text\",\"text\":\"b\"}]},"
+        "{\"type\":\"message\",\"role\":\"assistant\",\"content\":[{\"type\":\"output_text\",\"text\":\"calling\"}]},"
+        "{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"f\",\"arguments\":\"{\\\"x\\\":1}\"},"
+        "{\"type\":\"function_call\",\"call_id\":\"c2\",\"name\":\"g\",\"arguments\":\"{}\"},"
+        "{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[]},"
+        "{\"type\":\"function_call_output\",\"call_id\":\"c2\",\"output\":\"done\"}],"
+        "\"tools\":[{\"type\":\"function\",\"name\":\"f\",\"parameters\":{\"type\":\"object\"},\"strict\":true},"
+        "{\"type\":\"function\",\"name\":\"g\",\"description\":\"d\"}],\"tool_choice\":{\"type\":\"function\",\"name\":\"g\"}}");
+    chat_request q;
+    api_error a = {0};
+    CHECK_OK(responses_request_decode(j, &q, &a), &a.e);
+    CHECK_INT(q.gen.max_tokens, 9);
+    CHECK_NEAR(q.gen.sampling.temperature, 0.5, 1e-6);
+    CHECK_INT(q.response_kind, RESPONSE_JSON_SCHEMA);
+    CHECK_INT(q.tool_choice, TOOL_CHOICE_NAMED);
+    CHECK_STR(q.tool_name, "g");
+    CHECK_INT(json_array_size(q.tools), 2);
+    CHECK_STR(json_string_value(json_object_get(json_object_get(json_array_get(q.tools, 0), "function"), "name")), "f");
+    CHECK(json_is_true(json_object_get(json_object_get(json_array_get(q.tools, 0), "function"), "strict")));
+    /* system, user (parts joined), assistant with both calls, tool named after its call */
+    char *msgs = json_dumps(q.messages, JSON_COMPACT);
+    CHECK_STR(msgs, "[{\"role\":\"system\",\"content\":\"Be brief.\"},{\"role\":\"user\",\"content\":\"a\\nb\"},"
+                    "{\"role\":\"assistant\",\"content\":\"calling\",\"tool_calls\":["
+                    "{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":{\"x\":1}}},"
+                    "{\"id\":\"c2\",\"type\":\"function\",\"function\":{\"name\":\"g\",\"arguments\":{}}}]},"
+                    "{\"role\":\"tool\",\"tool_call_id\":\"c2\",\"content\":\"done\",\"name\":\"g\"}]");
+    free(msgs);
+    chat_request_free(&q);
+    json_decref(j);
+
+    /* A bare string is one user message; a call with no assistant text before it gets its own message. */
+    j = parse("{\"model\":\"m\",\"input\":[{\"type\":\"function_call\",\"call_id\":\"c\",\"name\":\"f\",\"arguments\":\"1\"}]}");
+    CHECK_OK(responses_request_decode(j, &q, &a), &a.e);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(q.messages, 0), "role")), "assistant");
+    CHECK_INT(q.tool_choice, TOOL_CHOICE_NONE);
+    chat_request_free(&q);
+    json_decref(j);
+}
+
+static void test_responses_errors(void) {
+    static const struct {
+        const char *body, *param;
+    } cases[] = {
+        {"{\"model\":\"m\",\"input\":\"x\",\"previous_response_id\":\"resp_1\"}", "previous_response_id"},
+        {"{\"model\":\"m\",\"input\":\"x\",\"conversation\":\"conv_1\"}", "conversation"},
+        {"{\"model\":\"m\",\"input\":[{\"type\":\"item_reference\",\"id\":\"msg_1\"}]}", "input[0]"},
+        {"{\"model\":\"m\",\"input\":[]}", "input"},
+        {"{\"model\":\"m\"}", "input"},
+        {"{\"model\":\"m\",\"input\":\"x\",\"instructions\":3}", "instructions"},
+        {"{\"model\":\"m\",\"input\":[\"x\"]}", "input[0]"},
+        {"{\"model\":\"m\",\"input\":[{\"type\":\"computer_call\"}]}", "input[0].type"},
+        {"{\"model\":\"m\",\"input\":[{\"type\":\"function_call_output\",\"call_id\":\"c\"}]}", "input[0].output"},
+        {"{\"model\":\"m\",\"input\":\"x\",\"tools\":[{\"type\":\"file_search\"}]}", "tools[0].type"},
+        {"{\"model\":\"m\",\"input\":\"x\",\"tools\":[{\"type\":\"function\",\"name\":\"f\",\"parameters\":1}]}", "tools[0].parameters"},
+        {"{\"model\":\"m\",\"input\":\"x\",\"store\":\"yes\"}", "store"},
+        {"{\"model\":\"m\",\"input\":\"x\",\"background\":true}", "background"},
+        {"{\"model\":\"m\",\"input\":\"x\",\"text\":{\"format\":{\"type\":\"json_schema\"}}}", "text.format.schema"},
+        {"{\"model\":\"m\",\"input\":\"x\",\"temperature\":3}", "temperature"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *j = parse(cases[i].body);
+        chat_request q;
+        api_error a = {0};
+        CHECK(responses_request_decode(j, &q, &a) != BS_OK);
+        if (strcmp(a.param, cases[i].param) != 0) fprintf(stderr, "  case %zu: %s\n", i, a.e.msg);
+        CHECK_STR(a.param, cases[i].param);
+        CHECK(oai_http_status(&a) == 400);
+        chat_request_free(&q);
+        json_decref(j);
+    }
+}
+
 int main(void) {
     RUN(test_body_must_be_object);
     RUN(test_chat_defaults);
@@ -346,5 +427,7 @@ int main(void) {
     RUN(test_chunk_and_sse);
     RUN(test_base64_floats);
     RUN(test_buf);
+    RUN(test_responses_to_chat);
+    RUN(test_responses_errors);
     TEST_MAIN_END();
 }
