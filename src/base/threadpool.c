@@ -1,8 +1,15 @@
+/* base/threadpool.c — the fork-join pool: a generation counter workers spin
+ * on (then sleep on a condition variable), a pending count the caller spins
+ * on, and optional pinning of thread i to the i-th CPU the process may use
+ * (BASALT_PIN=1), which keeps each thread's weight rows in its own caches
+ * and, on NUMA machines, its first-touched pages on its own node. */
 #include "base/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 enum { SPIN_ITERATIONS = 20000 };
@@ -21,6 +28,7 @@ struct bs_threadpool {
     atomic_uint generation; /* bumped once per run */
     atomic_int pending;     /* workers still running the current fn */
     atomic_int stop;
+    atomic_int sleeping;    /* workers waiting on `wake`: only then does a run take the mutex */
     bs_parallel_fn fn;
     void *ctx;
 };
@@ -44,9 +52,14 @@ static void *worker_main(void *p) {
                 cpu_relax();
                 continue;
             }
+            /* Announce the sleep before the last look at generation; run()
+             * bumps generation before it looks at sleeping, so one of the
+             * two sees the other (both sequentially consistent). */
             pthread_mutex_lock(&pool->mutex);
+            atomic_fetch_add(&pool->sleeping, 1);
             while (atomic_load(&pool->generation) == seen && !atomic_load(&pool->stop))
                 pthread_cond_wait(&pool->wake, &pool->mutex);
+            atomic_fetch_sub(&pool->sleeping, 1);
             pthread_mutex_unlock(&pool->mutex);
         }
         if (atomic_load(&pool->stop)) return NULL;
@@ -54,6 +67,27 @@ static void *worker_main(void *p) {
         pool->fn(pool->ctx, arg.ith, pool->n_threads);
         atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_release);
     }
+}
+
+/* Pin thread to the ith CPU in the process's affinity mask (wrapping). */
+static void pin_thread(pthread_t thread, int ith) {
+    cpu_set_t allowed, one;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+    int n = CPU_COUNT(&allowed);
+    if (n <= 0) return;
+    int want = ith % n;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed) || want-- > 0) continue;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        pthread_setaffinity_np(thread, sizeof one, &one);
+        return;
+    }
+}
+
+static int pin_requested(void) {
+    const char *env = getenv("BASALT_PIN");
+    return env && strcmp(env, "1") == 0;
 }
 
 int bs_cpu_count(void) {
@@ -74,6 +108,8 @@ bs_status bs_threadpool_open(int n_threads, bs_threadpool **out, bs_error *err) 
         bs_threadpool_close(pool);
         return bs_fail(err, BS_ENOMEM, "thread pool: out of memory");
     }
+    int pin = pin_requested();
+    if (pin) pin_thread(pthread_self(), 0);
     for (int i = 1; i < n_threads; i++) {
         worker_arg *arg = malloc(sizeof *arg);
         if (arg) *arg = (worker_arg){.pool = pool, .ith = i};
@@ -83,6 +119,7 @@ bs_status bs_threadpool_open(int n_threads, bs_threadpool **out, bs_error *err) 
             bs_threadpool_close(pool);
             return bs_fail(err, BS_ENOMEM, "thread pool: cannot start thread %d of %d", i, n_threads);
         }
+        if (pin) pin_thread(pool->threads[i], i);
     }
     *out = pool;
     return BS_OK;
@@ -112,10 +149,14 @@ void bs_threadpool_run(bs_threadpool *pool, bs_parallel_fn fn, void *ctx) {
     pool->fn = fn;
     pool->ctx = ctx;
     atomic_store(&pool->pending, pool->n_threads - 1);
-    pthread_mutex_lock(&pool->mutex);
-    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
-    pthread_cond_broadcast(&pool->wake);
-    pthread_mutex_unlock(&pool->mutex);
+    atomic_fetch_add(&pool->generation, 1);
+    /* Spinning workers see the new generation by themselves: back-to-back
+     * runs (one per matmul) cost no lock and no system call. */
+    if (atomic_load(&pool->sleeping) > 0) {
+        pthread_mutex_lock(&pool->mutex);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->mutex);
+    }
     fn(ctx, 0, pool->n_threads);
     while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) cpu_relax();
 }

@@ -13,7 +13,9 @@ typedef struct bs_threadpool bs_threadpool;
 /* fn is called once per thread with ith in [0, nth). */
 typedef void (*bs_parallel_fn)(void *ctx, int ith, int nth);
 
-/* n_threads <= 0 picks the number of online CPUs. */
+/* n_threads <= 0 picks the number of online CPUs.  With BASALT_PIN=1 in the
+ * environment, thread i (the calling thread is 0) is pinned to the i-th CPU
+ * the process may run on. */
 bs_status bs_threadpool_open(int n_threads, bs_threadpool **out, bs_error *err);
 void bs_threadpool_close(bs_threadpool *pool);
 int bs_threadpool_size(const bs_threadpool *pool);

@@ -32,7 +32,7 @@ static json_t *json_doubles(const double *v, int n) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *path = NULL;
+    const char *path = NULL, *quant = NULL;
     int pp = 128, tg = 64, threads = 0, reps = 3, as_json = 0;
     const cli_opt opts[] = {
         {"--prompt-tokens", "-p", OPT_INT, &pp, "N", "tokens in the prefill batch (default 128; 0 skips)"},
@@ -40,6 +40,7 @@ int cmd_bench(int argc, char **argv) {
         {"--threads", "-t", OPT_INT, &threads, "N", "compute threads (default: all cores)"},
         {"--reps", "-r", OPT_INT, &reps, "R", "repetitions per measurement (default 3)"},
         {"--json", NULL, OPT_FLAG, &as_json, NULL, "print one JSON object instead of a table"},
+        {"--quantize", NULL, OPT_STRING, &quant, "TYPE", "convert a Hugging Face model's matrices at load (q8_0, q4_0, q4_k, q6_k, ...)"},
         {0},
     };
     int rc = cli_parse(&bench_cmd, opts, argc, argv, &path, 1, 1);
@@ -52,6 +53,10 @@ int cmd_bench(int argc, char **argv) {
     bs_model *model = NULL;
     bs_context *ctx = NULL;
     bs_model_params mp = {.n_threads = threads};
+    if (quant && quant_parse(quant, &mp.quantize, &err) != BS_OK) {
+        fprintf(stderr, "basalt bench: --quantize: %s\n", err.msg);
+        return 2;
+    }
     if (model_open(path, &mp, &model, &err) != BS_OK) return cli_report("bench", &err);
     const bs_model_config *cfg = model_config(model);
     int n_ctx = (pp > tg ? pp : tg) + 1;

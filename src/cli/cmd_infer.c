@@ -30,12 +30,13 @@ static int by_logit_desc(const void *a, const void *b) {
 }
 
 int cmd_logits(int argc, char **argv) {
-    const char *ids_arg = NULL, *path = NULL;
+    const char *ids_arg = NULL, *path = NULL, *quant = NULL;
     int top = 10, threads = 0;
     const cli_opt opts[] = {
         {"--ids", NULL, OPT_STRING, &ids_arg, "\"ID ...\"", "input token ids (spaces or commas)"},
         {"--top", NULL, OPT_INT, &top, "K", "how many logits to print (default 10)"},
         {"--threads", "-t", OPT_INT, &threads, "N", "compute threads (default: all cores)"},
+        {"--quantize", NULL, OPT_STRING, &quant, "TYPE", "convert a Hugging Face model's matrices at load (q8_0, q4_0, q4_k, q6_k, ...)"},
         {0},
     };
     int rc = cli_parse(&logits_cmd, opts, argc, argv, &path, 1, 1);
@@ -59,6 +60,11 @@ int cmd_logits(int argc, char **argv) {
     scored_token *scored = NULL;
     int status = 0;
     bs_model_params mp = {.n_threads = threads};
+    if (quant && quant_parse(quant, &mp.quantize, &err) != BS_OK) {
+        fprintf(stderr, "basalt logits: --quantize: %s\n", err.msg);
+        free(ids);
+        return 2;
+    }
     if (model_open(path, &mp, &model, &err) != BS_OK || context_open(model, n, &ctx, &err) != BS_OK) {
         status = cli_report("logits", &err);
         goto done;
@@ -218,8 +224,12 @@ static const cli_command generate_cmd = {
 int cmd_generate(int argc, char **argv) {
     generate_args a;
     generate_args_default(&a);
-    const char *path = NULL;
-    const cli_opt opts[] = {GENERATE_OPTS(a), {0}};
+    const char *path = NULL, *quant = NULL;
+    const cli_opt opts[] = {
+        GENERATE_OPTS(a),
+        {"--quantize", NULL, OPT_STRING, &quant, "TYPE", "convert a Hugging Face model's matrices at load (q8_0, q4_0, q4_k, q6_k, ...)"},
+        {0},
+    };
     int rc = cli_parse(&generate_cmd, opts, argc, argv, &path, 1, 1);
     if (rc) return rc == 1 ? 0 : 2;
     if (!a.prompt) {
@@ -229,6 +239,10 @@ int cmd_generate(int argc, char **argv) {
     bs_error err = {0};
     bs_model *model = NULL;
     bs_model_params mp = {.n_threads = a.threads};
+    if (quant && quant_parse(quant, &mp.quantize, &err) != BS_OK) {
+        fprintf(stderr, "basalt generate: --quantize: %s\n", err.msg);
+        return 2;
+    }
     if (model_open(path, &mp, &model, &err) != BS_OK) return cli_report("generate", &err);
     int status = run_generation("generate", model, &a);
     model_close(model);

@@ -11,6 +11,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "hub/hub.h"
+#include "server/resp_store.h"
 #include "server/server.h"
 
 static const cli_command serve_cmd = {
@@ -56,7 +57,7 @@ static int parse_model_spec(const char *arg, server_model_spec *spec) {
 
 int cmd_serve(int argc, char **argv) {
     const char *host = "127.0.0.1", *data = NULL;
-    int port = 8080, threads = 0, ctx = 0, parallel = 0, max_body_mib = 32;
+    int port = 8080, threads = 0, ctx = 0, parallel = 0, max_body_mib = 32, max_file_mib = 512, responses_store = RESP_STORE_DEFAULT_COUNT;
     cli_string_list models = {0};
     const cli_opt opts[] = {
         {"--model", "-m", OPT_STRING_LIST, &models, "NAME=SPEC", "a model to serve (repeatable)"},
@@ -66,13 +67,16 @@ int cmd_serve(int argc, char **argv) {
         {"--ctx", "-c", OPT_INT, &ctx, "N", "context positions per sequence (default: min(4096, model))"},
         {"--parallel", NULL, OPT_INT, &parallel, "N", "sequences decoded together (default 16)"},
         {"--max-body", NULL, OPT_INT, &max_body_mib, "MIB", "largest request body in MiB (default 32)"},
+        {"--max-file-mb", NULL, OPT_INT, &max_file_mib, "MIB", "largest file upload in MiB (default 512)"},
         {"--data", NULL, OPT_STRING, &data, "DIR", "state directory (default $BASALT_DATA, else XDG data dir)"},
+        {"--responses-store", NULL, OPT_INT, &responses_store, "N",
+         "Responses API responses kept in memory for previous_response_id (default 1000, also capped at 64 MiB; 0: none)"},
         {0},
     };
     int rc = cli_parse(&serve_cmd, opts, argc, argv, NULL, 0, 0);
     if (rc) return rc == 1 ? 0 : 2;
-    if (port < 0 || port > 65535 || max_body_mib < 1) {
-        fprintf(stderr, "basalt serve: --port must be 0..65535 and --max-body at least 1\n");
+    if (port < 0 || port > 65535 || max_body_mib < 1 || responses_store < 0 || max_file_mib < 1) {
+        fprintf(stderr, "basalt serve: --port must be 0..65535, --max-body and --max-file-mb at least 1, --responses-store at least 0\n");
         return 2;
     }
     server_model_spec specs[CLI_LIST_MAX] = {0};
@@ -111,7 +115,8 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     server_config cfg = {
         .host = host, .port = port, .threads = threads, .ctx = ctx, .parallel = parallel,
-        .max_body = (size_t)max_body_mib << 20, .data_dir = data_dir, .models = specs, .n_models = models.n,
+        .max_body = (size_t)max_body_mib << 20, .max_file = (size_t)max_file_mib << 20, .data_dir = data_dir, .models = specs, .n_models = models.n,
+        .responses_store = responses_store,
     };
     basalt_server *srv = NULL;
     if (server_open(&cfg, &srv, &err) != BS_OK) {

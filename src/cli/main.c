@@ -21,6 +21,7 @@ static const struct {
     {"bench", cmd_bench, "measure prefill and decode speed"},
     {"serve", cmd_serve, "serve models behind the OpenAI-compatible HTTP API"},
     {"pull", cmd_pull, "download a model from the Hugging Face hub into the model cache"},
+    {"quantize", cmd_quantize, "write a model as a GGUF file with quantized weights"},
 };
 
 static void usage(FILE *out) {

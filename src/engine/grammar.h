@@ -49,6 +49,9 @@ typedef struct bs_token_trie bs_token_trie; /* per tokenizer, immutable */
 
 bs_status token_trie_build(const bs_tokenizer *tok, bs_token_trie **out, bs_error *err);
 void token_trie_free(bs_token_trie *t);
+/* The bytes token id writes inside a text (not NUL-terminated); NULL for
+ * special, control and end-of-generation tokens, which write none. */
+const char *token_trie_bytes(const bs_token_trie *t, int32_t id, size_t *n);
 
 typedef struct bs_grammar_matcher bs_grammar_matcher; /* per sequence */
 

@@ -1217,7 +1217,8 @@ static int compile(sc *c, const json_t *s, const char *path) {
     return rc < 0 ? -1 : id;
 }
 
-bs_status json_schema_to_gbnf(const json_t *schema, const char *path_for_errors, char **gbnf, bs_error *err) {
+bs_status json_schema_to_gbnf_rule(const json_t *schema, const char *path_for_errors, const char *rule, char **gbnf,
+                                   bs_error *err) {
     *gbnf = NULL;
     const char *path = path_for_errors ? path_for_errors : "schema";
     sc c = {.root = schema, .root_path = path, .err = err};
@@ -1237,7 +1238,7 @@ bs_status json_schema_to_gbnf(const json_t *schema, const char *path_for_errors,
         sb_printf(&e, "s%d", id);
         emit_rule(&c, 0, &e);
         free(e.p);
-        sb_puts(&c.out, "root ::= s0\n");
+        sb_printf(&c.out, "%s ::= s0\n", rule);
         sb_puts(&c.out, PRIMITIVES);
         if (c.out.oom) sfail(&c, BS_ENOMEM, path, "out of memory");
     }
@@ -1249,6 +1250,10 @@ bs_status json_schema_to_gbnf(const json_t *schema, const char *path_for_errors,
     }
     *gbnf = c.out.p;
     return BS_OK;
+}
+
+bs_status json_schema_to_gbnf(const json_t *schema, const char *path_for_errors, char **gbnf, bs_error *err) {
+    return json_schema_to_gbnf_rule(schema, path_for_errors, "root", gbnf, err);
 }
 
 const char *json_schema_object_gbnf(void) { return OBJECT_GBNF; }

@@ -44,6 +44,13 @@
 /* *gbnf is malloc'ed GBNF text with start rule `root`. */
 bs_status json_schema_to_gbnf(const json_t *schema, const char *path_for_errors, char **gbnf, bs_error *err);
 
+/* The same rules with the schema's value as rule `rule` instead of root, and
+ * no root: for grammars that embed JSON in other text (tool-call markup).
+ * The caller's own rules must avoid the names used here (sN and the shared
+ * primitives: ws, value, object, string, ...). */
+bs_status json_schema_to_gbnf_rule(const json_t *schema, const char *path_for_errors, const char *rule, char **gbnf,
+                                   bs_error *err);
+
 /* GBNF for any JSON object (response_format json_object). */
 const char *json_schema_object_gbnf(void);
 

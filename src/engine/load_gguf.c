@@ -9,7 +9,7 @@
 
 #include "engine/model_impl.h"
 
-static const char *const gguf_weight_names[W_COUNT] = {
+const char *const gguf_weight_names[W_COUNT] = {
     [W_EMBED] = "token_embd.weight",
     [W_OUT_NORM] = "output_norm.weight",
     [W_LM_HEAD] = "output.weight",

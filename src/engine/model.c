@@ -90,6 +90,22 @@ static void *role_slot(bs_model *m, weight_role r, int layer) {
     }
 }
 
+typedef struct visit_ctx {
+    bs_model *m;
+    model_weight_fn fn;
+    void *ctx;
+} visit_ctx;
+
+static bs_status visit_slot(void *p, weight_role r, int layer, int64_t rows, int64_t cols, bs_error *err) {
+    visit_ctx *v = p;
+    return v->fn(v->ctx, r, layer, role_slot(v->m, r, layer), rows, cols, err);
+}
+
+bs_status model_visit_weights(bs_model *m, model_weight_fn fn, void *ctx, bs_error *err) {
+    visit_ctx v = {m, fn, ctx};
+    return for_each_weight(&m->cfg, visit_slot, &v, err);
+}
+
 /* ---- weight sources ------------------------------------------------------ */
 
 static int tensor_cmp(const void *a, const void *b) {
@@ -339,6 +355,7 @@ bs_status model_finish(bs_model *m, const bs_model_params *p, bs_error *err) {
     if (!m->inv_freq) return bs_fail(err, BS_ENOMEM, "out of memory");
     compute_inv_freq(m, m->inv_freq);
     bs_status st = bs_threadpool_open(p ? p->n_threads : 0, &m->pool, err);
+    if (!st && p && p->quantize != BS_QUANT_NONE) st = model_quantize_weights(m, p->quantize, err);
     if (st) return st;
     snprintf(m->describe, sizeof m->describe,
              "%s: %d layers, dim %d, %d heads (%d kv) x %d, ffn %d, vocab %d, %s weights (%.1f MB)%s",
@@ -384,6 +401,7 @@ void model_close(bs_model *m) {
     free(m->vecs);
     free(m->inv_freq);
     free(m->random_weights);
+    free(m->quant_weights);
     free(m->eog_ids);
     free(m);
 }
@@ -391,6 +409,24 @@ void model_close(bs_model *m) {
 const bs_model_config *model_config(const bs_model *m) { return &m->cfg; }
 const bs_tokenizer *model_tokenizer(const bs_model *m) { return m->tok; }
 const char *model_describe(const bs_model *m) { return m->describe; }
+
+static bs_weight weight_view(const bs_matrix *w) {
+    return (bs_weight){w->data, w->dtype, w->rows, w->cols, w->row_bytes};
+}
+
+void model_weights(const bs_model *m, bs_model_weights *out) {
+    *out = (bs_model_weights){weight_view(&m->tok_embd), weight_view(&m->lm_head), m->out_norm, m->inv_freq};
+}
+
+void model_layer_weights(const bs_model *m, int layer, bs_layer_weights *out) {
+    const bs_layer *L = &m->layers[layer];
+    *out = (bs_layer_weights){
+        .attn_norm = L->attn_norm, .q_norm = L->q_norm, .k_norm = L->k_norm, .ffn_norm = L->ffn_norm,
+        .w = {weight_view(&L->wq), weight_view(&L->wk), weight_view(&L->wv), weight_view(&L->wo),
+              weight_view(&L->w_gate), weight_view(&L->w_up), weight_view(&L->w_down)},
+        .bias = {L->bq, L->bk, L->bv, L->bo, L->b_gate, L->b_up, L->b_down},
+    };
+}
 
 int model_is_eog(const bs_model *m, int32_t token) {
     for (int i = 0; i < m->n_eog; i++)
@@ -450,8 +486,6 @@ static bs_status fill_random(void *p, weight_role r, int layer, int64_t rows, in
     g->n++;
     return BS_OK;
 }
-
-extern const char *const hf_weight_names[W_COUNT];
 
 bs_status model_open_random(const bs_model_config *cfg, uint64_t seed, const bs_model_params *p,
                             bs_model **out, bs_error *err) {

@@ -11,7 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/dtype.h"
 #include "base/error.h"
+#include "engine/quantize.h"
 #include "tokenizer/tokenizer.h"
 
 typedef enum { BS_ARCH_LLAMA, BS_ARCH_MISTRAL, BS_ARCH_QWEN2, BS_ARCH_QWEN3 } bs_arch;
@@ -39,6 +41,11 @@ typedef struct bs_model bs_model;
 
 typedef struct bs_model_params {
     int n_threads; /* <= 0: all cores */
+    /* Not BS_QUANT_NONE: convert the weight matrices of a Hugging Face (or
+     * random) model to this mix at load, into one allocation the model owns
+     * (engine/quantize.h has the per-matrix rules; vectors stay f32).  GGUF
+     * files are refused: they are quantized already (basalt quantize). */
+    bs_quant quantize;
 } bs_model_params;
 
 /* path: a Hugging Face model directory or a .gguf file.  Loads the config,
@@ -58,5 +65,38 @@ int model_is_eog(const bs_model *m, int32_t token);
 size_t model_weight_bytes(const bs_model *m); /* bytes of weights read per token */
 const char *model_describe(const bs_model *m); /* one line: arch, dims, dtype */
 const char *model_arch_name(bs_arch arch);
+
+/* ---- read-only weight views (training reads the frozen base through these) */
+
+/* A weight matrix [rows][cols] in its stored dtype; rows are contiguous
+ * (row_bytes each, whole quantization blocks). */
+typedef struct bs_weight {
+    const void *data;
+    bs_dtype dtype;
+    int rows, cols;
+    size_t row_bytes;
+} bs_weight;
+
+/* The seven linear projections of a block, in data-flow order. */
+typedef enum { BS_LIN_Q, BS_LIN_K, BS_LIN_V, BS_LIN_O, BS_LIN_GATE, BS_LIN_UP, BS_LIN_DOWN, BS_LIN_COUNT } bs_lin;
+
+/* One block.  Vectors are f32; absent ones (bias, q/k norm) are NULL.
+ * w[BS_LIN_Q] is [n_heads*head_dim][dim], K/V [n_kv_heads*head_dim][dim],
+ * O [dim][n_heads*head_dim], GATE/UP [ffn_dim][dim], DOWN [dim][ffn_dim]. */
+typedef struct bs_layer_weights {
+    const float *attn_norm, *q_norm, *k_norm, *ffn_norm; /* [dim], [head_dim] x2, [dim] */
+    bs_weight w[BS_LIN_COUNT];
+    const float *bias[BS_LIN_COUNT]; /* [rows of w[i]] */
+} bs_layer_weights;
+
+typedef struct bs_model_weights {
+    bs_weight tok_embd;     /* [n_vocab][dim] */
+    bs_weight lm_head;      /* [n_vocab][dim]; same data as tok_embd when tied */
+    const float *out_norm;  /* [dim] */
+    const float *inv_freq;  /* [head_dim/2] rotary frequencies after scaling */
+} bs_model_weights;
+
+void model_weights(const bs_model *m, bs_model_weights *out);
+void model_layer_weights(const bs_model *m, int layer, bs_layer_weights *out);
 
 #endif

@@ -47,6 +47,7 @@ struct bs_model {
     float *inv_freq;        /* [head_dim/2] rotary frequencies after scaling */
     float *vecs;            /* owns the f32 copies of all small vectors */
     void *random_weights;   /* owns the weights of a random model */
+    void *quant_weights;    /* owns matrices converted at load (bs_model_params.quantize) */
     st_set *st;             /* owns the mapping of a Hugging Face model */
     gguf_file *gguf;        /* owns the mapping of a GGUF model */
     bs_tokenizer *tok;
@@ -93,6 +94,21 @@ bs_status model_finish(bs_model *m, const bs_model_params *p, bs_error *err);
 
 /* Append ids to m->eog_ids (deduplicated). */
 bs_status model_add_eog(bs_model *m, int32_t id, bs_error *err);
+
+/* Visit every weight the config calls for (as model_bind_weights binds
+ * them; rope_freqs excluded): slot is the bs_matrix (cols > 0) or the
+ * const float * (vectors) the role binds to. */
+typedef bs_status (*model_weight_fn)(void *ctx, weight_role r, int layer, void *slot, int64_t rows, int64_t cols,
+                                     bs_error *err);
+bs_status model_visit_weights(bs_model *m, model_weight_fn fn, void *ctx, bs_error *err);
+
+/* quantize.c: convert m's matrices to mix q in memory (m->quant_weights);
+ * Hugging Face and random models only.  Needs m->pool. */
+bs_status model_quantize_weights(bs_model *m, bs_quant q, bs_error *err);
+
+/* Tensor names per role in each format (printf formats for layer roles). */
+extern const char *const hf_weight_names[W_COUNT];
+extern const char *const gguf_weight_names[W_COUNT];
 
 bs_status load_hf(bs_model *m, const char *dir, bs_error *err);
 bs_status load_gguf(bs_model *m, const char *path, bs_error *err);

@@ -52,6 +52,13 @@ void token_trie_free(bs_token_trie *t) {
     free(t);
 }
 
+const char *token_trie_bytes(const bs_token_trie *t, int32_t id, size_t *n) {
+    *n = 0;
+    if (id < 0 || id >= t->n_vocab || t->kind[id] != TK_TEXT) return NULL;
+    *n = t->len[id];
+    return t->bytes + t->off[id];
+}
+
 static int cmp_tokens(const void *a, const void *b, void *ctx) {
     const bs_token_trie *t = ctx;
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;

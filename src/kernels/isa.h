@@ -5,9 +5,11 @@
 #ifndef BASALT_KERNELS_ISA_H
 #define BASALT_KERNELS_ISA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/dtype.h"
+#include "kernels/qdot.h"
 
 /* Weight rows handled together by kern_isa_ops.dot4: each loaded x vector is
  * reused against this many rows. */
@@ -15,9 +17,14 @@ enum { KERN_ROW_TILE = 4 };
 
 /* Convert n elements (a multiple of the block size) of one dtype to f32. */
 typedef void (*kern_dequant_fn)(const void *src, float *dst, int64_t n);
-/* Dot x with KERN_ROW_TILE f16 or bf16 rows, widening in registers. */
-typedef void (*kern_dot4_half_fn)(const float *x, const uint16_t *const w[KERN_ROW_TILE], int n,
-                                  float out[KERN_ROW_TILE]);
+/* One column chunk of a matmul over float weight rows (F32, F16, BF16):
+ *   y[t*ldy + r] = (first ? 0 : y[t*ldy + r]) + sum_{k<n} x[t*ldx + k] * w_r[k]
+ * for t < T and r < rows, where row r starts at (const char *)w + r*row_bytes.
+ * x holds f32 for F32 and F16 weights and bf16 (round_bf16) for BF16 weights.
+ * Each (t, r) sum is formed by the same operations in the same order whatever
+ * T and rows are, so a token's output never depends on what shares its batch. */
+typedef void (*kern_gemm_fn)(float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w,
+                             size_t row_bytes, int rows, int n, int first);
 
 typedef struct kern_isa_ops {
     const char *name;
@@ -26,16 +33,27 @@ typedef struct kern_isa_ops {
     float (*dot)(const float *a, const float *b, int n);
     /* out[r] = dot(x, w[r]) for r < KERN_ROW_TILE. */
     void (*dot4)(const float *x, const float *const w[KERN_ROW_TILE], int n, float out[KERN_ROW_TILE]);
-    /* dot4 against f16 / bf16 rows widened in registers, for decode (T = 1)
-     * where converting to a buffer first costs more than the dot; NULL in
-     * the reference table. */
-    kern_dot4_half_fn dot4_f16;
-    kern_dot4_half_fn dot4_bf16;
+    /* Round n floats to bf16, to nearest even (bs_f32_to_bf16, bit-exact). */
+    void (*round_bf16)(const float *src, uint16_t *dst, int64_t n);
+    /* Register-tiled matmul chunks, one per float weight type. */
+    kern_gemm_fn gemm_f32, gemm_f16, gemm_bf16;
+    /* Quantized matmul (qdot.h): a repacker per quantized dtype (NULL for the
+     * float types) and the int8 tile kernel.  The AVX-512 qgemm also needs
+     * VNNI; qdot.c uses the AVX2 entries on CPUs without it. */
+    kern_qrepack_fn qrepack[BS_DTYPE_COUNT];
+    kern_qgemm_fn qgemm;
 } kern_isa_ops;
 
 extern const kern_isa_ops kern_isa_ref;
 extern const kern_isa_ops kern_isa_avx2;
 extern const kern_isa_ops kern_isa_avx512;
+/* kern_isa_avx512 with gemm_bf16 on the AVX512_BF16 dot-product instruction
+ * (vdpbf16ps: 32 products a vector, twice widen + FMA); built in cpu.c.
+ * Call only when kern_cpu_features()->avx512bf16. */
+const kern_isa_ops *kern_isa_avx512bf16(void);
+/* That gemm_bf16 (isa_avx512.c). */
+void kern_avx512bf16_gemm_bf16(float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w,
+                               size_t row_bytes, int rows, int n, int first);
 
 /* The table to use now (honours kern_force_reference and BASALT_KERNELS=ref). */
 const kern_isa_ops *kern_isa(void);

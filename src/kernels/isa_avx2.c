@@ -157,41 +157,116 @@ AVX2 static void avx2_dot4(const float *x, const float *const w[KERN_ROW_TILE], 
         for (int r = 0; r < KERN_ROW_TILE; r++) out[r] += x[i] * w[r][i];
 }
 
-/* 8 halves at p widened to floats. */
-AVX2 __attribute__((always_inline)) static inline __m256 half_load(const uint16_t *p, int bf16) {
-    __m128i h = _mm_loadu_si128((const __m128i *)p);
-    return bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
+/* ---- register-tiled matmul chunks (kern_gemm_fn) ----------------------
+ * TILE_ROWS weight rows x up to TILE_COLS tokens of ymm accumulators, one per
+ * (row, token) pair; columns past the last multiple of 8 are added one by one
+ * after the vector sum.  Each pair sees the same operations whatever the tile
+ * shape, so results are batch-invariant.  Rows past `rows` repeat row 0 and
+ * are not stored. */
+
+#define INLINE __attribute__((always_inline)) static inline
+
+enum { W_F32, W_F16, W_BF16 };
+enum { TILE_ROWS = 4, TILE_COLS = 2 };
+
+AVX2 INLINE __m256 widen_load(const void *p, int i, int kind) {
+    if (kind == W_F32) return _mm256_loadu_ps((const float *)p + i);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
+    return kind == W_F16 ? _mm256_cvtph_ps(h) : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-AVX2 __attribute__((always_inline)) static inline void dot4_half(const float *x, const uint16_t *const w[KERN_ROW_TILE],
-                                                                 int n, float out[KERN_ROW_TILE], int bf16) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+AVX2 INLINE float widen_one(const void *p, int i, int kind) {
+    if (kind == W_F32) return ((const float *)p)[i];
+    uint16_t h = ((const uint16_t *)p)[i];
+    return kind == W_F16 ? bs_f16_to_f32(h) : bs_bf16_to_f32(h);
+}
+
+AVX2 INLINE void tile(float *y, size_t ldy, const void *x, size_t ldx, const char *w, size_t row_bytes, int rows,
+                      int n, int first, int C, int kind) {
+    int xkind = kind == W_BF16 ? W_BF16 : W_F32;
+    size_t xsize = kind == W_BF16 ? 2 : 4;
+    const char *wr[TILE_ROWS], *xc[TILE_COLS];
+    __m256 acc[TILE_ROWS][TILE_COLS];
+#pragma GCC unroll 4
+    for (int r = 0; r < TILE_ROWS; r++) wr[r] = w + (size_t)(r < rows ? r : 0) * row_bytes;
+#pragma GCC unroll 4
+    for (int c = 0; c < C; c++) xc[c] = (const char *)x + (size_t)c * ldx * xsize;
+#pragma GCC unroll 4
+    for (int r = 0; r < TILE_ROWS; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 xv = _mm256_loadu_ps(x + i);
-        s0 = _mm256_fmadd_ps(xv, half_load(w[0] + i, bf16), s0);
-        s1 = _mm256_fmadd_ps(xv, half_load(w[1] + i, bf16), s1);
-        s2 = _mm256_fmadd_ps(xv, half_load(w[2] + i, bf16), s2);
-        s3 = _mm256_fmadd_ps(xv, half_load(w[3] + i, bf16), s3);
+        __m256 xv[TILE_COLS];
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) xv[c] = widen_load(xc[c], i, xkind);
+#pragma GCC unroll 4
+        for (int r = 0; r < TILE_ROWS; r++) {
+            __m256 wv = widen_load(wr[r], i, kind);
+#pragma GCC unroll 4
+            for (int c = 0; c < C; c++) acc[r][c] = _mm256_fmadd_ps(xv[c], wv, acc[r][c]);
+        }
     }
-    out[0] = hsum(s0);
-    out[1] = hsum(s1);
-    out[2] = hsum(s2);
-    out[3] = hsum(s3);
-    for (; i < n; i++)
-        for (int r = 0; r < KERN_ROW_TILE; r++)
-            out[r] += x[i] * (bf16 ? bs_bf16_to_f32(w[r][i]) : bs_f16_to_f32(w[r][i]));
+#pragma GCC unroll 4
+    for (int c = 0; c < C; c++)
+#pragma GCC unroll 4
+        for (int r = 0; r < TILE_ROWS; r++) {
+            if (r >= rows) break;
+            float s = hsum(acc[r][c]), *o = y + (size_t)c * ldy + r;
+            for (int k = i; k < n; k++) s += widen_one(xc[c], k, xkind) * widen_one(wr[r], k, kind);
+            *o = first ? s : *o + s;
+        }
 }
 
-AVX2 static void avx2_dot4_f16(const float *x, const uint16_t *const w[KERN_ROW_TILE], int n,
-                               float out[KERN_ROW_TILE]) {
-    dot4_half(x, w, n, out, 0);
+AVX2 INLINE void gemm(float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w, size_t row_bytes,
+                      int rows, int n, int first, int kind) {
+    size_t xsize = kind == W_BF16 ? 2 : 4;
+    for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {
+        const char *wt = (const char *)w + (size_t)r0 * row_bytes;
+        int rr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS;
+        for (int t0 = 0; t0 < T; t0 += TILE_COLS) {
+            float *yt = y + (size_t)t0 * ldy + r0;
+            const void *xt = (const char *)x + (size_t)t0 * ldx * xsize;
+            if (T - t0 == 1)
+                tile(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, 1, kind);
+            else
+                tile(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, 2, kind);
+        }
+    }
 }
 
-AVX2 static void avx2_dot4_bf16(const float *x, const uint16_t *const w[KERN_ROW_TILE], int n,
-                                float out[KERN_ROW_TILE]) {
-    dot4_half(x, w, n, out, 1);
+AVX2 static void avx2_gemm_f32(float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w,
+                               size_t row_bytes, int rows, int n, int first) {
+    gemm(y, ldy, x, ldx, T, w, row_bytes, rows, n, first, W_F32);
+}
+
+AVX2 static void avx2_gemm_f16(float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w,
+                               size_t row_bytes, int rows, int n, int first) {
+    gemm(y, ldy, x, ldx, T, w, row_bytes, rows, n, first, W_F16);
+}
+
+AVX2 static void avx2_gemm_bf16(float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w,
+                                size_t row_bytes, int rows, int n, int first) {
+    gemm(y, ldy, x, ldx, T, w, row_bytes, rows, n, first, W_BF16);
+}
+
+/* Round to nearest even in integer arithmetic, exactly as bs_f32_to_bf16. */
+AVX2 static void avx2_round_bf16(const float *src, uint16_t *dst, int64_t n) {
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff);
+    const __m256i abs = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    const __m256i quiet = _mm256_set1_epi32(0x40);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i u = _mm256_castps_si256(_mm256_loadu_ps(src + i));
+        __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+        __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, bias)), 16);
+        __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs), inf);
+        r = _mm256_blendv_epi8(r, _mm256_or_si256(_mm256_srli_epi32(u, 16), quiet), nan);
+        /* 32-bit lanes to 16 bits: packus works within 128-bit halves. */
+        __m128i lo = _mm256_castsi256_si128(r), hi = _mm256_extracti128_si256(r, 1);
+        _mm_storeu_si128((__m128i *)(dst + i), _mm_packus_epi32(lo, hi));
+    }
+    for (; i < n; i++) dst[i] = bs_f32_to_bf16(src[i]);
 }
 
 const kern_isa_ops kern_isa_avx2 = {
@@ -207,6 +282,15 @@ const kern_isa_ops kern_isa_avx2 = {
     },
     .dot = avx2_dot,
     .dot4 = avx2_dot4,
-    .dot4_f16 = avx2_dot4_f16,
-    .dot4_bf16 = avx2_dot4_bf16,
+    .round_bf16 = avx2_round_bf16,
+    .gemm_f32 = avx2_gemm_f32,
+    .gemm_f16 = avx2_gemm_f16,
+    .gemm_bf16 = avx2_gemm_bf16,
+    .qrepack = {
+        [BS_DTYPE_Q8_0] = kern_ref_qrepack_q8_0,
+        [BS_DTYPE_Q4_0] = kern_ref_qrepack_q4_0,
+        [BS_DTYPE_Q4_K] = kern_ref_qrepack_q4_k,
+        [BS_DTYPE_Q6_K] = kern_ref_qrepack_q6_k,
+    },
+    .qgemm = kern_avx2_qgemm,
 };

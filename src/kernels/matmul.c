@@ -1,16 +1,29 @@
 /* kernels/matmul.c — y = x·W^T over stored weight rows of any dtype.
  *
- * Threads take contiguous ranges of W's rows.  Each thread walks its rows in
- * tiles of KERN_ROW_TILE, and each tile in chunks of MATMUL_K_CHUNK columns:
- * the chunk is converted to f32 once (into a small stack buffer that stays in
- * L1) and then dotted with every row of x, so each weight byte is read from
- * memory once per call whatever T is and nothing is allocated.  f32 rows are
- * dotted in place, and f16/bf16 rows at T = 1 are widened in registers. */
+ * Threads take contiguous ranges of W's rows, so each thread reads only its
+ * own weights (and, on a NUMA machine, the pages it first touched) and writes
+ * only its own outputs; nothing is shared but x and nothing is allocated.
+ * Columns go in chunks of MATMUL_K_CHUNK whose partial sums are added to y in
+ * chunk order: how an output is summed depends on K alone, never on T or the
+ * thread split, so a token's result is bit-identical alone or batched.
+ *
+ * Float weights (F32, F16, BF16) go through the ISA's register-tiled gemm:
+ * for each chunk, every weight tile is loaded once and used against all the
+ * tokens.  BF16 weights multiply x rounded to bf16 (as the vdpbf16ps
+ * instruction needs): each thread rounds the block of x it needs into a stack
+ * buffer, work of T·K against the thread's T·K·N/threads products.
+ * Quantized rows are converted chunk by chunk into a small stack buffer that
+ * stays in L1 and dotted with every token (dot4). */
 #include "kernels/isa.h"
 #include "kernels/kernels.h"
 
-/* Columns converted at a time; a multiple of every block size (256). */
+/* Columns per chunk; a multiple of every block size (256). */
 enum { MATMUL_K_CHUNK = 1024 };
+/* bf16 elements of x rounded per block: 128 KB of stack, 64 tokens of a full
+ * chunk, so up to 64 tokens read each weight once per call. */
+enum { MATMUL_BF16_BLOCK = 64 * MATMUL_K_CHUNK };
+/* Thread ranges start at multiples of this many rows (whole gemm tiles). */
+enum { MATMUL_ROW_ALIGN = 16 };
 
 typedef struct {
     const kern_isa_ops *isa;
@@ -22,32 +35,33 @@ typedef struct {
     size_t row_bytes;
 } matmul_job;
 
-/* f32 weights need no conversion: dot whole rows in place. */
-static void matmul_tile_f32(const matmul_job *job, int n, int rows) {
-    const float *w[KERN_ROW_TILE];
-    for (int r = 0; r < KERN_ROW_TILE; r++)
-        w[r] = (const float *)(job->W + (size_t)(n + (r < rows ? r : 0)) * job->row_bytes);
-    for (int t = 0; t < job->T; t++) {
-        float out[KERN_ROW_TILE];
-        job->isa->dot4(job->x + (size_t)t * job->K, w, job->K, out);
-        for (int r = 0; r < rows; r++) job->y[(size_t)t * job->N + n + r] = out[r];
-    }
+static int chunk_len(int K, int k0) { return K - k0 < MATMUL_K_CHUNK ? K - k0 : MATMUL_K_CHUNK; }
+
+/* Rows [n, n + rows) of F32 or F16 weights against f32 x. */
+static void matmul_rows_float(const matmul_job *job, long n, int rows) {
+    kern_gemm_fn gemm = job->wtype == BS_DTYPE_F32 ? job->isa->gemm_f32 : job->isa->gemm_f16;
+    size_t elem = job->wtype == BS_DTYPE_F32 ? 4 : 2;
+    const unsigned char *w = job->W + (size_t)n * job->row_bytes;
+    for (int k0 = 0; k0 < job->K; k0 += MATMUL_K_CHUNK)
+        gemm(job->y + n, (size_t)job->N, job->x + k0, (size_t)job->K, job->T, w + (size_t)k0 * elem,
+             job->row_bytes, rows, chunk_len(job->K, k0), k0 == 0);
 }
 
-/* Decode with f16/bf16 weights: widen in registers, no buffer round trip.
- * Summed per MATMUL_K_CHUNK exactly like matmul_tile_converted, so a row's
- * result is bit-identical whether it is decoded alone (T = 1) or batched with
- * others: a request's output must not depend on what shares its step. */
-static void matmul_tile_half_fused(const matmul_job *job, int n, int rows) {
-    kern_dot4_half_fn dot4 = job->wtype == BS_DTYPE_BF16 ? job->isa->dot4_bf16 : job->isa->dot4_f16;
-    const uint16_t *w[KERN_ROW_TILE];
-    for (int k0 = 0; k0 < job->K; k0 += MATMUL_K_CHUNK) {
-        int len = job->K - k0 < MATMUL_K_CHUNK ? job->K - k0 : MATMUL_K_CHUNK;
-        for (int r = 0; r < KERN_ROW_TILE; r++)
-            w[r] = (const uint16_t *)(job->W + (size_t)(n + (r < rows ? r : 0)) * job->row_bytes) + k0;
-        float out[KERN_ROW_TILE];
-        dot4(job->x + k0, w, len, out);
-        for (int r = 0; r < rows; r++) job->y[n + r] = k0 == 0 ? out[r] : job->y[n + r] + out[r];
+/* Rows [n, n + rows) of BF16 weights, x rounded to bf16 a block of tokens at
+ * a time. */
+static void matmul_rows_bf16(const matmul_job *job, long n, int rows) {
+    uint16_t xb[MATMUL_BF16_BLOCK];
+    int block = MATMUL_BF16_BLOCK / (job->K < MATMUL_K_CHUNK ? job->K : MATMUL_K_CHUNK);
+    const unsigned char *w = job->W + (size_t)n * job->row_bytes;
+    for (int t0 = 0; t0 < job->T; t0 += block) {
+        int nt = job->T - t0 < block ? job->T - t0 : block;
+        for (int k0 = 0; k0 < job->K; k0 += MATMUL_K_CHUNK) {
+            int len = chunk_len(job->K, k0);
+            for (int t = 0; t < nt; t++)
+                job->isa->round_bf16(job->x + (size_t)(t0 + t) * job->K + k0, xb + (size_t)t * len, len);
+            job->isa->gemm_bf16(job->y + (size_t)t0 * job->N + n, (size_t)job->N, xb, (size_t)len, nt,
+                                w + (size_t)k0 * 2, job->row_bytes, rows, len, k0 == 0);
+        }
     }
 }
 
@@ -75,22 +89,28 @@ static void matmul_tile_converted(const matmul_job *job, int n, int rows) {
 static void matmul_thread(void *ctx, int ith, int nth) {
     const matmul_job *job = ctx;
     long begin, end;
+    if (job->wtype == BS_DTYPE_F32 || job->wtype == BS_DTYPE_F16 || job->wtype == BS_DTYPE_BF16) {
+        bs_split_range(job->N, ith, nth, MATMUL_ROW_ALIGN, &begin, &end);
+        if (begin == end) return;
+        if (job->wtype == BS_DTYPE_BF16)
+            matmul_rows_bf16(job, begin, (int)(end - begin));
+        else
+            matmul_rows_float(job, begin, (int)(end - begin));
+        return;
+    }
     bs_split_range(job->N, ith, nth, KERN_ROW_TILE, &begin, &end);
-    int fused = job->T == 1 && ((job->wtype == BS_DTYPE_F16 && job->isa->dot4_f16) ||
-                                (job->wtype == BS_DTYPE_BF16 && job->isa->dot4_bf16));
     for (long n = begin; n < end; n += KERN_ROW_TILE) {
         int rows = end - n < KERN_ROW_TILE ? (int)(end - n) : KERN_ROW_TILE;
-        if (job->wtype == BS_DTYPE_F32)
-            matmul_tile_f32(job, (int)n, rows);
-        else if (fused)
-            matmul_tile_half_fused(job, (int)n, rows);
-        else
-            matmul_tile_converted(job, (int)n, rows);
+        matmul_tile_converted(job, (int)n, rows);
     }
 }
 
 void kern_matmul(bs_threadpool *pool, float *y, const float *x, int T, const void *W,
                  bs_dtype wtype, int N, int K) {
+    if (kern_qlayout_of(wtype)) { /* block-quantized: int8 dot products (qdot.c) */
+        kern_matmul_quant(pool, y, x, T, W, wtype, N, K);
+        return;
+    }
     matmul_job job = {
         .isa = kern_isa(), .y = y, .x = x, .W = W, .wtype = wtype,
         .T = T, .N = N, .K = K, .row_bytes = bs_dtype_row_bytes(wtype, K),

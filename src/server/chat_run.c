@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/json_schema.h"
 #include "server/openai_response.h"
 
 /* ------------------------------------------------------------ events */
@@ -140,6 +141,75 @@ static json_t *required_tools_schema(const json_t *tools, int parallel) {
     return schema;
 }
 
+/* GBNF literal: "text" with quotes and backslashes escaped. */
+static void gbnf_literal(srv_buf *b, const char *text) {
+    buf_puts(b, "\"");
+    for (const char *p = text; *p; p++) buf_printf(b, "%s%c", *p == '"' || *p == '\\' ? "\\" : "", *p);
+    buf_puts(b, "\"");
+}
+
+/* strict tools under tool_choice auto, as llama.cpp's lazy grammars: the
+ * model writes freely until the family's tool-call trigger, then the grammar
+ * takes the block — calls naming one of the tools, a strict tool's
+ * arguments matching its schema (the others': any object), and the closer.
+ * With parallel calls a closed block releases the grammar until the next
+ * trigger; without, nothing but the end of the output may follow. */
+static bs_status build_lazy_grammar(chat_run *c, const chat_call_syntax *syn, api_error *a) {
+    json_t *any = json_array();
+    size_t i;
+    const json_t *t;
+    json_array_foreach(c->q.tools, i, t) {
+        const json_t *fn = json_object_get(t, "function");
+        json_t *params = json_object_get(fn, "parameters");
+        json_t *args = json_is_true(json_object_get(fn, "strict")) && params && !json_is_null(params)
+                           ? json_incref(params)
+                           : json_pack("{s:s}", "type", "object");
+        json_array_append_new(any, json_pack("{s:s,s:{s:{s:O},s:o},s:[s,s],s:b}", "type", "object", "properties",
+                                             "name", "const", json_object_get(fn, "name"), syn->args_key, args,
+                                             "required", "name", syn->args_key, "additionalProperties", 0));
+    }
+    int parallel = c->q.parallel_tool_calls;
+    json_t *schema = json_pack("{s:o}", "anyOf", any);
+    if (schema && syn->array)
+        schema = json_pack("{s:s,s:o,s:i}", "type", "array", "items", schema, "minItems", 1);
+    if (schema && syn->array && !parallel) json_object_set_new(schema, "maxItems", json_integer(1));
+    char *rules = NULL;
+    bs_status st = schema ? json_schema_to_gbnf_rule(schema, "tools", "call", &rules, &a->e)
+                          : bs_fail(&a->e, BS_ENOMEM, "out of memory");
+    json_decref(schema);
+    if (st == BS_OK) {
+        srv_buf g = {0};
+        buf_puts(&g, "root ::= (");
+        for (int k = 0; k < 2 && syn->triggers[k]; k++) {
+            buf_puts(&g, k ? " | " : " ");
+            if (syn->triggers[k][0] == '{') {
+                buf_puts(&g, "\"\""); /* the trigger is the call's own first byte */
+            } else {
+                gbnf_literal(&g, syn->triggers[k]);
+                buf_puts(&g, " ws");
+            }
+        }
+        buf_puts(&g, " ) call");
+        if (syn->separator && parallel) {
+            buf_puts(&g, " ( ws ");
+            gbnf_literal(&g, syn->separator);
+            buf_puts(&g, " ws call )*");
+        }
+        if (syn->closer) {
+            buf_puts(&g, " ws ");
+            gbnf_literal(&g, syn->closer);
+        }
+        buf_printf(&g, "\n%s", rules);
+        st = g.oom ? bs_fail(&a->e, BS_ENOMEM, "out of memory") : grammar_parse_gbnf(g.data, &c->grammar, &a->e);
+        buf_free(&g);
+    }
+    free(rules);
+    for (int k = 0; k < 2 && syn->triggers[k]; k++)
+        c->triggers[c->n_triggers++] = (job_trigger){syn->triggers[k], syn->at_start_only[k]};
+    c->release = parallel && !syn->array && !syn->separator && syn->closer;
+    return st;
+}
+
 static bs_status build_grammar(chat_run *c, api_error *a) {
     const chat_request *q = &c->q;
     const char *param = NULL;
@@ -156,6 +226,9 @@ static bs_status build_grammar(chat_run *c, api_error *a) {
         st = schema ? grammar_from_json_schema(schema, "tools", &c->grammar, &a->e)
                     : bs_fail(&a->e, BS_ENOMEM, "out of memory");
         json_decref(schema);
+    } else if (q->tool_choice == TOOL_CHOICE_AUTO && q->any_strict_tool && chat_format_call_syntax(c->m->format)) {
+        param = "tools";
+        st = build_lazy_grammar(c, chat_format_call_syntax(c->m->format), a);
     } else if (q->response_kind == RESPONSE_JSON_SCHEMA && q->response_schema) {
         param = "response_format.json_schema.schema";
         st = grammar_from_json_schema(q->response_schema, param, &c->grammar, &a->e);
@@ -173,7 +246,7 @@ static bs_status open_choices(chat_run *c, const char *prompt, api_error *a) {
     if (!c->ch) return api_fail(a, BS_ENOMEM, NULL, NULL, "out of memory");
     const json_t *tools = c->q.tool_choice == TOOL_CHOICE_NONE ? NULL : c->q.tools;
     chat_parse_options po = {
-        .format = tools && !c->grammar ? c->m->format : CHAT_FORMAT_CONTENT,
+        .format = tools && (!c->grammar || c->n_triggers) ? c->m->format : CHAT_FORMAT_CONTENT,
         .extract_reasoning = c->m->has_reasoning,
         .starts_in_reasoning = c->m->has_reasoning && chat_prompt_opens_reasoning(prompt),
         .tools = tools,
@@ -246,7 +319,7 @@ void chat_serve(basalt_server *s, http_request *r, const chat_protocol *p) {
         goto fail;
     }
     if (!(c->body = request_body(r))) goto done;
-    if (p->decode(c->body, &c->q, &a) != BS_OK) goto fail;
+    if (p->decode(c, &a) != BS_OK) goto fail;
     if (!(c->m = request_model(s, r, c->q.gen.model))) goto done;
     const json_t *tools = c->q.tool_choice == TOOL_CHOICE_NONE ? NULL : c->q.tools;
     if (render_chat_prompt(c->m, c->q.messages, tools, 1, c->q.template_kwargs, &prompt, &ids, &n_ids, &a) != BS_OK) {
@@ -271,6 +344,7 @@ void chat_serve(basalt_server *s, http_request *r, const chat_protocol *p) {
         .prompts = prompts, .n_prompts = n_prompts, .n_requests = 1,
         .stop = c->q.gen.stop, .n_stop = c->q.gen.n_stop,
         .grammar = c->grammar, .trie = c->m->trie,
+        .triggers = c->triggers, .n_triggers = c->n_triggers, .release = c->release,
     };
     bs_error err = {0};
     if (job_start(&jp, &c->job, &err) != BS_OK) {

@@ -2,7 +2,8 @@
  * /v1/chat/completions and POST /v1/responses share.
  *
  * decode -> render the template -> encode -> (grammar for tool_choice or a
- * response format) -> job -> per choice: visible text -> output parser (or
+ * response format; a lazy one, armed by the family's tool-call trigger, for
+ * strict tools under tool_choice auto) -> job -> per choice: visible text -> output parser (or
  * the forced-tool path) -> events -> the choice's message state (content,
  * reasoning, tool calls).  The endpoints differ only in wire format, which a
  * chat_protocol supplies: it decodes its body into a chat_request and turns
@@ -32,7 +33,8 @@ typedef struct chat_run chat_run;
 typedef struct chat_protocol {
     const char *id_prefix;    /* "chatcmpl-", "resp_" */
     const char *prompt_param; /* names the prompt in errors: "messages", "input" */
-    bs_status (*decode)(const json_t *body, chat_request *q, api_error *a);
+    /* c->body into c->q (c->state is open by then). */
+    bs_status (*decode)(chat_run *c, api_error *a);
     /* Each parser event, after the choice's state took it; streaming or not. */
     void (*event)(chat_run *c, int choice, const chat_event *ev);
     /* A choice ended; its finish is set. */
@@ -58,6 +60,8 @@ struct chat_run {
     void *state; /* the protocol's own */
     output_mode mode;
     bs_grammar *grammar;
+    job_trigger triggers[2]; /* a lazy grammar's (strict tools under tool_choice auto) */
+    int n_triggers, release;
     gen_job *job;
     chat_choice *ch;
     int n_choices;

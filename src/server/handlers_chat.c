@@ -68,10 +68,12 @@ static json_t *chat_complete(chat_run *c) {
                      (json_int_t)c->created, "model", c->m->name, "choices", choices, "usage", usage_of(c));
 }
 
+static bs_status chat_decode(chat_run *c, api_error *a) { return chat_request_decode(c->body, &c->q, a); }
+
 static const chat_protocol chat_completions = {
     .id_prefix = "chatcmpl-",
     .prompt_param = "messages",
-    .decode = chat_request_decode,
+    .decode = chat_decode,
     .event = chat_event_out,
     .finish = chat_finish_out,
     .stream_begin = chat_stream_begin,

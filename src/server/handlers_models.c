@@ -124,11 +124,16 @@ void handle_detokenize(basalt_server *s, http_request *r) {
 void handle_metrics(basalt_server *s, http_request *r) {
     srv_buf out = {0};
     metrics_render(s->metrics, &out);
-    for (int i = 0; i < s->n_models; i++) {
-        bs_scheduler_stats st;
-        scheduler_stats(s->models[i].sched, &st);
-        metrics_render_scheduler(&out, s->models[i].name, &st);
+    bs_scheduler_stats *st = calloc((size_t)s->n_models, sizeof *st);
+    const char **names = calloc((size_t)s->n_models, sizeof *names);
+    for (int i = 0; st && names && i < s->n_models; i++) {
+        scheduler_stats(s->models[i].sched, &st[i]);
+        names[i] = s->models[i].name;
     }
+    if (st && names) metrics_render_scheduler(&out, s->n_models, names, st);
+    else out.oom = 1;
+    free(st);
+    free(names);
     if (out.oom) {
         api_error a = {0};
         api_fail(&a, BS_ENOMEM, NULL, NULL, "out of memory");

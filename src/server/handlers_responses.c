@@ -6,7 +6,13 @@
  * output items — reasoning (as a summary), message (one output_text part),
  * function_call — in the order the model produced them; streaming sends its
  * named events as it goes, and the final response object is the same items,
- * so the two modes cannot disagree.  Requests are not stored. */
+ * so the two modes cannot disagree.
+ *
+ * store (default true, as OpenAI's) keeps the finished response with the
+ * input items it answered (resp_store.h: bounded, in memory, per process);
+ * previous_response_id and item_reference inputs are resolved from there
+ * into plain input items before decoding, and GET / DELETE
+ * /v1/responses/{id} read and drop entries. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +22,8 @@
 typedef enum { ITEM_NONE, ITEM_REASONING, ITEM_MESSAGE, ITEM_CALL } item_kind;
 
 typedef struct resp_state {
+    json_t *items;  /* the conversation as input items, references resolved (for the store) */
+    int store;
     json_t *output; /* the closed items */
     item_kind open;
     char item_id[48];
@@ -212,10 +220,10 @@ static json_t *response_json(chat_run *c, int final) {
                           "max_output_tokens", echo(c, "max_output_tokens", json_null()), "model", c->m->name,
                           "output", final ? json_deep_copy(st->output) : json_array());
     json_object_set_new(r, "parallel_tool_calls", json_boolean(c->q.parallel_tool_calls));
-    json_object_set_new(r, "previous_response_id", json_null());
+    json_object_set_new(r, "previous_response_id", echo(c, "previous_response_id", json_null()));
     json_object_set_new(r, "reasoning", echo(c, "reasoning", json_pack("{s:n,s:n}", "effort", "summary")));
     json_object_set_new(r, "service_tier", json_string("default"));
-    json_object_set_new(r, "store", json_false()); /* whatever was asked: nothing is kept */
+    json_object_set_new(r, "store", json_boolean(st->store));
     json_object_set_new(r, "temperature", echo(c, "temperature", json_real(1.0)));
     json_object_set_new(r, "text", echo(c, "text", json_pack("{s:{s:s}}", "format", "type", "text")));
     json_object_set_new(r, "tool_choice", echo(c, "tool_choice", json_string(c->q.tools ? "auto" : "none")));
@@ -233,13 +241,21 @@ static void resp_stream_begin(chat_run *c) {
     emit(c, "response.in_progress", json_pack("{s:o}", "response", response_json(c, 0)));
 }
 
+/* The final response object, kept when store asked for it. */
+static json_t *final_response(chat_run *c) {
+    resp_state *st = state_of(c);
+    json_t *r = response_json(c, 1);
+    if (st->store && r) resp_store_put(c->s->responses, json_deep_copy(r), json_incref(st->items));
+    return r;
+}
+
 /* No [DONE]: the Responses stream ends with its terminal event. */
 static void resp_stream_end(chat_run *c) {
     emit(c, incomplete(c) ? "response.incomplete" : "response.completed",
-         json_pack("{s:o}", "response", response_json(c, 1)));
+         json_pack("{s:o}", "response", final_response(c)));
 }
 
-static json_t *resp_complete(chat_run *c) { return response_json(c, 1); }
+static json_t *resp_complete(chat_run *c) { return final_response(c); }
 
 static void *resp_new(void) {
     resp_state *st = calloc(1, sizeof *st);
@@ -253,16 +269,89 @@ static void *resp_new(void) {
 static void resp_free(chat_run *c) {
     resp_state *st = c->state;
     if (!st) return;
+    json_decref(st->items);
     json_decref(st->output);
     json_decref(st->call_name);
     buf_free(&st->text);
     free(st);
 }
 
+/* ------------------------------------------------------------ stored state */
+
+static bs_status not_found(api_error *a, const char *param, const char *fmt, const char *id) {
+    a->http = 404;
+    return api_fail(a, BS_ENOTFOUND, param, "not_found", fmt, id);
+}
+
+/* One input entry as an input item: item references become the stored item. */
+static bs_status resolve_item(chat_run *c, const json_t *item, size_t index, json_t *items, api_error *a) {
+    const json_t *type = json_object_get(item, "type");
+    if (!json_is_string(type) || strcmp(json_string_value(type), "item_reference") != 0)
+        return json_array_append(items, (json_t *)item) ? api_fail(a, BS_ENOMEM, NULL, NULL, "out of memory") : BS_OK;
+    char param[48];
+    snprintf(param, sizeof param, "input[%zu].id", index);
+    const json_t *id = json_object_get(item, "id");
+    if (!json_is_string(id)) return api_fail(a, BS_EINVAL, param, NULL, "'%s' must be a string", param);
+    json_t *found = resp_store_item(c->s->responses, json_string_value(id));
+    if (!found)
+        return not_found(a, param, "Item with id '%s' not found: it was never stored, was deleted, or was evicted "
+                                   "from this server's response store", json_string_value(id));
+    json_array_append_new(items, found);
+    return BS_OK;
+}
+
+/* The conversation as plain input items: the previous response's input and
+ * output items, then this request's input with references resolved.  Input
+ * that is neither a string nor an array is left to the decoder's error. */
+static bs_status resolve_input(chat_run *c, json_t *body, api_error *a) {
+    resp_state *st = state_of(c);
+    const json_t *prev = json_object_get(c->body, "previous_response_id");
+    const json_t *input = json_object_get(c->body, "input");
+    json_t *items = st->items = json_array();
+    if (!items) return api_fail(a, BS_ENOMEM, NULL, NULL, "out of memory");
+    if (prev && !json_is_null(prev)) {
+        if (!json_is_string(prev))
+            return api_fail(a, BS_EINVAL, "previous_response_id", NULL, "'previous_response_id' must be a string");
+        json_t *before = NULL, *r = resp_store_get(c->s->responses, json_string_value(prev), &before);
+        if (!r)
+            return not_found(a, "previous_response_id",
+                             "Previous response with id '%s' not found: it was never stored, was deleted, or was "
+                             "evicted from this server's response store", json_string_value(prev));
+        json_array_extend(items, before);
+        json_array_extend(items, json_object_get(r, "output"));
+        json_decref(before);
+        json_decref(r);
+        json_object_del(body, "previous_response_id");
+    }
+    if (json_is_string(input)) {
+        json_array_append_new(items, json_pack("{s:s,s:s,s:O}", "type", "message", "role", "user", "content", input));
+    } else if (json_is_array(input)) {
+        size_t i;
+        const json_t *item;
+        json_array_foreach(input, i, item)
+            if (resolve_item(c, item, i, items, a) != BS_OK) return a->e.status;
+    } else {
+        return BS_OK;
+    }
+    json_object_set(body, "input", items);
+    return BS_OK;
+}
+
+static bs_status resp_decode(chat_run *c, api_error *a) {
+    /* OpenAI's default is to store; the decoder checks the type. */
+    state_of(c)->store = !json_is_false(json_object_get(c->body, "store"));
+    json_t *body = json_copy(c->body);
+    if (!body) return api_fail(a, BS_ENOMEM, NULL, NULL, "out of memory");
+    bs_status rc = resolve_input(c, body, a);
+    if (rc == BS_OK) rc = responses_request_decode(body, &c->q, a);
+    json_decref(body);
+    return rc;
+}
+
 static const chat_protocol responses = {
     .id_prefix = "resp_",
     .prompt_param = "input",
-    .decode = responses_request_decode,
+    .decode = resp_decode,
     .event = resp_event,
     .finish = resp_finish,
     .stream_begin = resp_stream_begin,
@@ -273,3 +362,27 @@ static const chat_protocol responses = {
 };
 
 void handle_responses(basalt_server *s, http_request *r) { chat_serve(s, r, &responses); }
+
+/* The {id} of /v1/responses/{id}. */
+static const char *response_id(http_request *r) { return http_path(r) + strlen("/v1/responses/"); }
+
+void handle_response_get(basalt_server *s, http_request *r) {
+    json_t *resp = resp_store_get(s->responses, response_id(r), NULL);
+    api_error a = {0};
+    if (!resp) {
+        not_found(&a, "response_id", "Response with id '%s' not found.", response_id(r));
+        respond_error(r, &a);
+        return;
+    }
+    respond_json(r, 200, resp);
+}
+
+void handle_response_delete(basalt_server *s, http_request *r) {
+    api_error a = {0};
+    if (resp_store_delete(s->responses, response_id(r)) != 0) {
+        not_found(&a, "response_id", "Response with id '%s' not found.", response_id(r));
+        respond_error(r, &a);
+        return;
+    }
+    respond_json(r, 200, json_pack("{s:s,s:s,s:b}", "id", response_id(r), "object", "response", "deleted", 1));
+}

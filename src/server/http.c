@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@ struct http_server {
     http_done done;
     void *user;
     size_t max_body;
+    http_handler begin;
     int port;
 };
 
@@ -43,6 +45,13 @@ struct http_request {
     header_kv *headers;
     struct MHD_Response *response;
     void *user_slot;
+    /* http_stream_form: the body goes to pp, which calls form_piece */
+    struct MHD_PostProcessor *pp;
+    http_form_piece form_piece;
+    void (*form_release)(void *ctx);
+    void *form_ctx;
+    http_form_state form_state;
+    int form_stopped; /* form_piece asked for the rest to be dropped */
 };
 
 /* ------------------------------------------------------------ accessors */
@@ -59,6 +68,10 @@ void **http_user_slot(http_request *r) { return &r->user_slot; }
 
 const char *http_header(const http_request *r, const char *name) {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_query(const http_request *r, const char *name) {
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
 int http_client_gone(http_request *r) {
@@ -149,6 +162,58 @@ void http_respond_stream(http_request *r, int status, const char *content_type, 
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
 }
 
+/* ------------------------------------------------------------ streamed forms */
+
+static enum MHD_Result form_iterator(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
+                                     const char *content_type, const char *transfer_encoding, const char *data,
+                                     uint64_t off, size_t size) {
+    (void)kind, (void)content_type, (void)transfer_encoding;
+    http_request *r = cls;
+    if (r->form_piece(r->form_ctx, key, filename, data, size, off)) {
+        r->form_stopped = 1;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+void http_stream_form(http_request *r, http_form_piece piece, void (*release)(void *ctx), void *ctx) {
+    r->form_piece = piece;
+    r->form_release = release;
+    r->form_ctx = ctx;
+    r->pp = MHD_create_post_processor(r->conn, 64 * 1024, form_iterator, r);
+    if (r->pp) {
+        r->form_state = HTTP_FORM_OK;
+    } else {
+        /* MHD refuses a form type without its boundary, and any other type. */
+        const char *type = http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+        int form = type && (strncasecmp(type, "multipart/form-data", 19) == 0 ||
+                            strncasecmp(type, "application/x-www-form-urlencoded", 33) == 0);
+        r->form_state = form ? HTTP_FORM_MALFORMED : HTTP_FORM_NOT_FORM;
+    }
+}
+
+http_form_state http_form(http_request *r, void **ctx) {
+    *ctx = r->form_ctx;
+    return r->form_state;
+}
+
+/* Flush the parser's last field; a body that ended mid-part or without its
+ * closing boundary makes MHD report failure here. */
+static void form_finish(http_request *r) {
+    if (!r->pp) return;
+    enum MHD_Result rc = MHD_destroy_post_processor(r->pp);
+    r->pp = NULL;
+    if (rc != MHD_YES && !r->form_stopped && r->form_state == HTTP_FORM_OK) r->form_state = HTTP_FORM_MALFORMED;
+}
+
+static void form_feed(http_request *r, const char *data, size_t len) {
+    if (!r->pp || r->form_stopped) return;
+    if (MHD_post_process(r->pp, data, len) != MHD_YES && !r->form_stopped) {
+        r->form_state = HTTP_FORM_MALFORMED;
+        form_finish(r);
+    }
+}
+
 /* ------------------------------------------------------------ MHD callbacks */
 
 static void new_request_id(char *out, size_t cap) {
@@ -182,6 +247,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         new_request_id(r->id, sizeof r->id);
         *con_cls = r;
+        if (s->begin) s->begin(s->user, r);
+        return MHD_YES;
+    }
+    if (*upload_size && r->form_state != HTTP_FORM_NONE) {
+        form_feed(r, upload_data, *upload_size);
+        *upload_size = 0;
         return MHD_YES;
     }
     if (*upload_size) {
@@ -196,6 +267,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (r->status == 0) {
+        form_finish(r);
         s->handler(s->user, r);
         if (!r->response) {
             static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
@@ -221,6 +293,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) r->status = 499;
     if (s->done) s->done(s->user, r);
     if (r->response) MHD_destroy_response(r->response);
+    form_finish(r);
+    if (r->form_release) r->form_release(r->form_ctx);
     for (header_kv *h = r->headers, *next; h; h = next) {
         next = h->next;
         free(h->name);
@@ -258,7 +332,7 @@ bs_status http_server_open(const http_config *c, http_handler handler, http_done
         freeaddrinfo(ai);
         return bs_fail(err, BS_ENOMEM, "out of memory");
     }
-    *s = (http_server){.handler = handler, .done = done, .user = user, .max_body = c->max_body};
+    *s = (http_server){.handler = handler, .done = done, .user = user, .max_body = c->max_body, .begin = c->begin};
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,

@@ -11,6 +11,7 @@
 #define BASALT_SERVER_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/error.h"
 #include "server/buf.h"
@@ -18,15 +19,18 @@
 typedef struct http_server http_server;
 typedef struct http_request http_request;
 
+typedef void (*http_handler)(void *user, http_request *r);
+
 typedef struct http_config {
     const char *host;    /* IPv4 or IPv6 literal, or "localhost" */
     int port;            /* 0: any free port (see http_server_port) */
     size_t max_body;     /* larger bodies are read, dropped, and flagged (413) */
     int idle_timeout_s;  /* close connections silent for this long */
     int max_connections;
+    /* NULL, or called once per request as soon as its headers are in,
+     * before any body: the place to call http_stream_form. */
+    http_handler begin;
 } http_config;
-
-typedef void (*http_handler)(void *user, http_request *r);
 /* After the response went out (or the connection broke): logging, metrics. */
 typedef void (*http_done)(void *user, http_request *r);
 
@@ -44,11 +48,31 @@ const char *http_body(const http_request *r); /* NUL-terminated */
 size_t http_body_len(const http_request *r);
 int http_body_too_large(const http_request *r);
 const char *http_header(const http_request *r, const char *name); /* NULL when absent */
+const char *http_query(const http_request *r, const char *name);  /* a query argument, decoded; NULL when absent */
 const char *http_request_id(const http_request *r);
 double http_start_time(const http_request *r); /* bs_now() when the headers arrived */
 int http_status(const http_request *r);        /* 0 until a response is set */
 /* One pointer the layers above may hang per-request state on (log fields). */
 void **http_user_slot(http_request *r);
+
+/* Bodies too large to hold (file uploads): from the begin hook, parse the
+ * body as form fields (multipart/form-data or urlencoded) while it arrives
+ * instead of accumulating it.  piece gets each piece of each field's value
+ * in order (off: its offset within the value; filename NULL for plain
+ * fields) and returns nonzero to have the rest of the body read and dropped.
+ * ctx belongs to r from here on: release(ctx) runs when r ends, however it
+ * ends (answered, or the client gone mid-upload). */
+typedef int (*http_form_piece)(void *ctx, const char *name, const char *filename, const char *data, size_t len,
+                               uint64_t off);
+void http_stream_form(http_request *r, http_form_piece piece, void (*release)(void *ctx), void *ctx);
+typedef enum {
+    HTTP_FORM_NONE,      /* http_stream_form was not called */
+    HTTP_FORM_OK,        /* parsed to the end, or stopped by piece */
+    HTTP_FORM_NOT_FORM,  /* the Content-Type is no form encoding: the body was dropped */
+    HTTP_FORM_MALFORMED, /* the body broke the encoding (bad or missing boundary, cut short) */
+} http_form_state;
+/* For the handler: how the form parse went, and its ctx (NULL when NONE). */
+http_form_state http_form(http_request *r, void **ctx);
 
 /* 1 when the peer closed its end; cheap (a non-blocking peek), for loops that
  * wait on the engine and must cancel work nobody will read. */

@@ -1,6 +1,7 @@
 #include "server/job.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -41,6 +42,10 @@ typedef struct choice_state {
     float *embedding;
     int n_embd;
     bs_grammar_matcher *matcher;
+    /* Lazy grammar, touched by the hook on the scheduler thread only. */
+    int armed;     /* the grammar constrains the choice now */
+    int seen_text; /* non-whitespace output went by before window */
+    srv_buf window; /* the output's last bytes, where a trigger may be starting */
 } choice_state;
 
 struct gen_job {
@@ -161,14 +166,77 @@ static void on_event(void *user, const bs_request_event *ev) {
 
 static void hook_apply(void *user, int choice, float *logits, int n_vocab) {
     gen_job *j = user;
-    grammar_matcher_mask(j->ch[choice].matcher, logits, n_vocab);
+    if (j->p.n_triggers == 0 || j->ch[choice].armed) grammar_matcher_mask(j->ch[choice].matcher, logits, n_vocab);
+}
+
+static int all_space(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(" \t\r\n", s[i])) return 0;
+    return 1;
+}
+
+/* Back to watching for triggers, with a fresh matcher. */
+static void disarm(choice_state *ch) {
+    ch->armed = 0;
+    ch->seen_text = 1;
+    grammar_matcher_rollback(ch->matcher, INT_MAX);
+    buf_free(&ch->window);
+}
+
+/* Earliest trigger in the window, its offset in *at; -1 when none. */
+static int find_trigger(const gen_job *j, const choice_state *ch, size_t *at) {
+    const char *w = ch->window.data;
+    int best = -1;
+    for (int k = 0; k < j->p.n_triggers; k++) {
+        const job_trigger *t = &j->p.triggers[k];
+        const char *hit = memmem(w, ch->window.len, t->text, strlen(t->text));
+        if (!hit || (best >= 0 && (size_t)(hit - w) >= *at)) continue;
+        if (t->at_start_only && (ch->seen_text || !all_space(w, (size_t)(hit - w)))) continue;
+        best = k;
+        *at = (size_t)(hit - w);
+    }
+    return best;
+}
+
+/* An unarmed choice wrote token: arm the grammar at a trigger, feeding it
+ * the bytes from the trigger on (a token that straddles the trigger's start
+ * contributes only its part after it).  Bytes that cannot follow the
+ * trigger in the grammar leave the choice free. */
+static void watch_triggers(gen_job *j, int choice, choice_state *ch, int32_t token) {
+    size_t n, at = 0;
+    const char *bytes = token_trie_bytes(j->p.trie, token, &n);
+    if (!bytes) return; /* special and end-of-generation tokens write no text */
+    buf_append(&ch->window, bytes, n);
+    if (find_trigger(j, ch, &at) >= 0) {
+        bs_error err;
+        if (grammar_matcher_accept_bytes(ch->matcher, ch->window.data + at, ch->window.len - at, &err) == BS_OK) {
+            ch->armed = 1;
+            buf_free(&ch->window);
+            return;
+        }
+        bs_log_debug("grammar: choice %d: the text after a tool-call trigger is not a call: %s", choice, err.msg);
+        grammar_matcher_rollback(ch->matcher, INT_MAX);
+        ch->seen_text = 1;
+        buf_consume(&ch->window, at + 1); /* look past this occurrence */
+    }
+    size_t keep = JOB_TRIGGER_MAX - 1;
+    if (ch->window.len > keep) {
+        size_t drop = ch->window.len - keep;
+        ch->seen_text |= !all_space(ch->window.data, drop);
+        buf_consume(&ch->window, drop);
+    }
 }
 
 static void hook_accept(void *user, int choice, int32_t token) {
     gen_job *j = user;
+    choice_state *ch = &j->ch[choice];
     bs_error err;
-    if (grammar_matcher_accept(j->ch[choice].matcher, token, &err) != BS_OK)
+    if (j->p.n_triggers && !ch->armed) {
+        watch_triggers(j, choice, ch, token);
+    } else if (grammar_matcher_accept(ch->matcher, token, &err) != BS_OK) {
         bs_log_warn("grammar: choice %d: %s", choice, err.msg);
+    }
+    if (ch->armed && j->p.release && grammar_matcher_complete(ch->matcher)) disarm(ch);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -181,6 +249,8 @@ static void cancel_all(gen_job *j) {
 bs_status job_start(const job_params *p, gen_job **out, bs_error *err) {
     *out = NULL;
     if (p->grammar && p->n_requests != 1) return bs_fail(err, BS_EINVAL, "constrained decoding takes one prompt");
+    for (int k = 0; k < p->n_triggers; k++)
+        if (strlen(p->triggers[k].text) >= JOB_TRIGGER_MAX) return bs_fail(err, BS_EINVAL, "grammar trigger too long");
     gen_job *j = calloc(1, sizeof *j);
     if (!j) return bs_fail(err, BS_ENOMEM, "out of memory");
     j->p = *p;
@@ -257,6 +327,7 @@ void job_free(gen_job *j) {
     }
     for (int c = 0; j->ch && c < j->n_choices; c++) {
         buf_free(&j->ch[c].held);
+        buf_free(&j->ch[c].window);
         free(j->ch[c].embedding);
         grammar_matcher_close(j->ch[c].matcher);
     }

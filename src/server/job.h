@@ -38,6 +38,13 @@ typedef struct job_sink {
     void (*finish)(void *user, int choice, const char *reason);
 } job_sink;
 
+/* Text whose appearance in a choice's output switches its grammar on. */
+#define JOB_TRIGGER_MAX 32
+typedef struct job_trigger {
+    const char *text;  /* shorter than JOB_TRIGGER_MAX */
+    int at_start_only; /* counts only when nothing but whitespace came before */
+} job_trigger;
+
 typedef struct job_params {
     bs_scheduler *sched;
     const bs_tokenizer *tok;
@@ -51,6 +58,14 @@ typedef struct job_params {
     int n_stop;
     const bs_grammar *grammar; /* constrains every choice; needs trie */
     const bs_token_trie *trie;
+    /* Lazy grammar, as llama.cpp's grammar triggers: with triggers, a
+     * choice writes freely until one appears in its output; from then on
+     * the grammar constrains it, its matcher having been fed the output from
+     * the trigger's first byte.  With release, a grammar that completes lets
+     * go again until the next trigger. */
+    const job_trigger *triggers;
+    int n_triggers;
+    int release;
 } job_params;
 
 /* Errors as the scheduler gives them: BS_EBUSY (queue full), BS_ERANGE (too

@@ -590,10 +590,13 @@ void tokenize_request_free(tokenize_request *r) {
 
 /* ------------------------------------------------------------ responses */
 
-static bs_status not_stored(const char *param, api_error *a) {
+/* The Responses handler resolves previous_response_id and item_reference
+ * inputs from its store before decoding; what reaches here unresolved has
+ * no store behind it. */
+static bs_status unresolved(const char *param, api_error *a) {
     return api_fail(a, BS_EUNSUPPORTED, param, NULL,
-                    "'%s' refers to a stored response or item, and basalt does not store responses: send the whole "
-                    "conversation in 'input' (with the AI SDK, set providerOptions.openai.store to false)",
+                    "'%s' refers to a stored response or item, which this request cannot read: send the whole "
+                    "conversation in 'input'",
                     param);
 }
 
@@ -686,7 +689,7 @@ static bs_status input_item(const json_t *item, const char *param, json_t *msgs,
     }
     /* Earlier turns' reasoning: chat templates leave it out of the prompt too. */
     if (strcmp(type, "reasoning") == 0) return BS_OK;
-    if (strcmp(type, "item_reference") == 0) return not_stored(param, a);
+    if (strcmp(type, "item_reference") == 0) return unresolved(param, a);
     snprintf(pp, sizeof pp, "%s.type", param);
     return api_fail(a, BS_EUNSUPPORTED, pp, NULL,
                     "input item type '%s' is not supported (message, function_call, function_call_output, reasoning)", type);
@@ -791,9 +794,11 @@ static bs_status responses_format(const json_t *body, json_t *chat, api_error *a
 
 bs_status responses_request_decode(const json_t *body, chat_request *r, api_error *a) {
     memset(r, 0, sizeof *r);
-    static const char *const stored[] = {"previous_response_id", "conversation"};
-    for (size_t i = 0; i < sizeof stored / sizeof stored[0]; i++)
-        if (field(body, stored[i])) return not_stored(stored[i], a);
+    if (field(body, "previous_response_id")) return unresolved("previous_response_id", a);
+    if (field(body, "conversation"))
+        return api_fail(a, BS_EUNSUPPORTED, "conversation", NULL,
+                        "'conversation' is not supported (basalt has no Conversations API): chain responses with "
+                        "previous_response_id, or send the whole conversation in 'input'");
     int store = 0, background = 0, max_out = -1;
     const json_t *metadata = NULL;
     if (opt_bool(body, "store", &store, a) != BS_OK || opt_object(body, "metadata", &metadata, a) != BS_OK ||
@@ -801,7 +806,7 @@ bs_status responses_request_decode(const json_t *body, chat_request *r, api_erro
         opt_bool(body, "background", &background, a) != BS_OK)
         return a->e.status;
     if (background)
-        return api_fail(a, BS_EUNSUPPORTED, "background", NULL, "'background' responses are not supported: basalt does not store responses");
+        return api_fail(a, BS_EUNSUPPORTED, "background", NULL, "'background' responses are not supported: basalt answers while the client waits");
     json_t *chat = json_pack("{s:[]}", "messages");
     if (!chat) return api_fail(a, BS_ENOMEM, NULL, NULL, "out of memory");
     /* Sampling fields keep their names; the extensions (seed, top_k...) are

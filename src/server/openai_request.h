@@ -70,9 +70,10 @@ void chat_request_free(chat_request *r);
  * become messages (instructions first, as the system message; function_call
  * items join the assistant message before them; function_call_output items
  * become tool messages), flat function tools and tool_choice take the chat
- * form, max_output_tokens and text.format map to their chat fields.  basalt
- * keeps no responses, so previous_response_id, conversation and
- * item_reference inputs are refused naming the field; hosted tools and
+ * form, max_output_tokens and text.format map to their chat fields.
+ * previous_response_id and item_reference inputs must have been resolved
+ * into plain items by the caller (handlers_responses.c, from its store) and
+ * are refused naming the field otherwise; conversation, hosted tools and
  * non-text inputs are unsupported.  The body's own fields (metadata,
  * instructions, tools...) are echoed from the body by the handler. */
 bs_status responses_request_decode(const json_t *body, chat_request *out, api_error *a);

@@ -103,8 +103,14 @@ static const route routes[] = {
     {"GET", "/metrics", handle_metrics},
     {"POST", "/v1/chat/completions", handle_chat},
     {"POST", "/v1/responses", handle_responses},
+    {"GET", "/v1/responses/*", handle_response_get},
+    {"DELETE", "/v1/responses/*", handle_response_delete},
     {"POST", "/v1/completions", handle_completions},
     {"POST", "/v1/embeddings", handle_embeddings},
+    {"POST", "/v1/files", handle_file_upload},
+    {"GET", "/v1/files", handle_files_list},
+    {"GET", "/v1/files/*", handle_file_get},
+    {"DELETE", "/v1/files/*", handle_file_delete},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -112,6 +118,18 @@ static int path_matches(const char *pattern, const char *path) {
     size_t n = strlen(pattern);
     if (n && pattern[n - 1] == '*') return strncmp(pattern, path, n - 1) == 0 && path[n - 1] != '\0';
     return strcmp(pattern, path) == 0;
+}
+
+/* Routes whose body is streamed rather than held: run when the headers are
+ * in, before the body, to set up where it goes. */
+static const route begin_routes[] = {
+    {"POST", "/v1/files", begin_file_upload},
+};
+
+static void begin_request(void *user, http_request *r) {
+    for (size_t i = 0; i < sizeof begin_routes / sizeof begin_routes[0]; i++)
+        if (strcmp(begin_routes[i].method, http_method(r)) == 0 && path_matches(begin_routes[i].path, http_path(r)))
+            begin_routes[i].handler(user, r);
 }
 
 static void dispatch(void *user, http_request *r) {
@@ -165,7 +183,8 @@ static void on_done(void *user, http_request *r) {
     if (text) fprintf(stderr, "%s\n", text);
     free(text);
     json_decref(line);
-    metrics_request(s->metrics, endpoint, http_status(r), l ? l->prompt_tokens : 0, l ? l->completion_tokens : 0,
+    metrics_request(s->metrics, l ? l->model : "", endpoint, http_status(r), l ? l->prompt_tokens : 0,
+                    l ? l->completion_tokens : 0,
                     total, l ? l->ttft : -1, l ? l->queue : -1);
     free(l);
     *http_user_slot(r) = NULL;
@@ -241,13 +260,18 @@ bs_status server_open(const server_config *c, basalt_server **out, bs_error *err
     }
     bs_status st = metrics_open(&s->metrics, err);
     if (st == BS_OK) st = job_registry_open(&s->jobs, err);
+    if (st == BS_OK) st = store_open(c->data_dir, &s->store, err);
+    s->max_file = c->max_file;
+    if (st == BS_OK)
+        st = resp_store_open(c->responses_store < 0 ? RESP_STORE_DEFAULT_COUNT : c->responses_store,
+                             RESP_STORE_DEFAULT_BYTES, &s->responses, err);
     for (int i = 0; st == BS_OK && i < n; i++) {
         s->n_models = i + 1;
         st = open_model(c, c->n_models > 0 ? &c->models[i] : NULL, &s->models[i], err);
     }
     if (st == BS_OK) {
         http_config hc = {.host = c->host, .port = c->port, .max_body = c->max_body, .idle_timeout_s = 60,
-                          .max_connections = 512};
+                          .max_connections = 512, .begin = begin_request};
         st = http_server_open(&hc, dispatch, on_done, s, &s->http, err);
     }
     if (st != BS_OK) {
@@ -273,6 +297,8 @@ void server_close(basalt_server *s) {
     http_server_close(s->http);
     for (int i = 0; i < s->n_models; i++) close_model(&s->models[i]);
     job_registry_close(s->jobs);
+    store_close(s->store);
+    resp_store_close(s->responses);
     metrics_close(s->metrics);
     free(s->models);
     free(s);

@@ -21,9 +21,13 @@ typedef struct server_config {
     int ctx;       /* positions per sequence; <= 0 the scheduler's default */
     int parallel;  /* sequences per step; <= 0 the scheduler's default */
     size_t max_body;
+    size_t max_file;      /* largest file upload in bytes (--max-file-mb) */
     const char *data_dir; /* resolved, existing */
     const server_model_spec *models;
     int n_models; /* 0: the random-weight demo model */
+    /* Responses kept for previous_response_id / item_reference / GET, in
+     * memory (lost on restart); < 0: RESP_STORE_DEFAULT_COUNT, 0: none. */
+    int responses_store;
 } server_config;
 
 typedef struct basalt_server basalt_server;

@@ -12,7 +12,9 @@
 #include "server/job.h"
 #include "server/metrics.h"
 #include "server/openai_request.h"
+#include "server/resp_store.h"
 #include "server/server.h"
+#include "store/store.h"
 #include "template/chat_parse.h"
 #include "template/chat_template.h"
 
@@ -35,6 +37,9 @@ struct basalt_server {
     http_server *http;
     srv_metrics *metrics;
     job_registry *jobs;
+    resp_store *responses; /* the Responses API's store: true responses */
+    bs_store *store;   /* files, fine-tuning jobs (DATA/basalt.db) */
+    size_t max_file;   /* largest upload, bytes */
     char url[160];
 };
 
@@ -73,7 +78,16 @@ void handle_detokenize(basalt_server *s, http_request *r);
 void handle_metrics(basalt_server *s, http_request *r);
 void handle_chat(basalt_server *s, http_request *r);
 void handle_responses(basalt_server *s, http_request *r);
+void handle_response_get(basalt_server *s, http_request *r);
+void handle_response_delete(basalt_server *s, http_request *r);
 void handle_completions(basalt_server *s, http_request *r);
 void handle_embeddings(basalt_server *s, http_request *r);
+/* Files API (handlers_files.c); begin_file_upload runs when the upload's
+ * headers arrive, to stream its body to disk. */
+void begin_file_upload(basalt_server *s, http_request *r);
+void handle_file_upload(basalt_server *s, http_request *r);
+void handle_files_list(basalt_server *s, http_request *r);
+void handle_file_get(basalt_server *s, http_request *r);
+void handle_file_delete(basalt_server *s, http_request *r);
 
 #endif

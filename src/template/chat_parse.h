@@ -60,6 +60,27 @@ int chat_prompt_opens_reasoning(const char *prompt);
 bs_status chat_format_from_name(const char *name, chat_format *out, bs_error *err);
 const char *chat_format_name(chat_format f);
 
+/* How a family writes tool calls as JSON, for decoding constrained to the
+ * tools' schemas (the server's lazy grammars).  A block opens with one of
+ * the triggers (an at_start_only one counts only when nothing but
+ * whitespace came before it), then holds call objects {"name": N, args_key:
+ * {...}}: one, several joined by separator, or one JSON array of them
+ * (array); closer, when not NULL, ends it.  A trigger that begins with '{'
+ * is the first call's own first byte.  Whitespace may sit around the calls. */
+typedef struct chat_call_syntax {
+    const char *triggers[2]; /* unused entries NULL */
+    int at_start_only[2];
+    const char *args_key;  /* "arguments" or "parameters" */
+    const char *separator; /* NULL: one call per block (or per array) */
+    int array;
+    const char *closer;    /* NULL: the block runs to the end of the output */
+} chat_call_syntax;
+
+/* NULL for families whose calls are not such JSON objects (Qwen3-Coder and
+ * MiniMax-M2 write XML, DeepSeek V3 puts the name outside the JSON) and for
+ * CHAT_FORMAT_CONTENT. */
+const chat_call_syntax *chat_format_call_syntax(chat_format f);
+
 typedef struct chat_parse_options {
     chat_format format;
     int extract_reasoning;   /* 0: <think> text stays in content */

@@ -342,18 +342,23 @@ static scan_result xml_call(cursor *c, const json_t *tools, const char *name, si
 
 /* ---- families ---- */
 
+#define HERMES_OPEN "<tool_call>"
+#define HERMES_CLOSE "</tool_call>"
+#define LLAMA3_OPEN "<|python_tag|>"
+#define MISTRAL_OPEN "[TOOL_CALLS]"
+
 /* <tool_call>\n{"name": N, "arguments": {...}}\n</tool_call> */
 static scan_result hermes_block(const json_t *tools, const char *s, size_t n, int eof,
                                 size_t *used, chat_calls *out) {
     (void)tools;
     cursor c = {s, n, 0, eof};
     size_t b, e;
-    TRY(cur_lit(&c, "<tool_call>"));
+    TRY(cur_lit(&c, HERMES_OPEN));
     cur_ws(&c);
     TRY(cur_json(&c, &out->resume, &b, &e));
     TRY(json_call(s + b, e - b, 0, out));
     cur_ws(&c);
-    TRY(cur_lit(&c, "</tool_call>"));
+    TRY(cur_lit(&c, HERMES_CLOSE));
     *used = c.i;
     return SCAN_OK;
 }
@@ -364,13 +369,13 @@ static scan_result qwen3_coder_block(const json_t *tools, const char *s, size_t 
     static const xml_syntax syntax = {"<parameter=", ">", "</parameter>", "</function>"};
     cursor c = {s, n, 0, eof};
     size_t b, e;
-    TRY(cur_lit(&c, "<tool_call>"));
+    TRY(cur_lit(&c, HERMES_OPEN));
     cur_ws(&c);
     TRY(cur_lit(&c, "<function="));
     TRY(cur_until(&c, ">", NAME_MAX_LEN, &b, &e));
     TRY(xml_call(&c, tools, s + b, e - b, &syntax, out));
     cur_ws(&c);
-    TRY(cur_lit(&c, "</tool_call>"));
+    TRY(cur_lit(&c, HERMES_CLOSE));
     *used = c.i;
     return SCAN_OK;
 }
@@ -383,7 +388,7 @@ static scan_result llama3_block(const json_t *tools, const char *s, size_t n, in
     (void)tools;
     cursor c = {s, n, 0, eof};
     size_t b, e;
-    if (cur_lit(&c, "<|python_tag|>") != SCAN_OK) c.i = 0;
+    if (cur_lit(&c, LLAMA3_OPEN) != SCAN_OK) c.i = 0;
     for (;;) {
         cur_ws(&c);
         TRY(cur_json(&c, &out->resume, &b, &e));
@@ -405,7 +410,7 @@ static scan_result mistral_block(const json_t *tools, const char *s, size_t n, i
     (void)tools;
     cursor c = {s, n, 0, eof};
     size_t b, e;
-    TRY(cur_lit(&c, "[TOOL_CALLS]"));
+    TRY(cur_lit(&c, MISTRAL_OPEN));
     cur_ws(&c);
     if (c.i == c.n) return need_more(&c);
     if (s[c.i] == '[') {
@@ -498,14 +503,14 @@ static scan_result minimax_block(const json_t *tools, const char *s, size_t n, i
     return SCAN_OK;
 }
 
-static const chat_opener hermes_openers[] = {{"<tool_call>", 0}, {NULL, 0}};
-static const chat_opener llama3_openers[] = {{"<|python_tag|>", 0}, {"{", 1}, {NULL, 0}};
-static const chat_opener mistral_openers[] = {{"[TOOL_CALLS]", 0}, {NULL, 0}};
+static const chat_opener hermes_openers[] = {{HERMES_OPEN, 0}, {NULL, 0}};
+static const chat_opener llama3_openers[] = {{LLAMA3_OPEN, 0}, {"{", 1}, {NULL, 0}};
+static const chat_opener mistral_openers[] = {{MISTRAL_OPEN, 0}, {NULL, 0}};
 static const chat_opener deepseek_openers[] = {{DS_CALLS_BEGIN, 0}, {NULL, 0}};
 static const chat_opener minimax_openers[] = {{"<minimax:tool_call>", 0}, {NULL, 0}};
 
-static const chat_family hermes = {hermes_openers, {"</tool_call>"}, 0, hermes_block};
-static const chat_family qwen3_coder = {hermes_openers, {"</tool_call>"}, 0, qwen3_coder_block};
+static const chat_family hermes = {hermes_openers, {HERMES_CLOSE}, 0, hermes_block};
+static const chat_family qwen3_coder = {hermes_openers, {HERMES_CLOSE}, 0, qwen3_coder_block};
 static const chat_family llama3 = {llama3_openers, {NULL}, 0, llama3_block};
 static const chat_family mistral = {mistral_openers, {"]", "}"}, 1, mistral_block};
 static const chat_family deepseek = {deepseek_openers, {DS_CALLS_END}, 0, deepseek_block};
@@ -519,6 +524,25 @@ const chat_family *chat_family_of(chat_format f) {
     case CHAT_FORMAT_MISTRAL: return &mistral;
     case CHAT_FORMAT_DEEPSEEK_V3: return &deepseek;
     case CHAT_FORMAT_MINIMAX_M2: return &minimax;
+    case CHAT_FORMAT_CONTENT: break;
+    }
+    return NULL;
+}
+
+/* The JSON families' blocks as the parsers above read them (Mistral in its
+ * array form). */
+static const chat_call_syntax hermes_syntax = {{HERMES_OPEN}, {0}, "arguments", NULL, 0, HERMES_CLOSE};
+static const chat_call_syntax llama3_syntax = {{LLAMA3_OPEN, "{"}, {0, 1}, "parameters", ";", 0, NULL};
+static const chat_call_syntax mistral_syntax = {{MISTRAL_OPEN}, {0}, "arguments", NULL, 1, NULL};
+
+const chat_call_syntax *chat_format_call_syntax(chat_format f) {
+    switch (f) {
+    case CHAT_FORMAT_HERMES: return &hermes_syntax;
+    case CHAT_FORMAT_LLAMA3: return &llama3_syntax;
+    case CHAT_FORMAT_MISTRAL: return &mistral_syntax;
+    case CHAT_FORMAT_QWEN3_CODER:
+    case CHAT_FORMAT_DEEPSEEK_V3:
+    case CHAT_FORMAT_MINIMAX_M2:
     case CHAT_FORMAT_CONTENT: break;
     }
     return NULL;

@@ -25,7 +25,9 @@ typedef struct {
 } pre_preset;
 
 static const char *const names_default[] = {"default", NULL};
-static const char *const names_llama3[] = {"llama3", "llama-v3", "llama-bpe", "falcon3", "dbrx", "smaug-bpe", "chatglm-bpe", NULL};
+/* The first name of each list is what tok_gguf_pre_name reports: the name
+ * llama.cpp's converter writes. */
+static const char *const names_llama3[] = {"llama-bpe", "llama3", "llama-v3", "falcon3", "dbrx", "smaug-bpe", "chatglm-bpe", NULL};
 static const char *const names_deepseek_llm[] = {"deepseek-llm", NULL};
 static const char *const names_deepseek_coder[] = {"deepseek-coder", NULL};
 static const char *const names_deepseek3[] = {"deepseek-v3", NULL};
@@ -92,6 +94,38 @@ static const pre_preset *find_preset(const char *name) {
     for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
         for (const char *const *n = presets[i].names; *n; n++)
             if (strcmp(*n, name) == 0) return &presets[i];
+    return NULL;
+}
+
+/* tokenizer.json spells the case-insensitive contractions (?i:...); llama.cpp
+ * and basalt's presets spell out the ASCII folding.  Both mean the same here. */
+static int same_regex(const char *a, const char *b) {
+    static const char hf[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)", spelled[] = LLAMA3_CONTRACTIONS;
+    size_t nh = sizeof hf - 1, ns = sizeof spelled - 1;
+    if (strncmp(a, hf, nh) == 0) a += nh;
+    else if (strncmp(a, spelled, ns) == 0) a += ns;
+    else return strcmp(a, b) == 0;
+    if (strncmp(b, hf, nh) == 0) b += nh;
+    else if (strncmp(b, spelled, ns) == 0) b += ns;
+    else return 0;
+    return strcmp(a, b) == 0;
+}
+
+/* An NFC normalizer (Qwen's tokenizer.json) is not compared: llama.cpp's
+ * presets have none, and its converter maps such tokenizers to them anyway. */
+const char *tok_gguf_pre_name(const bs_tokenizer *t) {
+    for (int i = 0; i < t->n_regex; i++)
+        if (!t->regex_keep[i] || t->regex_literal[i]) return NULL;
+    if (t->byte_prefix_space) return NULL;
+    for (size_t p = 0; p < sizeof presets / sizeof *presets; p++) {
+        const pre_preset *pp = &presets[p];
+        int n = 0;
+        while (pp->regex[n]) n++;
+        if (n != t->n_regex || pp->ignore_merges != t->ignore_merges) continue;
+        int same = 1;
+        for (int i = 0; i < n && same; i++) same = same_regex(t->regex_src[i], pp->regex[i]);
+        if (same) return pp->names[0];
+    }
     return NULL;
 }
 

@@ -68,6 +68,8 @@ struct bs_tokenizer {
 
     pcre2_code **regex;
     uint8_t *regex_keep; /* 0: matches are removed (HF Split "Removed") */
+    char **regex_src;    /* the patterns as given, to name the pre-tokenizer when writing GGUF */
+    uint8_t *regex_literal;
     int n_regex;
 
     tok_trie_node *trie;
@@ -88,5 +90,9 @@ bs_status tok_add_merge(bs_tokenizer *t, const char *a, size_t alen, const char 
 bs_status tok_add_regex(bs_tokenizer *t, const char *pattern, int keep_matches, int literal,
                         const char *where, bs_error *err);
 bs_status tok_finish(bs_tokenizer *t, bs_error *err);
+
+/* tok_gguf.c: the tokenizer.ggml.pre name whose regexes and ignore_merges
+ * equal t's (byte-level tokenizers), or NULL. */
+const char *tok_gguf_pre_name(const bs_tokenizer *t);
 
 #endif

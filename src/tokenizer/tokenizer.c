@@ -356,13 +356,20 @@ bs_status tok_add_regex(bs_tokenizer *t, const char *pattern, int keep_matches, 
     pcre2_code **rv = realloc(t->regex, (size_t)(t->n_regex + 1) * sizeof *rv);
     uint8_t *kv = rv ? realloc(t->regex_keep, (size_t)(t->n_regex + 1)) : NULL;
     if (rv) t->regex = rv;
-    if (!kv) {
+    if (kv) t->regex_keep = kv;
+    char **sv = kv ? realloc(t->regex_src, (size_t)(t->n_regex + 1) * sizeof *sv) : NULL;
+    if (sv) t->regex_src = sv;
+    uint8_t *lv = sv ? realloc(t->regex_literal, (size_t)(t->n_regex + 1)) : NULL;
+    if (lv) t->regex_literal = lv;
+    char *src = lv ? strdup(pattern) : NULL;
+    if (!src) {
         pcre2_code_free(re);
         return bs_fail(err, BS_ENOMEM, "tokenizer: out of memory");
     }
-    t->regex_keep = kv;
     t->regex[t->n_regex] = re;
     t->regex_keep[t->n_regex] = (uint8_t)(keep_matches != 0);
+    t->regex_src[t->n_regex] = src;
+    t->regex_literal[t->n_regex] = (uint8_t)(literal != 0);
     t->n_regex++;
     return BS_OK;
 }
@@ -422,8 +429,8 @@ void tok_close(bs_tokenizer *t) {
     free(t->text), free(t->len), free(t->score), free(t->type), free(t->strip), free(t->eog);
     free(t->slots);
     free(t->pair_keys), free(t->pair_rank), free(t->pair_result);
-    for (int i = 0; i < t->n_regex; i++) pcre2_code_free(t->regex[i]);
-    free(t->regex), free(t->regex_keep);
+    for (int i = 0; i < t->n_regex; i++) pcre2_code_free(t->regex[i]), free(t->regex_src[i]);
+    free(t->regex), free(t->regex_keep), free(t->regex_src), free(t->regex_literal);
     free(t->trie);
     free(t);
 }
@@ -459,6 +466,46 @@ int tok_is_eog(const bs_tokenizer *t, int32_t id) { return id >= 0 && id < t->n_
 
 const char *tok_token_text(const bs_tokenizer *t, int32_t id) {
     return id >= 0 && id < t->n_vocab ? t->text[id] : NULL;
+}
+
+size_t tok_token_len(const bs_tokenizer *t, int32_t id) { return id >= 0 && id < t->n_vocab ? t->len[id] : 0; }
+float tok_token_score(const bs_tokenizer *t, int32_t id) { return id >= 0 && id < t->n_vocab ? t->score[id] : 0.0f; }
+int tok_token_type(const bs_tokenizer *t, int32_t id) { return id >= 0 && id < t->n_vocab ? t->type[id] : 0; }
+
+bs_status tok_merges(const bs_tokenizer *t, int32_t **pairs, size_t *n, bs_error *err) {
+    /* Ranks are call order, so repeated merges leave gaps: place each pair at
+     * its rank, then squeeze the gaps out. */
+    int32_t *by_rank = malloc(((size_t)t->n_pairs * 2 + 1) * sizeof *by_rank);
+    if (!by_rank) return bs_fail(err, BS_ENOMEM, "tokenizer: out of memory");
+    for (size_t i = 0; i < (size_t)t->n_pairs * 2; i++) by_rank[i] = -1;
+    for (uint32_t i = 0; t->pair_keys && i <= t->pair_mask; i++) {
+        if (!t->pair_keys[i]) continue;
+        uint64_t key = t->pair_keys[i] - 1;
+        int32_t r = t->pair_rank[i];
+        by_rank[2 * r] = (int32_t)(key >> 32);
+        by_rank[2 * r + 1] = (int32_t)(uint32_t)key;
+    }
+    size_t k = 0;
+    for (size_t r = 0; r < t->n_pairs; r++) {
+        if (by_rank[2 * r] < 0) continue;
+        by_rank[2 * k] = by_rank[2 * r];
+        by_rank[2 * k + 1] = by_rank[2 * r + 1];
+        k++;
+    }
+    *pairs = by_rank;
+    *n = k;
+    return BS_OK;
+}
+
+void tok_gguf_describe(const bs_tokenizer *t, tok_gguf_info *out) {
+    int bytes = t->unit == TOK_UNIT_BYTES;
+    *out = (tok_gguf_info){
+        .model = bytes ? "gpt2" : "llama",
+        .pre = bytes ? tok_gguf_pre_name(t) : NULL,
+        .scores_from_merges = !bytes && t->policy == TOK_MERGE_RANK,
+        .bos = t->bos, .eos = t->eos, .eot = t->eot, .eom = t->eom, .unk = t->unk,
+        .add_bos = t->add_bos, .add_eos = t->add_eos, .add_space_prefix = t->prefix != TOK_PREFIX_NONE,
+    };
 }
 
 /* ------------------------------------------------------------------- BPE --- */

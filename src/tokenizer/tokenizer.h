@@ -59,6 +59,28 @@ const char *tok_token_text(const bs_tokenizer *t, int32_t id);
 /* The id of the vocab entry spelled exactly text[0..len), -1 when absent. */
 int32_t tok_token_id(const bs_tokenizer *t, const char *text, size_t len);
 
+/* ---- The vocabulary as data, for writing it out (tokenizer.ggml.* in GGUF) ---- */
+
+/* Length in bytes of the vocab entry (texts may hold bytes a C string cannot). */
+size_t tok_token_len(const bs_tokenizer *t, int32_t id);
+float tok_token_score(const bs_tokenizer *t, int32_t id);
+/* GGUF token_type: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte. */
+int tok_token_type(const bs_tokenizer *t, int32_t id);
+/* The merge table in rank order as (left id, right id) pairs: *pairs holds
+ * 2 * *n ids, malloc'ed (never NULL on success), caller frees. */
+bs_status tok_merges(const bs_tokenizer *t, int32_t **pairs, size_t *n, bs_error *err);
+
+/* How the tokenizer maps onto llama.cpp's GGUF vocabulary description. */
+typedef struct tok_gguf_info {
+    const char *model; /* "gpt2" (byte-level BPE, ranked merges) or "llama" (SentencePiece-style, scores) */
+    const char *pre;   /* gpt2: llama.cpp's pre-tokenizer name with exactly these regexes and
+                        * ignore_merges; NULL when none matches */
+    int scores_from_merges; /* llama from tokenizer.json: merge ranks, not scores, order the merges */
+    int32_t bos, eos, eot, eom, unk; /* -1 when none */
+    int add_bos, add_eos, add_space_prefix;
+} tok_gguf_info;
+void tok_gguf_describe(const bs_tokenizer *t, tok_gguf_info *out);
+
 /* Streaming decode: feed ids one at a time; only complete UTF-8 characters are
  * emitted (invalid sequences become U+FFFD), so every chunk is valid UTF-8.
  * `started` records whether text was emitted yet (SentencePiece models drop the

@@ -1,5 +1,7 @@
 /* Tests for base/: errors, f16/bf16 conversion, thread pool, range split. */
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "../support/test.h"
 #include "base/dtype.h"
@@ -71,6 +73,24 @@ static void test_threadpool(void) {
     }
 }
 
+/* Runs that find the workers asleep (after a pause longer than their spin)
+ * and runs right after each other, with the threads pinned (BASALT_PIN=1). */
+static void test_threadpool_sleep_and_pin(void) {
+    bs_error err = {0};
+    setenv("BASALT_PIN", "1", 1);
+    bs_threadpool *pool;
+    CHECK_OK(bs_threadpool_open(3, &pool, &err), &err);
+    unsetenv("BASALT_PIN");
+    for (int rep = 0; rep < 6; rep++) {
+        if (rep % 2 == 0) usleep(50000);
+        sum_ctx c = {0};
+        bs_threadpool_run(pool, sum_range, &c);
+        CHECK_INT(atomic_load(&c.sum), 999L * 1000 / 2);
+        CHECK_INT(atomic_load(&c.calls), 3);
+    }
+    bs_threadpool_close(pool);
+}
+
 static void test_split_range_covers(void) {
     long prev_end = 0;
     for (int i = 0; i < 3; i++) {
@@ -89,6 +109,7 @@ int main(void) {
     RUN(test_bf16);
     RUN(test_dtype_sizes);
     RUN(test_threadpool);
+    RUN(test_threadpool_sleep_and_pin);
     RUN(test_split_range_covers);
     TEST_MAIN_END();
 }

@@ -10,7 +10,7 @@
 import OpenAI from "openai";
 import { zodResponseFormat } from "openai/helpers/zod";
 import { ChatOpenAI } from "@langchain/openai";
-import { generateText, streamText, tool, jsonSchema } from "ai";
+import { generateText, streamText, tool, jsonSchema, stepCountIs } from "ai";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
 import { createOpenAI } from "@ai-sdk/openai";
 import { z } from "zod";
@@ -213,6 +213,47 @@ test("ai sdk generateText/streamText via the Responses API", async () => {
   let text = "";
   for await (const part of s.textStream) text += part;
   eq(text, r.text, "streamed Responses text equals generateText");
+});
+
+test("ai sdk multi-step tool use and a follow-up turn via the Responses API with the default store", async () => {
+  const sent = [];
+  const fetchLogged = async (url, init) => {
+    if (init?.body) sent.push(JSON.parse(init.body));
+    return fetch(url, init);
+  };
+  const openai = createOpenAI({ baseURL, apiKey: "unused", fetch: fetchLogged });
+  const executed = [];
+  const tools = {
+    get_weather: tool({
+      description: "weather", inputSchema: jsonSchema(weatherTool.function.parameters),
+      execute: async (input) => { executed.push(input); return { temperature: 21 }; },
+    }),
+  };
+  const question = [{ role: "user", content: "Weather in Paris?" }];
+  const r = await generateText({
+    model: openai.responses(model), messages: question, maxOutputTokens: 64, temperature: 0, tools,
+    // the first step must call the tool, the second must answer in text
+    prepareStep: ({ stepNumber }) => ({ toolChoice: stepNumber === 0 ? { type: "tool", toolName: "get_weather" } : "none" }),
+    stopWhen: stepCountIs(2),
+  });
+  eq(executed.length, 1, "the tool ran once");
+  assert(typeof executed[0].city === "string" && ["c", "f"].includes(executed[0].unit), "tool input follows the schema");
+  eq(r.steps.length, 2, "two steps");
+  eq(r.steps[0].toolCalls.length, 1, "step 1 called the tool");
+  eq(r.steps[1].toolCalls.length, 0, "step 2 answered without tools");
+  assert(r.text === r.steps[1].text && r.steps[1].usage.outputTokens > 0, "final text step");
+  eq(sent.length, 2, "two requests");
+  assert(sent.every((b) => b.store !== false), "store left at its default");
+  assert(sent[1].input.some((i) => i.type === "function_call_output"), "step 2 carries the tool output");
+  // The next turn: the SDK names the stored assistant message by its id
+  // (item_reference) instead of sending its text again.
+  const next = await generateText({
+    model: openai.responses(model), messages: [...question, ...r.response.messages, { role: "user", content: "Thanks" }],
+    maxOutputTokens: 8, temperature: 0, tools,
+  });
+  const refs = sent[2].input.filter((i) => i.type === "item_reference");
+  assert(refs.length >= 1 && refs.every((i) => i.id.startsWith("msg_")), `item_reference: ${JSON.stringify(sent[2].input)}`);
+  assert(next.usage.inputTokens > r.steps[1].usage.inputTokens, "the referenced history is in the prompt");
 });
 
 let failed = 0;

@@ -1,6 +1,7 @@
-/* Every SIMD table this CPU can run (AVX2 and AVX-512 where present) against
- * the portable reference, element by element; kern_matmul only composes these
- * building blocks, so this covers the ISA the dispatcher does not pick. */
+/* Every SIMD table this CPU can run (AVX2, AVX-512 and AVX-512 with BF16
+ * where present) against the portable reference, element by element;
+ * kern_matmul only composes these building blocks, so this covers the ISAs the
+ * dispatcher does not pick. */
 #include <stdint.h>
 #include <string.h>
 
@@ -18,12 +19,11 @@ static void check_table(const kern_isa_ops *isa) {
     enum { MAX = 300 };
     static const int sizes[] = {1, 7, 8, 15, 16, 17, 33, 64, 65, 127, 300};
     float a[MAX], w[KERN_ROW_TILE][MAX];
-    uint16_t h[MAX], finite[MAX];
+    uint16_t h[MAX];
     for (int i = 0; i < MAX; i++) {
         a[i] = rand_uniform() * 4;
         for (int r = 0; r < KERN_ROW_TILE; r++) w[r][i] = rand_uniform();
         h[i] = (uint16_t)(rand_uniform() * 32768 + 32768);
-        finite[i] = h[i] & 0xBFFF; /* top exponent bit clear: |value| < 2 in f16 and bf16 */
     }
     const float *rows[KERN_ROW_TILE] = {w[0], w[1], w[2], w[3]};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
@@ -47,26 +47,81 @@ static void check_table(const kern_isa_ops *isa) {
             for (int i = 0; i < n; i++) m += fabs((double)a[i] * w[r][i]);
             CHECK_NEAR(out[r], ref[r], 1e-6 * m);
         }
-        /* Fused half-precision rows: the reference dot4 on widened rows. */
-        for (int bf16 = 0; bf16 < 2; bf16++) {
-            const uint16_t *hrows[KERN_ROW_TILE];
-            static float wide[KERN_ROW_TILE][MAX];
-            const float *wrows[KERN_ROW_TILE];
-            if (n + 7 * (KERN_ROW_TILE - 1) > MAX) continue;
-            for (int r = 0; r < KERN_ROW_TILE; r++) {
-                hrows[r] = finite + 7 * r; /* rows at odd offsets */
-                kern_isa_ref.dequant[bf16 ? BS_DTYPE_BF16 : BS_DTYPE_F16](hrows[r], wide[r], n);
-                wrows[r] = wide[r];
-            }
-            (bf16 ? isa->dot4_bf16 : isa->dot4_f16)(a, hrows, n, out);
-            kern_isa_ref.dot4(a, wrows, n, ref);
-            for (int r = 0; r < KERN_ROW_TILE; r++) {
-                double m = 0;
-                for (int i = 0; i < n; i++) m += fabs((double)a[i] * wide[r][i]);
-                CHECK_NEAR(out[r], ref[r], 1e-6 * m);
+    }
+    uint16_t hb[MAX], want_b[MAX];
+    isa->round_bf16(a, hb, MAX);
+    kern_isa_ref.round_bf16(a, want_b, MAX);
+    CHECK(memcmp(hb, want_b, sizeof hb) == 0);
+    /* Rounding: ties to even, NaN stays NaN, infinities and the largest finite
+     * values round as bs_f32_to_bf16 does. */
+    static const uint32_t special[] = {0x3f808000u, 0x3f818000u, 0x7fc00001u, 0x7f800001u, 0xff800000u,
+                                       0x7f7fffffu, 0x00000001u, 0x80000000u, 0x3f7fffffu};
+    enum { NS = sizeof special / sizeof special[0] };
+    float sf[NS];
+    uint16_t sb[NS];
+    memcpy(sf, special, sizeof sf);
+    isa->round_bf16(sf, sb, NS);
+    for (int i = 0; i < NS; i++) CHECK_INT(sb[i], bs_f32_to_bf16(sf[i]));
+}
+
+/* A kern_gemm_fn against the reference table's for one weight type: T tokens
+ * x rows weight rows over n columns, written fresh (first) then accumulated
+ * on top; the tolerance is f32 rounding of the sum of |products|.  Row t must
+ * also be bit-identical when computed alone (batch invariance). */
+static void check_gemm(const kern_isa_ops *isa, bs_dtype type, int T, int rows, int n) {
+    enum { MAXT = 9, MAXR = 19, MAXN = 1100 };
+    static float x[MAXT * MAXN], wf[MAXR * MAXN], y[MAXT * MAXR], yref[MAXT * MAXR], alone[MAXR];
+    static uint16_t xb[MAXT * MAXN];
+    static unsigned char w[MAXR * MAXN * 4];
+    size_t ldx = MAXN, ldy = MAXR, row_bytes = bs_dtype_row_bytes(type, n) + 6; /* rows not packed tight */
+    for (int i = 0; i < MAXT * MAXN; i++) x[i] = rand_uniform() * 4;
+    for (int r = 0; r < rows; r++)
+        for (int k = 0; k < n; k++) wf[r * n + k] = rand_uniform();
+    for (int r = 0; r < rows; r++) kern_quantize(type, wf + r * n, w + r * row_bytes, n);
+    kern_isa_ref.round_bf16(x, xb, MAXT * MAXN);
+    const void *xin = type == BS_DTYPE_BF16 ? (const void *)xb : (const void *)x;
+    kern_gemm_fn got_fn = type == BS_DTYPE_F32 ? isa->gemm_f32 : type == BS_DTYPE_F16 ? isa->gemm_f16 : isa->gemm_bf16;
+    kern_gemm_fn ref_fn = type == BS_DTYPE_F32   ? kern_isa_ref.gemm_f32
+                          : type == BS_DTYPE_F16 ? kern_isa_ref.gemm_f16
+                                                 : kern_isa_ref.gemm_bf16;
+    for (int first = 1; first >= 0; first--) {
+        got_fn(y, ldy, xin, ldx, T, w, row_bytes, rows, n, first);
+        ref_fn(yref, ldy, xin, ldx, T, w, row_bytes, rows, n, first);
+    }
+    float wd[MAXN];
+    for (int r = 0; r < rows; r++) {
+        kern_dequant(type, w + r * row_bytes, wd, n);
+        for (int t = 0; t < T; t++) {
+            double mag = 0;
+            for (int k = 0; k < n; k++)
+                mag += fabs((double)(type == BS_DTYPE_BF16 ? bs_bf16_to_f32(xb[t * ldx + k]) : x[t * ldx + k]) * wd[k]);
+            if (!(fabs(y[t * ldy + r] - yref[t * ldy + r]) <= 2e-6 * mag + 1e-30)) {
+                fprintf(stderr, "  %s gemm %s T=%d rows=%d n=%d: y[%d][%d] = %.9g, reference %.9g\n", isa->name,
+                        bs_dtype_name(type), T, rows, n, t, r, y[t * ldy + r], yref[t * ldy + r]);
+                test_failed_ = 1;
+                return;
             }
         }
     }
+    for (int t = 0; t < T; t++) {
+        const void *xt = type == BS_DTYPE_BF16 ? (const void *)(xb + t * ldx) : (const void *)(x + t * ldx);
+        got_fn(alone, ldy, xt, ldx, 1, w, row_bytes, rows, n, 1);
+        got_fn(alone, ldy, xt, ldx, 1, w, row_bytes, rows, n, 0);
+        if (memcmp(alone, y + t * ldy, (size_t)rows * sizeof(float)) != 0) {
+            fprintf(stderr, "  %s gemm %s T=%d rows=%d n=%d: token %d differs alone\n", isa->name,
+                    bs_dtype_name(type), T, rows, n, t);
+            test_failed_ = 1;
+        }
+    }
+}
+
+static void check_gemms(const kern_isa_ops *isa) {
+    static const int ns[] = {1, 7, 16, 31, 33, 64, 100, 1100};
+    static const int shapes[][2] = {{1, 1}, {1, 19}, {2, 5}, {3, 8}, {4, 17}, {7, 9}, {9, 19}};
+    for (int type = BS_DTYPE_F32; type <= BS_DTYPE_BF16; type++)
+        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+                check_gemm(isa, (bs_dtype)type, shapes[s][0], shapes[s][1], ns[i]);
 }
 
 /* Block dequantization must be bit-identical to the reference; the blocks are
@@ -101,10 +156,26 @@ static void check_block_dequant(const kern_isa_ops *isa) {
     }
 }
 
+/* The reference gemm itself against a double-precision loop. */
+static void test_reference_gemm(void) {
+    enum { T = 3, R = 5, N = 77 };
+    float x[T * N], w[R * N], y[T * R];
+    for (int i = 0; i < T * N; i++) x[i] = rand_uniform();
+    for (int i = 0; i < R * N; i++) w[i] = rand_uniform();
+    kern_isa_ref.gemm_f32(y, R, x, N, T, w, N * sizeof(float), R, N, 1);
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) {
+            double want = 0;
+            for (int k = 0; k < N; k++) want += (double)x[t * N + k] * w[r * N + k];
+            CHECK_NEAR(y[t * R + r], want, 1e-5);
+        }
+}
+
 static void test_avx2_table(void) {
     const kern_features *f = kern_cpu_features();
     if (!(f->avx2 && f->fma && f->f16c)) SKIP("CPU lacks AVX2/FMA/F16C");
     check_table(&kern_isa_avx2);
+    check_gemms(&kern_isa_avx2);
     check_block_dequant(&kern_isa_avx2);
 }
 
@@ -112,11 +183,20 @@ static void test_avx512_table(void) {
     const kern_features *f = kern_cpu_features();
     if (!(f->avx512f && f->avx512bw && f->avx512vl)) SKIP("CPU lacks AVX-512 F/BW/VL");
     check_table(&kern_isa_avx512);
+    check_gemms(&kern_isa_avx512);
     check_block_dequant(&kern_isa_avx512);
 }
 
+static void test_avx512bf16_table(void) {
+    const kern_features *f = kern_cpu_features();
+    if (!(f->avx512f && f->avx512bw && f->avx512vl && f->avx512bf16)) SKIP("CPU lacks AVX512_BF16");
+    check_gemms(kern_isa_avx512bf16());
+}
+
 int main(void) {
+    RUN(test_reference_gemm);
     RUN(test_avx2_table);
     RUN(test_avx512_table);
+    RUN(test_avx512bf16_table);
     TEST_MAIN_END();
 }

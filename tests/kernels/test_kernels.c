@@ -7,6 +7,7 @@
 #include "../support/test.h"
 #include "base/threadpool.h"
 #include "kernels/kernels.h"
+#include "kernels/qdot.h"
 
 static uint32_t rng_state = 777;
 static float rand_uniform(void) { /* [-1, 1) */
@@ -26,13 +27,15 @@ static void test_cpu_features(void) {
     CHECK_STR(kern_isa_name(), "ref");
     kern_force_reference(0);
     const char *name = kern_isa_name();
-    CHECK(!strcmp(name, "ref") || !strcmp(name, "avx2") || !strcmp(name, "avx512"));
-    if (f->avx512f && f->avx512bw && f->avx512vl && !getenv("BASALT_KERNELS")) CHECK_STR(name, "avx512");
+    CHECK(!strcmp(name, "ref") || !strcmp(name, "avx2") || !strcmp(name, "avx512") || !strcmp(name, "avx512bf16"));
+    if (f->avx512f && f->avx512bw && f->avx512vl && !getenv("BASALT_KERNELS"))
+        CHECK_STR(name, f->avx512bf16 ? "avx512bf16" : "avx512");
 }
 
 /* One matmul case: W is random data quantized to wtype; the expectation is a
- * double-precision loop over the dequantized weights, and each output may
- * differ from it by f32 rounding of the sum: 1e-5 of sum |x*w|. */
+ * double-precision loop over the dequantized weights (and, for BF16, x
+ * rounded to bf16 as documented), and each output may differ from it by f32
+ * rounding of the sum: 1e-5 of sum |x*w|. */
 static void check_matmul(bs_threadpool *pool, bs_dtype wtype, int T, int N, int K) {
     float *x = malloc(sizeof(float) * (size_t)T * K), *wf = malloc(sizeof(float) * (size_t)N * K);
     float *wd = malloc(sizeof(float) * (size_t)N * K), *y = malloc(sizeof(float) * (size_t)T * N);
@@ -43,11 +46,21 @@ static void check_matmul(bs_threadpool *pool, bs_dtype wtype, int T, int N, int 
     for (int n = 0; n < N; n++) kern_quantize(wtype, wf + (size_t)n * K, W + row_bytes * n, K);
     kern_dequant(wtype, W, wd, (int64_t)N * K);
     kern_matmul(pool, y, x, T, W, wtype, N, K);
+    /* Quantized weights multiply x rounded to int8 blocks (kernels/qdot.h). */
+    float *xq = malloc(sizeof(float) * (size_t)T * K);
+    kern_xblock *xb = malloc(sizeof(kern_xblock) * (size_t)(K / 32 + 1));
+    for (int t = 0; t < T && kern_qlayout_of(wtype); t++) {
+        kern_quantize_x(x + (size_t)t * K, K, xb);
+        for (int k = 0; k < K; k++) xq[(size_t)t * K + k] = xb[k / 32].d * (float)xb[k / 32].q[k % 32];
+    }
     for (int t = 0; t < T; t++)
         for (int n = 0; n < N; n++) {
             double want = 0, mag = 0;
             for (int k = 0; k < K; k++) {
-                double p = (double)x[(size_t)t * K + k] * wd[(size_t)n * K + k];
+                float xv = x[(size_t)t * K + k];
+                if (wtype == BS_DTYPE_BF16) xv = bs_bf16_to_f32(bs_f32_to_bf16(xv));
+                if (kern_qlayout_of(wtype)) xv = xq[(size_t)t * K + k];
+                double p = (double)xv * wd[(size_t)n * K + k];
                 want += p;
                 mag += fabs(p);
             }
@@ -66,6 +79,8 @@ static void check_matmul(bs_threadpool *pool, bs_dtype wtype, int T, int N, int 
     free(wd);
     free(y);
     free(W);
+    free(xq);
+    free(xb);
 }
 
 /* K sizes per block size: float types take K not a multiple of 16; block

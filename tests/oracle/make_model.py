@@ -118,6 +118,31 @@ def q8_0(t):
     deq = (q.astype(np.float32) * d16.astype(np.float32)[:, None]).reshape(t.shape)
     return blocks.tobytes(), torch.from_numpy(deq)
 
+def q4_k(t):
+    """llama.cpp Q4_K over rows (256-weight blocks of 8 sub-blocks, each
+    y = d*sc*q - dmin*m with 6-bit sc, m and 4-bit q): (block bytes,
+    dequantized float32 tensor).  Plain min/max fit, no error search."""
+    x = t.numpy().astype(np.float32).reshape(-1, 8, 32)
+    mn = np.maximum(0, -x.min(axis=2))                      # [blocks][8] subtracted offsets
+    sc = (x.max(axis=2) + mn) / 15
+    d = (sc.max(axis=1) / 63).astype(np.float16)
+    dmin = (mn.max(axis=1) / 63).astype(np.float16)
+    df, mf = d.astype(np.float32)[:, None], dmin.astype(np.float32)[:, None]
+    isc = np.clip(np.round(np.divide(sc, df, out=np.zeros_like(sc), where=df > 0)), 0, 63).astype(np.uint8)
+    imn = np.clip(np.round(np.divide(mn, mf, out=np.zeros_like(mn), where=mf > 0)), 0, 63).astype(np.uint8)
+    d1 = (df * isc)[:, :, None]
+    m1 = (mf * imn)[:, :, None]
+    q = np.clip(np.round(np.divide(x + m1, d1, out=np.zeros_like(x), where=d1 > 0)), 0, 15).astype(np.uint8)
+    scales = np.zeros((x.shape[0], 12), dtype=np.uint8)
+    scales[:, 0:4] = isc[:, 0:4] | ((isc[:, 4:8] >> 4) << 6)
+    scales[:, 4:8] = imn[:, 0:4] | ((imn[:, 4:8] >> 4) << 6)
+    scales[:, 8:12] = (isc[:, 4:8] & 0xF) | ((imn[:, 4:8] & 0xF) << 4)
+    qs = (q[:, 0::2, :] | (q[:, 1::2, :] << 4)).reshape(-1, 128)   # 64-weight chunks: low, high nibbles
+    blocks = np.zeros(x.shape[0], dtype=[("d", "<f2"), ("dmin", "<f2"), ("s", "u1", 12), ("q", "u1", 128)])
+    blocks["d"], blocks["dmin"], blocks["s"], blocks["q"] = d, dmin, scales, qs
+    deq = (d1 * q.astype(np.float32) - m1).reshape(t.shape)
+    return blocks.tobytes(), torch.from_numpy(deq)
+
 # ---------------------------------------------------------------- safetensors
 
 
@@ -220,7 +245,7 @@ def write_hf(dirpath, a, weights, dtype, shards=1, tokenizer=False):
 
 # ---------------------------------------------------------------- GGUF
 
-GGML_F32, GGML_F16, GGML_Q8_0 = 0, 1, 8
+GGML_F32, GGML_F16, GGML_Q8_0, GGML_Q4_K = 0, 1, 8, 12
 GT_I32, GT_U32, GT_F32, GT_STRING, GT_ARRAY = 5, 4, 6, 8, 9
 
 
@@ -303,7 +328,7 @@ def write_gguf_model(path, a, weights, qtype, tokenizer=False):
     """Returns the weights as the file stores them, back in HF layout."""
     arch = "llama" if a["model_type"] in ("llama", "mistral") else a["model_type"]
     kvs = [("general.architecture", GT_STRING, arch), ("general.name", GT_STRING, "oracle"),
-           ("general.file_type", GT_U32, 1 if qtype == GGML_F16 else 7),
+           ("general.file_type", GT_U32, {GGML_F16: 1, GGML_Q8_0: 7, GGML_Q4_K: 15}[qtype]),
            ("%s.context_length" % arch, GT_U32, 512), ("%s.embedding_length" % arch, GT_U32, a["dim"]),
            ("%s.block_count" % arch, GT_U32, a["layers"]),
            ("%s.feed_forward_length" % arch, GT_U32, a["ffn"]),
@@ -314,7 +339,7 @@ def write_gguf_model(path, a, weights, qtype, tokenizer=False):
            ("%s.attention.layer_norm_rms_epsilon" % arch, GT_F32, a["eps"]),
            ("%s.rope.freq_base" % arch, GT_F32, a["theta"]),
            ("%s.rope.dimension_count" % arch, GT_U32, a["head_dim"])]
-    if qtype == GGML_Q8_0:
+    if qtype in (GGML_Q8_0, GGML_Q4_K):
         kvs.append(("general.quantization_version", GT_U32, 2))
     if tokenizer:   # the byte-level vocabulary of write_tokenizer, as llama.cpp stores it
         b2u = bytes_to_unicode()
@@ -333,6 +358,8 @@ def write_gguf_model(path, a, weights, qtype, tokenizer=False):
             data, typ, back = tf.numpy().astype("<f4").tobytes(), GGML_F32, t
         elif qtype == GGML_F16:
             data, typ, back = tf.to(torch.float16).numpy().astype("<f2").tobytes(), GGML_F16, round_f16(t)
+        elif qtype == GGML_Q4_K:
+            data, typ, back = q4_k(tf)[0], GGML_Q4_K, q4_k(t)[1]
         else:
             data, typ, back = q8_0(tf)[0], GGML_Q8_0, q8_0(t)[1]
         stored[name] = back
@@ -370,8 +397,10 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
-def forward(a, w, tokens, window):
-    """Logits [T][vocab] in float64 from HF-layout weights."""
+def forward(a, w, tokens, window, delta=None):
+    """Logits [T][vocab] in float64 from HF-layout weights.  Differentiable
+    (train_ref.py runs autograd through it); delta(module, inp), when given,
+    is added to every linear projection's output (LoRA)."""
     w = {k: v.double() for k, v in w.items()}
     n, H, KV, hd, eps = len(tokens), a["heads"], a["kv_heads"], a["head_dim"], a["eps"]
     x = w["model.embed_tokens.weight"][torch.tensor(tokens)]
@@ -388,6 +417,8 @@ def forward(a, w, tokens, window):
         def lin(name, inp):
             y = inp @ w[p + name + ".weight"].T
             b = w.get(p + name + ".bias")
+            if delta is not None:
+                y = y + delta(p + name, inp)
             return y if b is None else y + b
 
         h = rmsnorm(x, w[p + "input_layernorm.weight"], eps)

@@ -66,14 +66,30 @@ def make_model(out, max_pos=None):
         json.dump({"chat_template": TEMPLATE, "eos_token": "<|endoftext|>", "bos_token": None}, f)
 
 
+def make_tool_model(out):
+    """The tiny model with a 2048-position limit and two added (non-special)
+    tokens: 257 "Sure. <tool_call>\n", which straddles the Hermes trigger
+    (text before it, a newline after it), and 258 "</tool_call>"."""
+    make_model(out, max_pos=2048)
+    path = os.path.join(out, "tokenizer.json")
+    with open(path) as f:
+        tok = json.load(f)
+    for i, text in ((257, "Sure. <tool_call>\n"), (258, "</tool_call>")):
+        tok["added_tokens"].append({"id": i, "content": text, "single_word": False, "lstrip": False,
+                                    "rstrip": False, "normalized": False, "special": False})
+    with open(path, "w") as f:
+        json.dump(tok, f)
+
+
 class Server:
-    def __init__(self, binary, model_dir, work):
-        self.log_path = os.path.join(work, "serve.log")
+    def __init__(self, binary, models, work, extra=(), log="serve.log"):
+        """models: [(name, directory)]."""
+        self.log_path = os.path.join(work, log)
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [binary, "serve", "--port", "0", "--model", "tiny=" + model_dir, "--ctx", "512", "--parallel", "4",
-             "--threads", "1", "--max-body", "1", "--data", os.path.join(work, "data")],
-            stdout=self.log, stderr=subprocess.STDOUT)
+        args = [binary, "serve", "--port", "0", "--threads", "1", "--data", os.path.join(work, "data")]
+        for name, path in models:
+            args += ["--model", name + "=" + path]
+        self.proc = subprocess.Popen(args + list(extra), stdout=self.log, stderr=subprocess.STDOUT)
         self.host = self.port = None
         deadline = time.time() + 60
         while time.time() < deadline and self.proc.poll() is None:
@@ -139,7 +155,7 @@ def main():
     except ImportError as e:
         print("SKIP serve: cannot build the test model (%s)" % e)
         return 0
-    srv = Server(binary, model_dir, work)
+    srv = Server(binary, [("tiny", model_dir)], work, ["--ctx", "512", "--parallel", "4", "--max-body", "1"])
     q = srv.request
 
     def health():
@@ -368,7 +384,7 @@ def main():
                                      "tool_choice", "parallel_tool_calls", "text", "store", "previous_response_id")}
         assert echo == {"instructions": "Be brief.", "max_output_tokens": 8, "metadata": {"k": "v"}, "temperature": 0,
                         "top_p": 1.0, "tools": [], "tool_choice": "none", "parallel_tool_calls": True,
-                        "text": {"format": {"type": "text"}}, "store": False, "previous_response_id": None}, echo
+                        "text": {"format": {"type": "text"}}, "store": True, "previous_response_id": None}, echo
     check("responses_nonstreaming", responses_shape)
 
     def responses_stream():
@@ -427,8 +443,7 @@ def main():
     def responses_errors():
         base = {"model": "tiny", "input": "Hi"}
         cases = [
-            (dict(base, previous_response_id="resp_1"), "previous_response_id", "store"),
-            (dict(base, input=[{"type": "item_reference", "id": "msg_1"}]), "input[0]", "store"),
+            (dict(base, conversation="conv_1"), "conversation", "previous_response_id"),
             (dict(base, tools=[{"type": "web_search"}]), "tools[0].type", "web_search"),
             (dict(base, tools=[{"type": "function"}]), "tools[0].name", "name"),
             ({"model": "tiny"}, "input", "input"),
@@ -474,10 +489,11 @@ def main():
     def metrics():
         st, text, r = q("GET", "/metrics")
         assert st == 200 and r.getheader("Content-Type").startswith("text/plain"), st
-        m = re.search(r'basalt_requests_total\{endpoint="/v1/chat/completions",status="200"\} (\d+)', text)
+        metrics_families(text)
+        m = re.search(r'basalt_requests_total\{model="tiny",endpoint="/v1/chat/completions",status="200"\} (\d+)', text)
         assert m and int(m.group(1)) >= 5, text[:400]
-        assert re.search(r'basalt_requests_total\{endpoint="/v1/chat/completions",status="400"\} \d+', text)
-        g = re.search(r"basalt_generation_tokens_total (\d+)", text)
+        assert re.search(r'basalt_requests_total\{model="[a-z]*",endpoint="/v1/chat/completions",status="400"\} \d+', text)
+        g = re.search(r'basalt_generation_tokens_total\{model="tiny"\} (\d+)', text)
         assert g and int(g.group(1)) > 40, g
         assert re.search(r"basalt_time_to_first_token_seconds_count [1-9]", text)
         assert "basalt_inter_token_latency_seconds_bucket" in text and "basalt_kv_cache_usage_ratio" in text
@@ -500,7 +516,137 @@ def main():
         srv.proc.kill()
     if results["fail"]:
         sys.stdout.write("---- server log (tail) ----\n" + "".join(open(srv.log_path).readlines()[-30:]))
+    tools_dir = os.path.join(work, "tools")
+    make_tool_model(tools_dir)
+    srv2 = Server(binary, [("tools", tools_dir), ("other", tools_dir)], work,
+                  ["--ctx", "1024", "--responses-store", "3"], log="serve2.log")
+    try:
+        second_server(srv2)
+    finally:
+        srv2.proc.kill()
+        srv2.proc.wait()
     return 0
+
+
+STRICT_TOOL = {"type": "function", "function": {"name": "f", "parameters": {
+    "type": "object", "properties": {"x": {"type": "string", "enum": ["a", "b"]},
+                                     "n": {"type": "integer", "minimum": 0, "maximum": 9}},
+    "required": ["x", "n"], "additionalProperties": False}, "strict": True}}
+
+
+def valid_f_args(text):
+    a = json.loads(text)
+    return set(a) == {"x", "n"} and a["x"] in ("a", "b") and isinstance(a["n"], int) and 0 <= a["n"] <= 9
+
+
+def metrics_families(text):
+    """Strict exposition check: each family's HELP and TYPE once, TYPE before
+    its samples; returns {family: [sample lines]}."""
+    typed, helped, samples = {}, set(), {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split()[2]
+            assert name not in helped, "HELP twice: " + name
+            helped.add(name)
+        elif line.startswith("# TYPE "):
+            _, _, name, kind = line.split()
+            assert name not in typed, "TYPE twice: " + name
+            assert name not in samples, "TYPE after samples: " + name
+            typed[name] = kind
+        elif line:
+            name = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0)
+            fam = name
+            for suffix in ("_bucket", "_sum", "_count"):
+                if name.endswith(suffix) and typed.get(name[:-len(suffix)]) == "histogram":
+                    fam = name[:-len(suffix)]
+            assert fam in typed, "sample before its TYPE: " + line
+            samples.setdefault(fam, []).append(line)
+    assert set(typed) == helped, set(typed) ^ helped
+    return samples
+
+
+def second_server(srv):
+    """Two models (the same files twice: the tiny model with tool-call
+    tokens), a response store of 3: strict tools under auto, stored
+    responses, metrics."""
+    q = srv.request
+    no_space = {str(b): -100 for b in (9, 10, 13, 32)}
+    # 257 ("Sure. <tool_call>\n") first: the random model heads into a call at once
+    base = {"model": "tools", "messages": [{"role": "user", "content": "hi"}], "tools": [STRICT_TOOL],
+            "logit_bias": dict(no_space, **{"257": 100}), "max_tokens": 150, "temperature": 0}
+
+    def strict_auto():
+        st, r, _ = q("POST", "/v1/chat/completions", dict(base, parallel_tool_calls=False))
+        assert st == 200, r
+        c = r["choices"][0]
+        # the trigger arrived inside a token: its text before is content, the rest fed the grammar
+        assert c["message"]["content"] == "Sure." and c["finish_reason"] == "tool_calls", c
+        calls = c["message"]["tool_calls"]
+        assert len(calls) == 1 and calls[0]["function"]["name"] == "f", calls
+        assert valid_f_args(calls[0]["function"]["arguments"]), calls
+        st, ev = srv.stream("/v1/chat/completions", dict(base, parallel_tool_calls=False, stream=True))
+        args = "".join(d["tool_calls"][0]["function"]["arguments"] for x in ev[:-1] for d in [x["choices"][0]["delta"]]
+                       if "tool_calls" in d)
+        assert args == calls[0]["function"]["arguments"], (args, calls)
+        # parallel calls: the grammar lets go after each block and takes the next one
+        st, r, _ = q("POST", "/v1/chat/completions", base)
+        calls = r["choices"][0]["message"]["tool_calls"]
+        assert len(calls) >= 2 and all(valid_f_args(x["function"]["arguments"]) for x in calls), r
+        # not strict: the same request is not constrained (no call parses out of the noise)
+        loose = dict(base, tools=[dict(STRICT_TOOL, function=dict(STRICT_TOOL["function"], strict=False))],
+                     parallel_tool_calls=False)
+        st, r, _ = q("POST", "/v1/chat/completions", loose)
+        c = r["choices"][0]
+        assert st == 200 and "tool_calls" not in c["message"] and c["finish_reason"] == "length", c
+        assert c["message"]["content"].startswith("Sure. <tool_call>\nSure. <tool_call>"), c
+    check("strict_tools_under_auto_lazy_grammar", strict_auto)
+
+    def stored_responses():
+        body = {"model": "other", "input": "Hi there", "max_output_tokens": 4, "temperature": 0,
+                "logit_bias": NO_EOG}
+        st, r1, _ = q("POST", "/v1/responses", body)
+        assert st == 200 and r1["store"] is True, r1
+        st, got, _ = q("GET", "/v1/responses/" + r1["id"])
+        assert st == 200 and got == r1, (got, r1)
+        # continuing: the earlier input and output come before the new input
+        st, r2, _ = q("POST", "/v1/responses", dict(body, input="More", previous_response_id=r1["id"]))
+        assert st == 200 and r2["previous_response_id"] == r1["id"], r2
+        st, alone, _ = q("POST", "/v1/responses", dict(body, input="More", store=False))
+        assert alone["store"] is False and q("GET", "/v1/responses/" + alone["id"])[0] == 404
+        assert r2["usage"]["input_tokens"] > alone["usage"]["input_tokens"] + r1["usage"]["output_tokens"], (r2, alone)
+        # an item reference stands for the stored item: the same prompt as the item itself
+        msg = r1["output"][0]
+        st, by_ref, _ = q("POST", "/v1/responses", dict(body, input=[
+            {"role": "user", "content": "Hi there"}, {"type": "item_reference", "id": msg["id"]},
+            {"role": "user", "content": "More"}]))
+        assert st == 200 and by_ref["usage"]["input_tokens"] == r2["usage"]["input_tokens"], (by_ref, r2)
+        for b, param in ((dict(body, previous_response_id="resp_nope"), "previous_response_id"),
+                         (dict(body, input=[{"type": "item_reference", "id": "msg_nope"}]), "input[0].id")):
+            st, e, _ = q("POST", "/v1/responses", b)
+            assert st == 404 and e["error"]["param"] == param and "_nope" in e["error"]["message"], e
+        st, d, _ = q("DELETE", "/v1/responses/" + r2["id"])
+        assert st == 200 and d == {"id": r2["id"], "object": "response", "deleted": True}, d
+        st, e, _ = q("GET", "/v1/responses/" + r2["id"])
+        assert st == 404 and r2["id"] in e["error"]["message"], e
+        assert q("DELETE", "/v1/responses/" + r2["id"])[0] == 404
+        # the store keeps 3, least recently used out first: newer responses push r1 out
+        for _ in range(3):
+            assert q("POST", "/v1/responses", body)[0] == 200
+        st, e, _ = q("GET", "/v1/responses/" + r1["id"])
+        assert st == 404 and e["error"]["type"] == "not_found_error", e
+    check("responses_store_previous_id_item_reference", stored_responses)
+
+    def metrics_two_models():
+        st, text, _ = q("GET", "/metrics")
+        fams = metrics_families(text)
+        for fam in ("basalt_num_requests_running", "basalt_kv_cache_usage_ratio", "basalt_scheduler_steps_total"):
+            models = sorted(re.search(r'model="([^"]*)"', l).group(1) for l in fams[fam])
+            assert models == ["other", "tools"], (fam, fams[fam])
+        gen = {re.search(r'model="([^"]*)"', l).group(1): int(l.split()[-1]) for l in fams["basalt_generation_tokens_total"]}
+        assert gen.get("tools", 0) > 100 and gen.get("other", 0) > 10, gen
+        assert any('model="tools",endpoint="/v1/chat/completions",status="200"' in l
+                   for l in fams["basalt_requests_total"]), fams["basalt_requests_total"]
+    check("metrics_valid_exposition_two_models", metrics_two_models)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,174 @@
+/* kernels/qdot.c — kern_matmul for block-quantized weights (see qdot.h):
+ * quantizes the activations once per call into a per-thread scratch, then
+ * threads take contiguous ranges of W's rows in tiles of KERN_QROWS; each
+ * tile is repacked KERN_QCHUNK columns at a time and the chunk is applied to
+ * every token before the next one is read, so each weight byte is read from
+ * memory once per call.  Owns the activation scratch of each calling thread
+ * (freed when the thread exits). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "kernels/isa.h"
+#include "kernels/kernels.h"
+#include "kernels/qdot.h"
+
+/* Most bytes of quantized activations held at once: a call with more tokens
+ * than fit is run in passes (each re-reading the weights), which bounds the
+ * scratch at 4 MiB per calling thread; 0.5B-class prefill (256 tokens of up
+ * to 4864 columns, 1.4 MB) takes one pass. */
+enum { QDOT_SCRATCH_BYTES = 4 << 20 };
+/* Below this many activations (tokens x K) quantizing is left to the calling
+ * thread: waking the pool costs more than the work. */
+enum { QDOT_PARALLEL_QUANT = 1 << 15 };
+
+static const kern_qlayout layouts[BS_DTYPE_COUNT] = {
+    [BS_DTYPE_Q8_0] = {.sub = 32, .off = 128}, /* u = int8 code + 128 */
+    [BS_DTYPE_Q4_0] = {.sub = 32, .off = 8},   /* u = nibble, weight = d * (u - 8) */
+    [BS_DTYPE_Q4_K] = {.sub = 32, .off = 0, .has_min = 1},
+    [BS_DTYPE_Q6_K] = {.sub = 16, .off = 32},
+};
+
+const kern_qlayout *kern_qlayout_of(bs_dtype t) {
+    return (unsigned)t < BS_DTYPE_COUNT && layouts[t].sub ? &layouts[t] : NULL;
+}
+
+/* Round-to-nearest-even of |v| <= 2^22 by the float-adder: adding 1.5 * 2^23
+ * leaves the integer in the low mantissa bits.  Same result as lrintf, with
+ * no libm call, so the loop vectorizes. */
+static inline int nearest_int(float v) {
+    float f = v + 12582912.0f;
+    int32_t i;
+    memcpy(&i, &f, sizeof i);
+    return (i & 0x007FFFFF) - 0x00400000;
+}
+
+void kern_quantize_x(const float *x, int K, kern_xblock *out) {
+    for (int b = 0; b < K / 32; b++, x += 32) {
+        float amax = 0;
+        for (int i = 0; i < 32; i++) {
+            float a = x[i] < 0 ? -x[i] : x[i];
+            amax = a > amax ? a : amax;
+        }
+        float id = amax > 0 ? 127.0f / amax : 0.0f;
+        kern_xblock *o = &out[b];
+        o->d = amax / 127.0f;
+        for (int h = 0; h < 2; h++) {
+            int sum = 0;
+            for (int i = 16 * h; i < 16 * h + 16; i++) {
+                int q = nearest_int(x[i] * id);
+                o->q[i] = (int8_t)q;
+                sum += q;
+            }
+            o->sum[h] = (int16_t)sum;
+        }
+    }
+}
+
+/* The AVX-512 qgemm also needs VNNI (vpdpbusd); without it the AVX2 entries
+ * serve.  Compared by entry: the tables built from kern_isa_avx512 share it. */
+static const kern_isa_ops *qdot_isa(void) {
+    const kern_isa_ops *isa = kern_isa();
+    if (isa->qgemm == kern_isa_avx512.qgemm && !kern_cpu_features()->avx512vnni) return &kern_isa_avx2;
+    return isa;
+}
+
+/* ---- per-thread activation scratch -------------------------------------- */
+
+typedef struct {
+    size_t cap; /* blocks */
+    kern_xblock blocks[];
+} scratch;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_make_key(void) {
+    if (pthread_key_create(&scratch_key, free) != 0) {
+        bs_log_error("kernels: cannot create the quantized-activation scratch key");
+        abort();
+    }
+}
+
+/* The calling thread's scratch, grown to at least n blocks.  It is bounded by
+ * QDOT_SCRATCH_BYTES (or one token's row), so failing to get it means the
+ * process is out of memory; kern_matmul has no error path. */
+static kern_xblock *scratch_get(size_t n) {
+    pthread_once(&scratch_once, scratch_make_key);
+    scratch *s = pthread_getspecific(scratch_key);
+    if (!s || s->cap < n) {
+        scratch *grown = realloc(s, sizeof *s + n * sizeof(kern_xblock));
+        if (!grown || pthread_setspecific(scratch_key, grown) != 0) {
+            bs_log_error("kernels: out of memory for %zu quantized activation blocks", n);
+            abort();
+        }
+        grown->cap = n;
+        s = grown;
+    }
+    return s->blocks;
+}
+
+/* ---- the parallel passes ------------------------------------------------ */
+
+typedef struct {
+    const kern_isa_ops *isa;
+    const kern_qlayout *layout;
+    kern_qrepack_fn repack;
+    float *y;
+    const float *x;
+    kern_xblock *xq;
+    const unsigned char *W;
+    size_t row_bytes;
+    int T, N, K, block_elems;
+} qmatmul_job;
+
+static void quantize_thread(void *ctx, int ith, int nth) {
+    const qmatmul_job *job = ctx;
+    long begin, end;
+    bs_split_range(job->T, ith, nth, 1, &begin, &end);
+    for (long t = begin; t < end; t++)
+        kern_quantize_x(job->x + (size_t)t * job->K, job->K, job->xq + (size_t)t * (job->K / 32));
+}
+
+static void gemm_thread(void *ctx, int ith, int nth) {
+    const qmatmul_job *job = ctx;
+    long begin, end;
+    bs_split_range(job->N, ith, nth, KERN_QROWS, &begin, &end);
+    kern_qtile tile;
+    for (long n = begin; n < end; n += KERN_QROWS) {
+        int rows = end - n < KERN_QROWS ? (int)(end - n) : KERN_QROWS;
+        const void *rp[KERN_QROWS];
+        for (int r = 0; r < KERN_QROWS; r++) /* a short last tile repeats its last row */
+            rp[r] = job->W + (size_t)(n + (r < rows ? r : rows - 1)) * job->row_bytes;
+        for (int k0 = 0; k0 < job->K; k0 += KERN_QCHUNK) {
+            int len = job->K - k0 < KERN_QCHUNK ? job->K - k0 : KERN_QCHUNK;
+            job->repack(rp, k0 / job->block_elems, len / job->block_elems, &tile);
+            job->isa->qgemm(job->layout, &tile, len / job->layout->sub, job->xq + k0 / 32, (size_t)job->K / 32,
+                            job->T, job->y + n, (size_t)job->N, rows, k0 > 0);
+        }
+    }
+}
+
+void kern_matmul_quant(bs_threadpool *pool, float *y, const float *x, int T, const void *W, bs_dtype wtype,
+                       int N, int K) {
+    const kern_isa_ops *isa = qdot_isa();
+    size_t per_token = (size_t)K / 32;
+    size_t fit = QDOT_SCRATCH_BYTES / (per_token * sizeof(kern_xblock));
+    int pass = fit < 1 ? 1 : fit < (size_t)T ? (int)fit : T;
+    qmatmul_job job = {
+        .isa = isa, .layout = kern_qlayout_of(wtype), .repack = isa->qrepack[wtype], .W = W,
+        .row_bytes = bs_dtype_row_bytes(wtype, K), .N = N, .K = K, .block_elems = bs_dtype_block_elems(wtype),
+        .xq = scratch_get((size_t)pass * per_token),
+    };
+    for (int t0 = 0; t0 < T; t0 += pass) {
+        job.T = T - t0 < pass ? T - t0 : pass;
+        job.x = x + (size_t)t0 * K;
+        job.y = y + (size_t)t0 * N;
+        if ((long)job.T * K >= QDOT_PARALLEL_QUANT)
+            bs_threadpool_run(pool, quantize_thread, &job);
+        else
+            quantize_thread(&job, 0, 1);
+        bs_threadpool_run(pool, gemm_thread, &job);
+    }
+}

@@ -1,0 +1,95 @@
+/* kernels/qdot.h — internal: matmul over block-quantized weights (Q8_0, Q4_0,
+ * Q4_K, Q6_K) with int8 dot products, as llama.cpp does it.
+ *
+ * The activations x are quantized once per call to kern_xblock (32 int8
+ * values, an f32 scale and the sums of each 16).  Weights are read in tiles of
+ * KERN_QROWS rows by KERN_QCHUNK columns and repacked into a kern_qtile: every
+ * weight becomes an unsigned byte u (the stored code plus a per-type offset)
+ * and the bytes of the tile's rows are interleaved four at a time, so one
+ * 32-bit lane of a vector is one row and one byte-dot instruction (vpdpbusd)
+ * multiplies four weights of each of 16 rows by four broadcast activations.
+ * The repacked tile stays in L1 and is applied to every token of the call, so
+ * each weight byte is read from memory once per call.
+ *
+ * The result is defined exactly, the same on every ISA: for row n and token
+ * t, over the row's sub-blocks j (of 16 or 32 weights, see kern_qlayout) in
+ * order, with xb the activation block holding sub-block j and xs the sum of
+ * its int8 values under j,
+ *     isum = sum_i u_i * xq_i - off * xs                      (exact int32)
+ *     acc  = fmaf((float)isum, scale_j * xb.d, acc)
+ *     acc  = fmaf(-(float)xs, min_j * xb.d, acc)              (Q4_K only)
+ * so every kernel variant is bit-identical to the reference and a token's
+ * output does not depend on which other tokens share the call. */
+#ifndef BASALT_KERNELS_QDOT_H
+#define BASALT_KERNELS_QDOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/dtype.h"
+#include "base/threadpool.h"
+
+/* Rows per tile (one 32-bit lane each in a 512-bit vector) and columns per
+ * repacked chunk (a multiple of every block size, 256). */
+enum { KERN_QROWS = 16, KERN_QCHUNK = 512 };
+
+/* 32 activations: x[i] ~= d * q[i]; sum[h] = q[16h] + ... + q[16h + 15]. */
+typedef struct {
+    float d;
+    int16_t sum[2];
+    int8_t q[32];
+} kern_xblock;
+
+/* One tile: sub-block j's byte i of row r (i < sub) sits at
+ * q[j*sub*KERN_QROWS + (i/4)*4*KERN_QROWS + 4*r + i%4]; scale[j][r] and
+ * min[j][r] are the row's f32 sub-block scale and min (min: Q4_K only). */
+typedef struct {
+    _Alignas(64) uint8_t q[KERN_QCHUNK * KERN_QROWS];
+    _Alignas(64) float scale[KERN_QCHUNK / 16][KERN_QROWS];
+    _Alignas(64) float min[KERN_QCHUNK / 32][KERN_QROWS];
+} kern_qtile;
+
+/* How a quantized type maps onto the tile: sub-block size (16 or 32 weights),
+ * the offset off with weight = scale * (u - off) (- min), and whether it has
+ * mins. */
+typedef struct {
+    int sub, off, has_min;
+} kern_qlayout;
+
+/* The layout of a quantized dtype; NULL for plain float types. */
+const kern_qlayout *kern_qlayout_of(bs_dtype t);
+
+/* Repack dtype blocks [b0, b0 + nb) of KERN_QROWS rows (row pointers, which
+ * may repeat) into a tile; nb * block_elems <= KERN_QCHUNK. */
+typedef void (*kern_qrepack_fn)(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
+
+/* For T tokens: y[t*y_stride + r] (r < rows) = the definition above over the
+ * tile's nsub sub-blocks of layout L, against activation blocks
+ * x + t*x_stride; starts from y's current values when accumulate is set, else
+ * from 0. */
+typedef void (*kern_qgemm_fn)(const kern_qlayout *L, const kern_qtile *tile, int nsub, const kern_xblock *x,
+                              size_t x_stride, int T, float *y, size_t y_stride, int rows, int accumulate);
+
+/* Quantize K floats (a multiple of 32) to K/32 activation blocks:
+ * d = max|x| / 127, q = round-to-nearest-even(x * 127 / max|x|). */
+void kern_quantize_x(const float *x, int K, kern_xblock *out);
+
+/* Reference repackers and kernel (qdot_ref.c), also used by the SIMD tables. */
+void kern_ref_qrepack_q8_0(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
+void kern_ref_qrepack_q4_0(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
+void kern_ref_qrepack_q4_k(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
+void kern_ref_qrepack_q6_k(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
+void kern_ref_qgemm(const kern_qlayout *L, const kern_qtile *tile, int nsub, const kern_xblock *x,
+                    size_t x_stride, int T, float *y, size_t y_stride, int rows, int accumulate);
+
+/* The SIMD tile kernels (qdot_avx2.c; qdot_avx512.c, which needs VNNI). */
+void kern_avx2_qgemm(const kern_qlayout *L, const kern_qtile *tile, int nsub, const kern_xblock *x,
+                     size_t x_stride, int T, float *y, size_t y_stride, int rows, int accumulate);
+void kern_avx512_qgemm(const kern_qlayout *L, const kern_qtile *tile, int nsub, const kern_xblock *x,
+                       size_t x_stride, int T, float *y, size_t y_stride, int rows, int accumulate);
+
+/* kern_matmul for a quantized wtype (matmul.c dispatches here). */
+void kern_matmul_quant(bs_threadpool *pool, float *y, const float *x, int T, const void *W, bs_dtype wtype,
+                       int N, int K);
+
+#endif

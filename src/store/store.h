@@ -1,0 +1,164 @@
+/* store/store.h — basalt's persistent state behind one narrow interface:
+ * uploaded files (metadata; the bytes live under DATA/files/), fine-tuning
+ * jobs, their events and their checkpoints.
+ *
+ * The backend is SQLite: DATA/basalt.db in WAL mode with a busy timeout, and
+ * a schema_version table that migrations advance one step at a time.  All
+ * SQL lives in store.c, so a PostgreSQL backend can replace that one file.
+ *
+ * Threads: one bs_store may be shared by any number of threads (the server's
+ * connection threads, a trainer).  It holds one SQLite connection behind a
+ * mutex: every call is one short statement or transaction, so serializing
+ * them costs less than a connection per thread.  Other processes may open
+ * the same database concurrently (WAL readers do not block the writer).
+ *
+ * Records own their strings (malloc'ed); the *_clear / *_free functions
+ * release them.  Ids ("file-…", "ftjob-…", "ftevent-…", "ftckpt-…") are made
+ * by the caller.  Lists page like OpenAI's cursor lists: newest first unless
+ * asked otherwise, `after` is the id of the last item of the previous page,
+ * and has_more says whether another page follows. */
+#ifndef BASALT_STORE_STORE_H
+#define BASALT_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+
+typedef struct bs_store bs_store;
+
+/* Creates data_dir/basalt.db (and data_dir/files/) when missing and brings
+ * the schema to the current version; data_dir must exist.  A database made
+ * by a newer basalt (a schema version this build does not know) is refused. */
+bs_status store_open(const char *data_dir, bs_store **out, bs_error *err);
+void store_close(bs_store *s);
+/* The schema version after migrations (for tests and diagnostics). */
+int store_schema_version(bs_store *s);
+/* DATA/files: where uploaded file bytes are kept, one file per id. */
+const char *store_files_dir(const bs_store *s);
+
+/* "int64 or null" columns use this value for null. */
+#define STORE_NULL_INT (-1)
+
+/* One page request.  limit >= 1; after NULL for the first page.  An after
+ * id that does not exist (in this list) is BS_ENOTFOUND. */
+typedef struct store_page {
+    int limit;
+    const char *after;
+    int ascending; /* 0: newest first (OpenAI's default) */
+} store_page;
+
+/* ------------------------------------------------------------ files */
+
+typedef enum { STORE_FILE_UPLOADED, STORE_FILE_PROCESSED, STORE_FILE_ERROR } store_file_status;
+const char *store_file_status_name(store_file_status st);
+
+typedef struct store_file {
+    char *id;
+    char *owner; /* tenant; "" until multi-tenancy lands */
+    char *filename;
+    char *purpose;
+    int64_t bytes;
+    int64_t created_at; /* Unix seconds */
+    char *sha256;       /* 64 hex digits, or NULL */
+    char *path;         /* where the bytes are on disk */
+    store_file_status status;
+} store_file;
+
+/* BS_EINVAL when the id exists already. */
+bs_status store_file_insert(bs_store *s, const store_file *f, bs_error *err);
+/* BS_ENOTFOUND for an unknown id; *out is cleared first. */
+bs_status store_file_get(bs_store *s, const char *id, store_file *out, bs_error *err);
+/* Removes the row only (the caller unlinks f.path); BS_ENOTFOUND when absent. */
+bs_status store_file_delete(bs_store *s, const char *id, bs_error *err);
+/* purpose NULL lists every purpose.  *items is malloc'ed (free with
+ * store_files_free), *n of them. */
+bs_status store_file_list(bs_store *s, const char *purpose, const store_page *page, store_file **items, size_t *n,
+                          int *has_more, bs_error *err);
+void store_file_clear(store_file *f);
+void store_files_free(store_file *items, size_t n);
+
+/* ------------------------------------------------------------ fine-tuning jobs */
+
+typedef enum {
+    STORE_JOB_VALIDATING_FILES,
+    STORE_JOB_QUEUED,
+    STORE_JOB_RUNNING,
+    STORE_JOB_SUCCEEDED,
+    STORE_JOB_FAILED,
+    STORE_JOB_CANCELLED,
+    STORE_JOB_PAUSED,
+    STORE_JOB_STATUS_COUNT
+} store_job_status;
+const char *store_job_status_name(store_job_status st);
+/* BS_EINVAL for a name outside the enum. */
+bs_status store_job_status_parse(const char *name, store_job_status *out, bs_error *err);
+
+typedef struct store_job {
+    char *id;
+    char *owner;
+    char *model;
+    char *training_file;
+    char *validation_file; /* NULL: none */
+    char *hyperparameters; /* JSON object text */
+    char *method;          /* JSON object text */
+    char *suffix;          /* NULL: none */
+    int64_t seed;
+    store_job_status status;
+    int64_t created_at;
+    int64_t finished_at;    /* STORE_NULL_INT until finished */
+    char *fine_tuned_model; /* NULL until succeeded */
+    char *error;            /* JSON {"code","message","param"} text, or NULL */
+    int64_t trained_tokens; /* STORE_NULL_INT until known */
+} store_job;
+
+/* JSON columns must hold valid JSON (BS_EINVAL names the field otherwise). */
+bs_status store_job_insert(bs_store *s, const store_job *j, bs_error *err);
+bs_status store_job_get(bs_store *s, const char *id, store_job *out, bs_error *err);
+/* Writes what changes over a job's life: status, hyperparameters (resolved
+ * "auto" values), finished_at, fine_tuned_model, error, trained_tokens.
+ * BS_ENOTFOUND when j->id is absent. */
+bs_status store_job_update(bs_store *s, const store_job *j, bs_error *err);
+/* status < 0 lists every status; otherwise only jobs in that status. */
+bs_status store_job_list(bs_store *s, int status, const store_page *page, store_job **items, size_t *n, int *has_more,
+                         bs_error *err);
+void store_job_clear(store_job *j);
+void store_jobs_free(store_job *items, size_t n);
+
+/* ------------------------------------------------------------ job events */
+
+typedef struct store_event {
+    char *id;
+    char *job_id;
+    int64_t created_at;
+    char *level;   /* info | warn | error */
+    char *message;
+    char *type;    /* message | metrics */
+    char *data;    /* JSON text, or NULL */
+} store_event;
+
+/* BS_ENOTFOUND when job_id names no job; BS_EINVAL for a bad level/type/data. */
+bs_status store_event_insert(bs_store *s, const store_event *e, bs_error *err);
+bs_status store_event_list(bs_store *s, const char *job_id, const store_page *page, store_event **items, size_t *n,
+                           int *has_more, bs_error *err);
+void store_event_clear(store_event *e);
+void store_events_free(store_event *items, size_t n);
+
+/* ------------------------------------------------------------ checkpoints */
+
+typedef struct store_checkpoint {
+    char *id;
+    char *job_id;
+    int64_t created_at;
+    int64_t step;
+    char *metrics; /* JSON object text */
+    char *path;    /* the checkpoint's directory on disk */
+} store_checkpoint;
+
+bs_status store_checkpoint_insert(bs_store *s, const store_checkpoint *c, bs_error *err);
+bs_status store_checkpoint_list(bs_store *s, const char *job_id, const store_page *page, store_checkpoint **items,
+                                size_t *n, int *has_more, bs_error *err);
+void store_checkpoint_clear(store_checkpoint *c);
+void store_checkpoints_free(store_checkpoint *items, size_t n);
+
+#endif

@@ -1,0 +1,213 @@
+/* The quantized matmul (kernels/qdot.h): activation quantization, the
+ * reference repackers and tile kernel against the definition computed from
+ * the dequantized weights, every SIMD table this CPU runs bit-exact against
+ * the reference, and kern_matmul end to end for every quantized type. */
+#include <stdint.h>
+#include <string.h>
+
+#include "../support/test.h"
+#include "base/threadpool.h"
+#include "kernels/isa.h"
+#include "kernels/kernels.h"
+#include "kernels/qdot.h"
+
+static const bs_dtype qtypes[] = {BS_DTYPE_Q8_0, BS_DTYPE_Q4_0, BS_DTYPE_Q4_K, BS_DTYPE_Q6_K};
+enum { NQ = sizeof qtypes / sizeof qtypes[0] };
+
+static uint32_t rng_state = 4242;
+static uint32_t rand_u32(void) {
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return rng_state >> 8;
+}
+static float rand_uniform(void) { return (float)rand_u32() / (float)(1 << 23) - 1.0f; } /* [-1, 1) */
+
+/* n blocks of random bytes whose f16 scales are finite (top exponent bit
+ * clear) and at most 2 in magnitude, so every code pattern is exercised. */
+static void random_blocks(bs_dtype type, unsigned char *dst, int n) {
+    int bb = bs_dtype_block_bytes(type);
+    for (int i = 0; i < n * bb; i++) dst[i] = (unsigned char)rand_u32();
+    for (int b = 0; b < n; b++) {
+        unsigned char *blk = dst + (size_t)b * bb;
+        if (type == BS_DTYPE_Q6_K) {
+            blk[209] &= 0xBF;
+        } else {
+            blk[1] &= 0xBF;
+            if (type == BS_DTYPE_Q4_K) blk[3] &= 0xBF;
+        }
+    }
+}
+
+/* Random activation blocks with every int8 code but -128 (the quantizer
+ * never makes it) and consistent sums. */
+static void random_xblocks(kern_xblock *x, int n) {
+    for (int b = 0; b < n; b++) {
+        x[b].d = (rand_uniform() + 1.5f) * 0.01f;
+        for (int h = 0; h < 2; h++) {
+            int sum = 0;
+            for (int i = 16 * h; i < 16 * h + 16; i++) {
+                x[b].q[i] = (int8_t)((int)(rand_u32() % 255) - 127);
+                sum += x[b].q[i];
+            }
+            x[b].sum[h] = (int16_t)sum;
+        }
+    }
+}
+
+static void test_quantize_x(void) {
+    enum { K = 96 };
+    float x[K];
+    kern_xblock xb[K / 32];
+    for (int i = 0; i < K; i++) x[i] = rand_uniform() * 3;
+    for (int i = 32; i < 64; i++) x[i] = 0; /* an all-zero block */
+    x[5] = -3.5f;                            /* a negative maximum maps to -127 */
+    kern_quantize_x(x, K, xb);
+    CHECK(xb[1].d == 0);
+    CHECK_INT(xb[0].q[5], -127);
+    for (int b = 0; b < K / 32; b++) {
+        int sum[2] = {0, 0};
+        for (int i = 0; i < 32; i++) {
+            CHECK(xb[b].q[i] >= -127);
+            CHECK_NEAR(xb[b].d * xb[b].q[i], x[32 * b + i], xb[b].d * 0.5001 + 1e-30);
+            sum[i / 16] += xb[b].q[i];
+        }
+        CHECK_INT(xb[b].sum[0], sum[0]);
+        CHECK_INT(xb[b].sum[1], sum[1]);
+    }
+}
+
+/* The reference kernel against the definition: sum over columns of the
+ * dequantized weight times d * q, in double; only f32 rounding may differ. */
+static void test_reference_against_dequant(void) {
+    enum { NB = 2, MAXK = 512, T = 3 };
+    static unsigned char raw[KERN_QROWS][NB * 210];
+    static float wd[KERN_QROWS][MAXK], y[T][KERN_QROWS];
+    static kern_xblock x[T][MAXK / 32];
+    static kern_qtile tile;
+    for (int q = 0; q < NQ; q++) {
+        bs_dtype type = qtypes[q];
+        int be = bs_dtype_block_elems(type), K = NB * be;
+        const kern_qlayout *L = kern_qlayout_of(type);
+        const void *rows[KERN_QROWS];
+        for (int r = 0; r < KERN_QROWS; r++) {
+            random_blocks(type, raw[r], NB);
+            kern_dequant(type, raw[r], wd[r], K);
+            rows[r] = raw[r];
+        }
+        for (int t = 0; t < T; t++) random_xblocks(x[t], K / 32);
+        kern_isa_ref.qrepack[type](rows, 0, NB, &tile);
+        kern_isa_ref.qgemm(L, &tile, K / L->sub, x[0], MAXK / 32, T, y[0], KERN_QROWS, KERN_QROWS, 0);
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < KERN_QROWS; r++) {
+                double want = 0, mag = 0;
+                for (int k = 0; k < K; k++) {
+                    double p = (double)wd[r][k] * x[t][k / 32].d * x[t][k / 32].q[k % 32];
+                    want += p;
+                    mag += fabs(p);
+                }
+                if (!(fabs(y[t][r] - want) <= 1e-5 * mag)) {
+                    fprintf(stderr, "  %s t=%d r=%d: %.9g, expected %.9g\n", bs_dtype_name(type), t, r, y[t][r],
+                            want);
+                    test_failed_ = 1;
+                    return;
+                }
+            }
+    }
+}
+
+/* One SIMD table against the reference: the repacked tile and the kernel's
+ * outputs must be bit-identical, for 1..9 tokens (full and partial register
+ * tiles), short row tiles (repeated row pointers, rows < KERN_QROWS: nothing
+ * past them written) and accumulation on top of y. */
+static void check_table(const kern_isa_ops *isa) {
+    enum { NB = KERN_QCHUNK / 32, MAXT = 9, LD = KERN_QROWS + 3 };
+    static unsigned char raw[KERN_QROWS][KERN_QCHUNK / 256 * 210 + NB * 34];
+    static kern_xblock x[MAXT][NB];
+    static kern_qtile want, got;
+    static float y[MAXT][LD], yref[MAXT][LD];
+    for (int q = 0; q < NQ; q++) {
+        bs_dtype type = qtypes[q];
+        int be = bs_dtype_block_elems(type), nb = KERN_QCHUNK / be, b0 = 1;
+        const kern_qlayout *L = kern_qlayout_of(type);
+        for (int rows = KERN_QROWS; rows >= 5; rows -= 11) {
+            const void *rp[KERN_QROWS];
+            for (int r = 0; r < KERN_QROWS; r++) {
+                random_blocks(type, raw[r], nb + b0);
+                rp[r] = raw[r < rows ? r : rows - 1];
+            }
+            memset(&want, 0, sizeof want);
+            memset(&got, 0, sizeof got);
+            kern_isa_ref.qrepack[type](rp, b0, nb, &want);
+            isa->qrepack[type](rp, b0, nb, &got);
+            CHECK(memcmp(want.q, got.q, sizeof want.q) == 0);
+            CHECK(memcmp(want.scale, got.scale, sizeof want.scale) == 0);
+            CHECK(memcmp(want.min, got.min, sizeof want.min) == 0);
+            for (int t = 0; t < MAXT; t++) random_xblocks(x[t], NB);
+            for (int T = 1; T <= MAXT; T++)
+                for (int accumulate = 0; accumulate < 2; accumulate++) {
+                    for (int t = 0; t < MAXT; t++)
+                        for (int r = 0; r < LD; r++) y[t][r] = yref[t][r] = rand_uniform();
+                    isa->qgemm(L, &want, KERN_QCHUNK / L->sub, x[0], NB, T, y[0], LD, rows, accumulate);
+                    kern_isa_ref.qgemm(L, &want, KERN_QCHUNK / L->sub, x[0], NB, T, yref[0], LD, rows,
+                                       accumulate);
+                    if (memcmp(y, yref, sizeof y) != 0) {
+                        fprintf(stderr, "  %s %s T=%d rows=%d accumulate=%d differs from the reference\n",
+                                isa->name, bs_dtype_name(type), T, rows, accumulate);
+                        test_failed_ = 1;
+                        return;
+                    }
+                }
+        }
+    }
+}
+
+static void test_avx2_table(void) {
+    const kern_features *f = kern_cpu_features();
+    if (!(f->avx2 && f->fma && f->f16c)) SKIP("CPU lacks AVX2/FMA/F16C");
+    check_table(&kern_isa_avx2);
+}
+
+static void test_avx512_table(void) {
+    const kern_features *f = kern_cpu_features();
+    if (!(f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni)) SKIP("CPU lacks AVX-512 F/BW/VL/VNNI");
+    check_table(&kern_isa_avx512);
+}
+
+/* kern_matmul end to end: against the reference definition applied to the
+ * quantized x, for every pool size, token count and a row count with a
+ * short last tile; the fast path must match the forced reference bit for bit. */
+static void test_matmul_quant(void) {
+    enum { T = 6, N = 37, K = 1280 }; /* K: two chunks and a half */
+    static float x[T * K], wf[N * K], y[T * N], yref[T * N];
+    static unsigned char W[N * K * 2];
+    bs_threadpool *pool = NULL;
+    bs_error err = {0};
+    CHECK_OK(bs_threadpool_open(3, &pool, &err), &err);
+    for (int i = 0; i < T * K; i++) x[i] = rand_uniform();
+    for (int i = 0; i < N * K; i++) wf[i] = rand_uniform();
+    for (int q = 0; q < NQ; q++) {
+        bs_dtype type = qtypes[q];
+        size_t row_bytes = bs_dtype_row_bytes(type, K);
+        for (int n = 0; n < N; n++) kern_quantize(type, wf + (size_t)n * K, W + row_bytes * n, K);
+        for (int tn = 1; tn <= T; tn += T - 1) {
+            kern_force_reference(1);
+            kern_matmul(NULL, yref, x, tn, W, type, N, K);
+            kern_force_reference(0);
+            kern_matmul(pool, y, x, tn, W, type, N, K);
+            if (memcmp(y, yref, sizeof(float) * (size_t)tn * N) != 0) {
+                fprintf(stderr, "  %s T=%d: %s differs from the reference\n", bs_dtype_name(type), tn,
+                        kern_isa_name());
+                test_failed_ = 1;
+            }
+        }
+    }
+    bs_threadpool_close(pool);
+}
+
+int main(void) {
+    RUN(test_quantize_x);
+    RUN(test_reference_against_dequant);
+    RUN(test_avx2_table);
+    RUN(test_avx512_table);
+    RUN(test_matmul_quant);
+    TEST_MAIN_END();
+}
