@@ -129,6 +129,12 @@ static double mean(const samples *s) {
     return s->n ? sum / (double)s->n : -1;
 }
 
+/* v * scale with fmt, or null where there were no samples (v < 0). */
+static void fmt_scaled(char out[32], double v, double scale, const char *fmt) {
+    if (v < 0) snprintf(out, 32, "null");
+    else snprintf(out, 32, fmt, v * scale);
+}
+
 /* The first problem of a request wins; later ones are consequences. */
 static void fail(client *c, const char *fmt, ...) {
     if (c->failed) return;
@@ -463,15 +469,21 @@ int main(int argc, char **argv) {
     curl_global_cleanup();
     qsort(tot.ttft.v, tot.ttft.n, sizeof(double), cmp_double);
     qsort(tot.itl.v, tot.itl.n, sizeof(double), cmp_double);
+    char rate[32], tm[3][32], it[3][32];
+    fmt_scaled(rate, mean(&tot.stream_rate), 1, "%.2f");
+    fmt_scaled(tm[0], mean(&tot.ttft), 1e3, "%.1f");
+    fmt_scaled(tm[1], percentile(&tot.ttft, 50), 1e3, "%.1f");
+    fmt_scaled(tm[2], percentile(&tot.ttft, 95), 1e3, "%.1f");
+    fmt_scaled(it[0], mean(&tot.itl), 1e3, "%.2f");
+    fmt_scaled(it[1], percentile(&tot.itl, 50), 1e3, "%.2f");
+    fmt_scaled(it[2], percentile(&tot.itl, 95), 1e3, "%.2f");
     printf("{\"streams\":%d,\"seconds\":%.1f,\"duration\":%.1f,\"disconnect_fraction\":%.2f,\"max_tokens\":[%d,%d],"
            "\"requests\":%lld,\"completed\":%lld,\"disconnects\":%lld,\"http_429\":%lld,\"errors\":%lld,"
-           "\"tokens\":%lld,\"tokens_per_s\":%.1f,\"per_stream_tokens_per_s\":%.2f,"
-           "\"ttft_ms\":{\"mean\":%.1f,\"p50\":%.1f,\"p95\":%.1f},\"itl_ms\":{\"mean\":%.2f,\"p50\":%.2f,\"p95\":%.2f}}\n",
+           "\"tokens\":%lld,\"tokens_per_s\":%.1f,\"per_stream_tokens_per_s\":%s,"
+           "\"ttft_ms\":{\"mean\":%s,\"p50\":%s,\"p95\":%s},\"itl_ms\":{\"mean\":%s,\"p50\":%s,\"p95\":%s}}\n",
            opt.streams, elapsed, opt.duration, opt.disconnect, opt.min_tokens, opt.max_tokens, tot.requests,
-           tot.completed, tot.disconnects, tot.http_429, tot.errors, tot.tokens, tot.tokens / elapsed,
-           mean(&tot.stream_rate), mean(&tot.ttft) * 1e3, percentile(&tot.ttft, 50) * 1e3,
-           percentile(&tot.ttft, 95) * 1e3, mean(&tot.itl) * 1e3, percentile(&tot.itl, 50) * 1e3,
-           percentile(&tot.itl, 95) * 1e3);
+           tot.completed, tot.disconnects, tot.http_429, tot.errors, tot.tokens, tot.tokens / elapsed, rate, tm[0],
+           tm[1], tm[2], it[0], it[1], it[2]);
     free(tot.ttft.v);
     free(tot.itl.v);
     free(tot.stream_rate.v);

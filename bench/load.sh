@@ -33,7 +33,7 @@ SERVE_ARGS=${SERVE_ARGS:-}
 MODEL=${1:-}
 
 tmp=$(mktemp -d)
-srv_pid= sampler_pid=
+srv_pid='' sampler_pid=''
 cleanup() {
     [ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null
     [ -n "$srv_pid" ] && kill -KILL "$srv_pid" 2>/dev/null
@@ -44,6 +44,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 PKGS="libcurl jansson"
+# shellcheck disable=SC2046  # pkg-config prints several flags
 cc -std=c17 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE $(pkg-config --cflags $PKGS) "$here/load.c" \
     $(pkg-config --libs $PKGS) -o "$tmp/load" || exit 1
 [ -x "$BIN" ] || make "$BIN" || exit 1
@@ -53,7 +54,7 @@ cp "$BIN" "$tmp/basalt" || exit 1
 if [ -n "$MODEL" ]; then
     model_args="--model bench=$MODEL" name=bench
 else
-    model_args= name=basalt-demo-random
+    model_args='' name=basalt-demo-random
 fi
 failed=0
 fail() {
@@ -143,7 +144,7 @@ sleep 1
 rss_idle=$(tail -1 "$tmp/rss")
 
 printf '%-8s %7s %9s %10s %9s %9s %8s %8s %9s %5s %4s %6s\n' run streams seconds "tok/s" "tok/s/st" \
-    "ttft p50" "p95 ms" "itl p50" "p95 ms" done cut 429/err
+    "ttft p50" "p95 ms" "itl p50" "p95 ms" "done" cut 429/err
 run_load s1 1 "$DUR1" 0
 run_load s8 8 "$DUR8" 0
 r0=$(rss_lines)
@@ -158,10 +159,12 @@ stop_server "$tmp/serve.log"
 kill "$sampler_pid" 2>/dev/null
 sampler_pid=
 
+# shellcheck disable=SC2046  # six numbers, one per positional parameter
 set -- $(rss_summary "$r0" "$r1")
 echo "RSS (kB): idle $rss_idle; 32-stream run: $1 samples, min $2 max $3 last $4;" \
     "max of first third $5, of last third $6 (growth $(($6 - $5)), tolerance $RSS_TOL_KB)"
 [ $(($6 - $5)) -le "$RSS_TOL_KB" ] || fail "RSS grew by $(($6 - $5)) kB in the 32-stream run after warm-up"
+# shellcheck disable=SC2046
 set -- $(rss_summary 0 "$r2")
 echo "RSS (kB) over the whole session: $1 samples, min $2 max $3 last $4"
 echo "server log: $(grep -c '"status":200' "$tmp/serve.log") x 200, $(grep -c '"status":499' "$tmp/serve.log") x 499" \
