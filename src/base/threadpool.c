@@ -7,12 +7,16 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-enum { SPIN_ITERATIONS = 20000 };
+/* Waiting is spin (cheap when every thread has a core), then yield (so an
+ * oversubscribed machine — server threads, clients, other processes — gets
+ * the core to the thread we wait for), then for workers a condvar sleep. */
+enum { SPIN_ITERATIONS = 2000, YIELD_ITERATIONS = 20000 };
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -50,6 +54,10 @@ static void *worker_main(void *p) {
                !atomic_load(&pool->stop)) {
             if (++spins < SPIN_ITERATIONS) {
                 cpu_relax();
+                continue;
+            }
+            if (spins < SPIN_ITERATIONS + YIELD_ITERATIONS) {
+                sched_yield();
                 continue;
             }
             /* Announce the sleep before the last look at generation; run()
@@ -158,7 +166,12 @@ void bs_threadpool_run(bs_threadpool *pool, bs_parallel_fn fn, void *ctx) {
         pthread_mutex_unlock(&pool->mutex);
     }
     fn(ctx, 0, pool->n_threads);
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) cpu_relax();
+    for (int spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < SPIN_ITERATIONS)
+            cpu_relax();
+        else
+            sched_yield();
+    }
 }
 
 void bs_split_range(long n, int ith, int nth, long align, long *begin, long *end) {
