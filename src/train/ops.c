@@ -178,12 +178,6 @@ void rope_backward(float *dx, const int *pos, int T, int n_heads, int hd, const 
 
 /* ---- attention ----------------------------------------------------------- */
 
-static float dot(const float *a, const float *b, int n) {
-    float s = 0;
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
 /* First key position row i of a sequence may attend to. */
 static int window_start(int i, int window) { return window && i >= window ? i - window + 1 : 0; }
 
@@ -203,7 +197,7 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
                 float m = -INFINITY, l = 0;
                 for (int j = window_start(i, s->window); j <= i; j++) {
                     size_t kv = (((size_t)row0 + j) * KV + h / group) * hd;
-                    float sc = dot(qh, k + kv, hd) * scale;
+                    float sc = kern_dot_f32(qh, k + kv, hd) * scale;
                     if (sc > m) {
                         float r = expf(m - sc);
                         l *= r;
@@ -235,11 +229,11 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 size_t qo = (t * H + h) * hd;
                 const float *qh = q + qo, *g = dout + qo;
                 float *dqh = dq + qo;
-                float D = dot(g, out + qo, hd), L = lse[t * H + h];
+                float D = kern_dot_f32(g, out + qo, hd), L = lse[t * H + h];
                 for (int j = window_start(i, s->window); j <= i; j++) {
                     size_t kv = (((size_t)row0 + j) * KV + h / group) * hd;
-                    float p = expf(dot(qh, k + kv, hd) * scale - L);
-                    float ds = p * (dot(g, v + kv, hd) - D) * scale;
+                    float p = expf(kern_dot_f32(qh, k + kv, hd) * scale - L);
+                    float ds = p * (kern_dot_f32(g, v + kv, hd) - D) * scale;
                     for (int d = 0; d < hd; d++) {
                         dqh[d] += ds * k[kv + d];
                         dk[kv + d] += ds * qh[d];

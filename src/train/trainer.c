@@ -51,7 +51,9 @@ typedef struct layer_acts {
     float *lora_u[BS_LIN_COUNT]; /* [T][r]  A·x */
 } layer_acts;
 
-typedef enum { R_EMBED, R_NORM, R_WEIGHT, R_BIAS, R_LORA_A, R_LORA_B, R_HEAD } tensor_role;
+typedef enum {
+    R_EMBED, R_ATTN_NORM, R_Q_NORM, R_K_NORM, R_FFN_NORM, R_WEIGHT, R_BIAS, R_LORA_A, R_LORA_B, R_OUT_NORM, R_HEAD
+} tensor_role;
 
 struct bs_trainer {
     bs_model_config cfg;
@@ -164,15 +166,14 @@ static void plan_tensors(bs_trainer *t, const bs_model *m) {
     for (int l = 0; l < c->n_layers; l++) {
         bs_layer_weights w;
         model_layer_weights(m, l, &w);
-        if (t->tc.full) add_tensor(t, R_NORM, l, -1, c->dim, 1, 0, "model.layers.%d.input_layernorm.weight", l);
+        if (t->tc.full) add_tensor(t, R_ATTN_NORM, l, -1, c->dim, 1, 0, "model.layers.%d.input_layernorm.weight", l);
         for (int i = 0; i < BS_LIN_COUNT; i++) {
             if (t->tc.full && i == BS_LIN_O && c->qk_norm) {
-                add_tensor(t, R_NORM, l, BS_LIN_Q, c->head_dim, 1, 0, "model.layers.%d.self_attn.q_norm.weight", l);
-                add_tensor(t, R_NORM, l, BS_LIN_K, c->head_dim, 1, 0, "model.layers.%d.self_attn.k_norm.weight", l);
+                add_tensor(t, R_Q_NORM, l, -1, c->head_dim, 1, 0, "model.layers.%d.self_attn.q_norm.weight", l);
+                add_tensor(t, R_K_NORM, l, -1, c->head_dim, 1, 0, "model.layers.%d.self_attn.k_norm.weight", l);
             }
             if (t->tc.full && i == BS_LIN_GATE)
-                add_tensor(t, R_NORM, l, BS_LIN_GATE, c->dim, 1, 0, "model.layers.%d.post_attention_layernorm.weight",
-                           l);
+                add_tensor(t, R_FFN_NORM, l, -1, c->dim, 1, 0, "model.layers.%d.post_attention_layernorm.weight", l);
             if (t->tc.full) {
                 add_tensor(t, R_WEIGHT, l, i, w.w[i].rows, w.w[i].cols, 1, "model.layers.%d.%s.weight", l,
                            lin_module[i]);
@@ -187,7 +188,7 @@ static void plan_tensors(bs_trainer *t, const bs_model *m) {
         }
     }
     if (t->tc.full) {
-        add_tensor(t, R_NORM, -1, -1, c->dim, 1, 0, "model.norm.weight");
+        add_tensor(t, R_OUT_NORM, -1, -1, c->dim, 1, 0, "model.norm.weight");
         if (!c->tied_embeddings) add_tensor(t, R_HEAD, -1, -1, c->n_vocab, c->dim, 1, "lm_head.weight");
     }
 }
@@ -211,7 +212,14 @@ static bs_weight f32_view(const float *data, int rows, int cols) {
     return (bs_weight){data, BS_DTYPE_F32, rows, cols, (size_t)cols * sizeof(float)};
 }
 
-/* Turn offsets into pointers, fill the initial values and point the views
+/* A norm weight's master starts as the base's vector; the view moves to it. */
+static void bind_norm(const bs_train_tensor *x, const float **w, float **d) {
+    memcpy(x->data, *w, (size_t)x->rows * sizeof(float));
+    *w = x->data;
+    *d = x->grad;
+}
+
+/* Place each tensor in the allocations, fill its initial values and point the views
  * (base weights, or masters and their gradients) where the passes read. */
 static void bind_tensors(bs_trainer *t, const bs_model *m) {
     const bs_model_config *c = &t->cfg;
@@ -254,22 +262,11 @@ static void bind_tensors(bs_trainer *t, const bs_model *m) {
             t->head = f32_view(x->data, x->rows, x->cols);
             t->d_head = x->grad;
             break;
-        case R_NORM: {
-            const float **w = !L ? &t->out_norm
-                              : x->lin < 0 ? &L->attn_norm
-                              : x->lin == BS_LIN_Q ? &L->q_norm
-                              : x->lin == BS_LIN_K ? &L->k_norm
-                                                   : &L->ffn_norm;
-            float **d = !L ? &t->d_out_norm
-                        : x->lin < 0 ? &L->d_attn_norm
-                        : x->lin == BS_LIN_Q ? &L->d_q_norm
-                        : x->lin == BS_LIN_K ? &L->d_k_norm
-                                             : &L->d_ffn_norm;
-            memcpy(x->data, *w, n * sizeof(float));
-            *w = x->data;
-            *d = x->grad;
-            break;
-        }
+        case R_ATTN_NORM: bind_norm(x, &L->attn_norm, &L->d_attn_norm); break;
+        case R_Q_NORM: bind_norm(x, &L->q_norm, &L->d_q_norm); break;
+        case R_K_NORM: bind_norm(x, &L->k_norm, &L->d_k_norm); break;
+        case R_FFN_NORM: bind_norm(x, &L->ffn_norm, &L->d_ffn_norm); break;
+        case R_OUT_NORM: bind_norm(x, &t->out_norm, &t->d_out_norm); break;
         case R_WEIGHT:
             kern_dequant(lv->w.dtype, lv->w.data, x->data, (int64_t)n);
             lv->w = f32_view(x->data, x->rows, x->cols);

@@ -86,7 +86,7 @@ typedef struct bs_train_tensor {
     float *data, *grad;
     int rows, cols;
     int layer;         /* -1 for embedding, final norm and head */
-    int lin;           /* LoRA: the bs_lin it adapts; else -1 */
+    int lin;           /* the bs_lin projection it belongs to (LoRA A/B, weight, bias); else -1 */
     int decay;         /* weight decay applies */
 } bs_train_tensor;
 

@@ -98,11 +98,11 @@ static int setup(void) {
     return setup_ok = 1;
 }
 
-/* A file of named tensors (see train_ref.py). */
+/* A file of named tensors (see train_ref.py); data is unaligned f32. */
 typedef struct named {
     char name[128];
     int rows, cols;
-    const float *data;
+    const unsigned char *data;
 } named;
 
 static int read_named(const char *path, void **buf, named *out, int cap) {
@@ -119,7 +119,7 @@ static int read_named(const char *path, void **buf, named *out, int cap) {
         memcpy(&cols, p + 8 + len, 4);
         out[n].rows = (int)rows;
         out[n].cols = (int)cols;
-        out[n].data = (const float *)(p + 12 + len);
+        out[n].data = p + 12 + len;
         p += 12 + len + (size_t)rows * cols * 4;
         if (p > end) return -1;
         n++;
@@ -133,12 +133,14 @@ static const named *find_named(const named *t, int n, const char *name) {
     return NULL;
 }
 
-static double max_rel(const float *got, const float *ref, size_t n) {
+static double max_rel(const float *got, const unsigned char *ref_bytes, size_t n) {
     double d = 0, r = 0;
     for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)got[i] - ref[i]);
+        float ref;
+        memcpy(&ref, ref_bytes + 4 * i, 4);
+        double e = fabs((double)got[i] - ref);
         if (!(e <= d)) d = e;
-        if (fabs(ref[i]) > r) r = fabs(ref[i]);
+        if (fabs(ref) > r) r = fabs(ref);
     }
     return r > 0 ? d / r : d;
 }
