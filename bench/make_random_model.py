@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""bench/make_random_model.py OUTDIR [--dtype BF16|F16] [--shape qwen2.5-0.5b]
+"""bench/make_random_model.py OUTDIR [--dtype BF16|F16] [--shape qwen2.5-0.5b|llama3.2-1b]
 
 Writes a random-weight Hugging Face model directory (config.json +
 model.safetensors) of a real model's shape, for `basalt bench`.  Weights are
@@ -22,6 +22,13 @@ SHAPES = {
     "qwen2.5-0.5b": dict(arch="Qwen2ForCausalLM", model_type="qwen2", hidden=896, layers=24, heads=14,
                          kv_heads=2, ffn=4864, vocab=151936, theta=1000000.0, eps=1e-6, tied=True,
                          qkv_bias=True),
+    # meta-llama/Llama-3.2-1B: 1.24 B parameters, tied embeddings, no bias,
+    # llama3 rope scaling (factor 32 over an original 8192 positions).
+    "llama3.2-1b": dict(arch="LlamaForCausalLM", model_type="llama", hidden=2048, layers=16, heads=32,
+                        kv_heads=8, ffn=8192, vocab=128256, theta=500000.0, eps=1e-5, tied=True,
+                        qkv_bias=False, max_pos=131072,
+                        rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+                                      "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}),
 }
 
 
@@ -62,9 +69,11 @@ def main():
     config = {"architectures": [s["arch"]], "model_type": s["model_type"], "vocab_size": s["vocab"],
               "hidden_size": s["hidden"], "intermediate_size": s["ffn"], "num_hidden_layers": s["layers"],
               "num_attention_heads": s["heads"], "num_key_value_heads": s["kv_heads"], "hidden_act": "silu",
-              "max_position_embeddings": 32768, "rms_norm_eps": s["eps"], "rope_theta": s["theta"],
+              "max_position_embeddings": s.get("max_pos", 32768), "rms_norm_eps": s["eps"], "rope_theta": s["theta"],
               "tie_word_embeddings": s["tied"], "torch_dtype": {"BF16": "bfloat16", "F16": "float16",
                                                                 "F32": "float32"}[args.dtype]}
+    if "rope_scaling" in s:
+        config["rope_scaling"] = s["rope_scaling"]
     with open(os.path.join(args.outdir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
     write_safetensors(os.path.join(args.outdir, "model.safetensors"), w, args.dtype)

@@ -11,9 +11,6 @@ static kern_features features;
 static const kern_isa_ops *best_isa;
 static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
 static atomic_int force_reference;
-/* kern_isa_avx512 with the AVX512_BF16 gemm_bf16, copied at detection so it
- * keeps every other entry of that table. */
-static kern_isa_ops avx512bf16_table;
 
 static void detect(void) {
     __builtin_cpu_init();
@@ -27,14 +24,9 @@ static void detect(void) {
         .avx512vnni = __builtin_cpu_supports("avx512vnni"),
         .avx512bf16 = __builtin_cpu_supports("avx512bf16"),
     };
-    avx512bf16_table = kern_isa_avx512;
-    avx512bf16_table.name = "avx512bf16";
-    avx512bf16_table.gemm_bf16 = kern_avx512bf16_gemm_bf16;
     const char *env = getenv("BASALT_KERNELS");
     if (env && strcmp(env, "ref") == 0)
         best_isa = &kern_isa_ref;
-    else if (features.avx512f && features.avx512bw && features.avx512vl && features.avx512bf16)
-        best_isa = &avx512bf16_table;
     else if (features.avx512f && features.avx512bw && features.avx512vl)
         best_isa = &kern_isa_avx512;
     else if (features.avx2 && features.fma && features.f16c)
@@ -53,11 +45,6 @@ void kern_force_reference(int on) { atomic_store(&force_reference, on != 0); }
 const kern_isa_ops *kern_isa(void) {
     pthread_once(&detect_once, detect);
     return atomic_load_explicit(&force_reference, memory_order_relaxed) ? &kern_isa_ref : best_isa;
-}
-
-const kern_isa_ops *kern_isa_avx512bf16(void) {
-    pthread_once(&detect_once, detect);
-    return &avx512bf16_table;
 }
 
 const char *kern_isa_name(void) { return kern_isa()->name; }

@@ -20,7 +20,8 @@ typedef void (*kern_dequant_fn)(const void *src, float *dst, int64_t n);
 /* One column chunk of a matmul over float weight rows (F32, F16, BF16):
  *   y[t*ldy + r] = (first ? 0 : y[t*ldy + r]) + sum_{k<n} x[t*ldx + k] * w_r[k]
  * for t < T and r < rows, where row r starts at (const char *)w + r*row_bytes.
- * x holds f32 for F32 and F16 weights and bf16 (round_bf16) for BF16 weights.
+ * x is f32 and the weights are widened to f32 exactly, so products are
+ * exact before the f32 sums.
  * Each (t, r) sum is formed by the same operations in the same order whatever
  * T and rows are, so a token's output never depends on what shares its batch. */
 typedef void (*kern_gemm_fn)(float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w,
@@ -33,8 +34,6 @@ typedef struct kern_isa_ops {
     float (*dot)(const float *a, const float *b, int n);
     /* out[r] = dot(x, w[r]) for r < KERN_ROW_TILE. */
     void (*dot4)(const float *x, const float *const w[KERN_ROW_TILE], int n, float out[KERN_ROW_TILE]);
-    /* Round n floats to bf16, to nearest even (bs_f32_to_bf16, bit-exact). */
-    void (*round_bf16)(const float *src, uint16_t *dst, int64_t n);
     /* Register-tiled matmul chunks, one per float weight type. */
     kern_gemm_fn gemm_f32, gemm_f16, gemm_bf16;
     /* Quantized matmul (qdot.h): a repacker per quantized dtype (NULL for the
@@ -42,18 +41,12 @@ typedef struct kern_isa_ops {
      * VNNI; qdot.c uses the AVX2 entries on CPUs without it. */
     kern_qrepack_fn qrepack[BS_DTYPE_COUNT];
     kern_qgemm_fn qgemm;
+    kern_quantize_x_fn quantize_x;
 } kern_isa_ops;
 
 extern const kern_isa_ops kern_isa_ref;
 extern const kern_isa_ops kern_isa_avx2;
 extern const kern_isa_ops kern_isa_avx512;
-/* kern_isa_avx512 with gemm_bf16 on the AVX512_BF16 dot-product instruction
- * (vdpbf16ps: 32 products a vector, twice widen + FMA); built in cpu.c.
- * Call only when kern_cpu_features()->avx512bf16. */
-const kern_isa_ops *kern_isa_avx512bf16(void);
-/* That gemm_bf16 (isa_avx512.c). */
-void kern_avx512bf16_gemm_bf16(float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w,
-                               size_t row_bytes, int rows, int n, int first);
 
 /* The table to use now (honours kern_force_reference and BASALT_KERNELS=ref). */
 const kern_isa_ops *kern_isa(void);

@@ -183,14 +183,13 @@ AVX2 INLINE float widen_one(const void *p, int i, int kind) {
 
 AVX2 INLINE void tile(float *y, size_t ldy, const void *x, size_t ldx, const char *w, size_t row_bytes, int rows,
                       int n, int first, int C, int kind) {
-    int xkind = kind == W_BF16 ? W_BF16 : W_F32;
-    size_t xsize = kind == W_BF16 ? 2 : 4;
-    const char *wr[TILE_ROWS], *xc[TILE_COLS];
+    const float *xc[TILE_COLS];
+    const char *wr[TILE_ROWS];
     __m256 acc[TILE_ROWS][TILE_COLS];
 #pragma GCC unroll 4
     for (int r = 0; r < TILE_ROWS; r++) wr[r] = w + (size_t)(r < rows ? r : 0) * row_bytes;
 #pragma GCC unroll 4
-    for (int c = 0; c < C; c++) xc[c] = (const char *)x + (size_t)c * ldx * xsize;
+    for (int c = 0; c < C; c++) xc[c] = (const float *)x + (size_t)c * ldx;
 #pragma GCC unroll 4
     for (int r = 0; r < TILE_ROWS; r++)
 #pragma GCC unroll 4
@@ -199,7 +198,7 @@ AVX2 INLINE void tile(float *y, size_t ldy, const void *x, size_t ldx, const cha
     for (; i + 8 <= n; i += 8) {
         __m256 xv[TILE_COLS];
 #pragma GCC unroll 4
-        for (int c = 0; c < C; c++) xv[c] = widen_load(xc[c], i, xkind);
+        for (int c = 0; c < C; c++) xv[c] = _mm256_loadu_ps(xc[c] + i);
 #pragma GCC unroll 4
         for (int r = 0; r < TILE_ROWS; r++) {
             __m256 wv = widen_load(wr[r], i, kind);
@@ -213,20 +212,19 @@ AVX2 INLINE void tile(float *y, size_t ldy, const void *x, size_t ldx, const cha
         for (int r = 0; r < TILE_ROWS; r++) {
             if (r >= rows) break;
             float s = hsum(acc[r][c]), *o = y + (size_t)c * ldy + r;
-            for (int k = i; k < n; k++) s += widen_one(xc[c], k, xkind) * widen_one(wr[r], k, kind);
+            for (int k = i; k < n; k++) s += xc[c][k] * widen_one(wr[r], k, kind);
             *o = first ? s : *o + s;
         }
 }
 
 AVX2 INLINE void gemm(float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w, size_t row_bytes,
                       int rows, int n, int first, int kind) {
-    size_t xsize = kind == W_BF16 ? 2 : 4;
     for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {
         const char *wt = (const char *)w + (size_t)r0 * row_bytes;
         int rr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS;
         for (int t0 = 0; t0 < T; t0 += TILE_COLS) {
             float *yt = y + (size_t)t0 * ldy + r0;
-            const void *xt = (const char *)x + (size_t)t0 * ldx * xsize;
+            const float *xt = (const float *)x + (size_t)t0 * ldx;
             if (T - t0 == 1)
                 tile(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, 1, kind);
             else
@@ -250,25 +248,6 @@ AVX2 static void avx2_gemm_bf16(float *y, size_t ldy, const void *x, size_t ldx,
     gemm(y, ldy, x, ldx, T, w, row_bytes, rows, n, first, W_BF16);
 }
 
-/* Round to nearest even in integer arithmetic, exactly as bs_f32_to_bf16. */
-AVX2 static void avx2_round_bf16(const float *src, uint16_t *dst, int64_t n) {
-    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff);
-    const __m256i abs = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
-    const __m256i quiet = _mm256_set1_epi32(0x40);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256i u = _mm256_castps_si256(_mm256_loadu_ps(src + i));
-        __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
-        __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, bias)), 16);
-        __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs), inf);
-        r = _mm256_blendv_epi8(r, _mm256_or_si256(_mm256_srli_epi32(u, 16), quiet), nan);
-        /* 32-bit lanes to 16 bits: packus works within 128-bit halves. */
-        __m128i lo = _mm256_castsi256_si128(r), hi = _mm256_extracti128_si256(r, 1);
-        _mm_storeu_si128((__m128i *)(dst + i), _mm_packus_epi32(lo, hi));
-    }
-    for (; i < n; i++) dst[i] = bs_f32_to_bf16(src[i]);
-}
-
 const kern_isa_ops kern_isa_avx2 = {
     .name = "avx2",
     .dequant = {
@@ -282,15 +261,15 @@ const kern_isa_ops kern_isa_avx2 = {
     },
     .dot = avx2_dot,
     .dot4 = avx2_dot4,
-    .round_bf16 = avx2_round_bf16,
     .gemm_f32 = avx2_gemm_f32,
     .gemm_f16 = avx2_gemm_f16,
     .gemm_bf16 = avx2_gemm_bf16,
     .qrepack = {
-        [BS_DTYPE_Q8_0] = kern_ref_qrepack_q8_0,
-        [BS_DTYPE_Q4_0] = kern_ref_qrepack_q4_0,
-        [BS_DTYPE_Q4_K] = kern_ref_qrepack_q4_k,
-        [BS_DTYPE_Q6_K] = kern_ref_qrepack_q6_k,
+        [BS_DTYPE_Q8_0] = kern_avx2_qrepack_q8_0,
+        [BS_DTYPE_Q4_0] = kern_avx2_qrepack_q4_0,
+        [BS_DTYPE_Q4_K] = kern_avx2_qrepack_q4_k,
+        [BS_DTYPE_Q6_K] = kern_avx2_qrepack_q6_k,
     },
     .qgemm = kern_avx2_qgemm,
+    .quantize_x = kern_avx2_quantize_x,
 };

@@ -87,7 +87,6 @@ AVX512 static void avx512_dot4(const float *x, const float *const w[KERN_ROW_TIL
  * tails use masked loads (zeros add nothing).  Rows past `rows` repeat row 0
  * and are not stored. */
 
-#define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #define INLINE __attribute__((always_inline)) static inline
 
 /* Weight kinds of the widening kernels. */
@@ -95,7 +94,7 @@ enum { W_F32, W_F16, W_BF16 };
 /* Tile shapes.  Prefill (several tokens) uses TILE_ROWS x TILE_COLS: C x
  * vectors + 1 weight + R*C accumulators fit the 32 zmm registers.  A single
  * token (decode) is memory-bound: DECODE_ROWS rows keep more loads in flight. */
-enum { TILE_ROWS = 4, TILE_COLS = 6, DECODE_ROWS = 8, BF16_ROWS = 8, BF16_COLS = 3 };
+enum { TILE_ROWS = 4, TILE_COLS = 6, DECODE_ROWS = 8 };
 
 /* 16 elements at p[i], widened; m == 0 loads all 16 without a mask (masked
  * 16-bit loads are slow on some cores). */
@@ -107,11 +106,11 @@ AVX512 INLINE __m512 widen_load(const void *p, int64_t i, __mmask16 m, int kind)
 }
 
 /* One 16-column step of a tile. */
-AVX512 INLINE void step_widen(__m512 acc[][TILE_COLS], const char *const *wr, const char *const *xc, int64_t i,
+AVX512 INLINE void step_widen(__m512 acc[][TILE_COLS], const char *const *wr, const float *const *xc, int64_t i,
                               __mmask16 m, int R, int C, int kind) {
     __m512 xv[TILE_COLS];
 #pragma GCC unroll 8
-    for (int c = 0; c < C; c++) xv[c] = widen_load(xc[c], i, m, kind == W_BF16 ? W_BF16 : W_F32);
+    for (int c = 0; c < C; c++) xv[c] = widen_load(xc[c], i, m, W_F32);
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
         __m512 wv = widen_load(wr[r], i, m, kind);
@@ -124,13 +123,12 @@ AVX512 INLINE void step_widen(__m512 acc[][TILE_COLS], const char *const *wr, co
 AVX512 INLINE void tile_widen(float *y, size_t ldy, const void *x, size_t ldx, const char *w, size_t row_bytes,
                               int rows, int n, int first, int R, int C, int kind) {
     const char *wr[DECODE_ROWS];
-    const char *xc[TILE_COLS];
+    const float *xc[TILE_COLS];
     __m512 acc[DECODE_ROWS][TILE_COLS];
-    size_t xsize = kind == W_BF16 ? 2 : 4;
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) wr[r] = w + (size_t)(r < rows ? r : 0) * row_bytes;
 #pragma GCC unroll 8
-    for (int c = 0; c < C; c++) xc[c] = (const char *)x + (size_t)c * ldx * xsize;
+    for (int c = 0; c < C; c++) xc[c] = (const float *)x + (size_t)c * ldx;
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
@@ -150,7 +148,6 @@ AVX512 INLINE void tile_widen(float *y, size_t ldy, const void *x, size_t ldx, c
 
 AVX512 INLINE void gemm_widen(float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w,
                               size_t row_bytes, int rows, int n, int first, int kind) {
-    size_t xsize = kind == W_BF16 ? 2 : 4;
     int R = T == 1 ? DECODE_ROWS : TILE_ROWS;
     for (int r0 = 0; r0 < rows; r0 += R) {
         const char *wt = (const char *)w + (size_t)r0 * row_bytes;
@@ -161,7 +158,7 @@ AVX512 INLINE void gemm_widen(float *y, size_t ldy, const void *x, size_t ldx, i
         }
         for (int t0 = 0; t0 < T; t0 += TILE_COLS) {
             float *yt = y + (size_t)t0 * ldy + r0;
-            const void *xt = (const char *)x + (size_t)t0 * ldx * xsize;
+            const float *xt = (const float *)x + (size_t)t0 * ldx;
             switch (T - t0 < TILE_COLS ? T - t0 : TILE_COLS) {
             case 1: tile_widen(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, TILE_ROWS, 1, kind); break;
             case 2: tile_widen(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, TILE_ROWS, 2, kind); break;
@@ -184,91 +181,9 @@ AVX512 static void avx512_gemm_f16(float *y, size_t ldy, const void *x, size_t l
     gemm_widen(y, ldy, x, ldx, T, w, row_bytes, rows, n, first, W_F16);
 }
 
-/* bf16 x and rows both widened: exact products, for CPUs without AVX512_BF16. */
 AVX512 static void avx512_gemm_bf16(float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w,
                                     size_t row_bytes, int rows, int n, int first) {
     gemm_widen(y, ldy, x, ldx, T, w, row_bytes, rows, n, first, W_BF16);
-}
-
-/* vdpbf16ps: lane j accumulates the products of bf16 pair j of 32, so a step
- * covers 32 columns.  m == 0 loads without a mask (masked 16-bit loads are
- * slow on some cores). */
-AVX512BF16 INLINE __m512i load_bf16x32(const uint16_t *p, __mmask32 m) {
-    return m ? _mm512_maskz_loadu_epi16(m, p) : _mm512_loadu_si512(p);
-}
-
-AVX512BF16 INLINE void step_dp(__m512 acc[][BF16_COLS], const uint16_t *const *wr, const uint16_t *x, size_t ldx,
-                               int i, __mmask32 m, int C) {
-    __m512i xv[BF16_COLS];
-#pragma GCC unroll 8
-    for (int c = 0; c < C; c++) xv[c] = load_bf16x32(x + (size_t)c * ldx + i, m);
-#pragma GCC unroll 8
-    for (int r = 0; r < BF16_ROWS; r++) {
-        __m512i wv = load_bf16x32(wr[r] + i, m);
-#pragma GCC unroll 8
-        for (int c = 0; c < C; c++) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)xv[c], (__m512bh)wv);
-    }
-}
-
-AVX512BF16 INLINE void tile_dp(float *y, size_t ldy, const uint16_t *x, size_t ldx, const char *w,
-                               size_t row_bytes, int rows, int n, int first, int C) {
-    const uint16_t *wr[BF16_ROWS];
-    __m512 acc[BF16_ROWS][BF16_COLS];
-#pragma GCC unroll 8
-    for (int r = 0; r < BF16_ROWS; r++) wr[r] = (const uint16_t *)(w + (size_t)(r < rows ? r : 0) * row_bytes);
-#pragma GCC unroll 8
-    for (int r = 0; r < BF16_ROWS; r++)
-#pragma GCC unroll 8
-        for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
-    int i = 0;
-    for (; i + 32 <= n; i += 32) step_dp(acc, wr, x, ldx, i, 0, C);
-    if (i < n) step_dp(acc, wr, x, ldx, i, (__mmask32)((1u << (n - i)) - 1), C);
-#pragma GCC unroll 8
-    for (int c = 0; c < C; c++)
-#pragma GCC unroll 8
-        for (int r = 0; r < BF16_ROWS; r++) {
-            if (r >= rows) break;
-            float s = _mm512_reduce_add_ps(acc[r][c]), *o = y + (size_t)c * ldy + r;
-            *o = first ? s : *o + s;
-        }
-}
-
-AVX512BF16 void kern_avx512bf16_gemm_bf16(float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w,
-                                          size_t row_bytes, int rows, int n, int first) {
-    for (int r0 = 0; r0 < rows; r0 += BF16_ROWS) {
-        const char *wt = (const char *)w + (size_t)r0 * row_bytes;
-        int rr = rows - r0 < BF16_ROWS ? rows - r0 : BF16_ROWS;
-        for (int t0 = 0; t0 < T; t0 += BF16_COLS) {
-            float *yt = y + (size_t)t0 * ldy + r0;
-            const uint16_t *xt = (const uint16_t *)x + (size_t)t0 * ldx;
-            switch (T - t0 < BF16_COLS ? T - t0 : BF16_COLS) {
-            case 1: tile_dp(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, 1); break;
-            case 2: tile_dp(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, 2); break;
-            default: tile_dp(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, 3); break;
-            }
-        }
-    }
-}
-
-/* Round to nearest even in integer arithmetic, exactly as bs_f32_to_bf16
- * (vcvtneps2bf16 would treat subnormal inputs as zero). */
-AVX512 static __m256i round_bf16_16(__m512 v) {
-    __m512i u = _mm512_castps_si512(v);
-    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
-    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
-                                            _mm512_set1_epi32(0x7f800000));
-    r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
-    return _mm512_cvtepi32_epi16(r);
-}
-
-AVX512 static void avx512_round_bf16(const float *src, uint16_t *dst, int64_t n) {
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm256_storeu_si256((__m256i *)(dst + i), round_bf16_16(_mm512_loadu_ps(src + i)));
-    if (i < n) {
-        __mmask16 m = tail_mask(n - i);
-        _mm256_mask_storeu_epi16(dst + i, m, round_bf16_16(_mm512_maskz_loadu_ps(m, src + i)));
-    }
 }
 
 const kern_isa_ops kern_isa_avx512 = {
@@ -284,15 +199,15 @@ const kern_isa_ops kern_isa_avx512 = {
     },
     .dot = avx512_dot,
     .dot4 = avx512_dot4,
-    .round_bf16 = avx512_round_bf16,
     .gemm_f32 = avx512_gemm_f32,
     .gemm_f16 = avx512_gemm_f16,
     .gemm_bf16 = avx512_gemm_bf16,
     .qrepack = {
-        [BS_DTYPE_Q8_0] = kern_ref_qrepack_q8_0,
-        [BS_DTYPE_Q4_0] = kern_ref_qrepack_q4_0,
-        [BS_DTYPE_Q4_K] = kern_ref_qrepack_q4_k,
-        [BS_DTYPE_Q6_K] = kern_ref_qrepack_q6_k,
+        [BS_DTYPE_Q8_0] = kern_avx2_qrepack_q8_0,
+        [BS_DTYPE_Q4_0] = kern_avx2_qrepack_q4_0,
+        [BS_DTYPE_Q4_K] = kern_avx2_qrepack_q4_k,
+        [BS_DTYPE_Q6_K] = kern_avx2_qrepack_q6_k,
     },
     .qgemm = kern_avx512_qgemm,
+    .quantize_x = kern_avx2_quantize_x,
 };

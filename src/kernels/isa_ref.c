@@ -23,10 +23,6 @@ static void ref_dot4(const float *x, const float *const w[KERN_ROW_TILE], int n,
     for (int r = 0; r < KERN_ROW_TILE; r++) out[r] = ref_dot(x, w[r], n);
 }
 
-static void ref_round_bf16(const float *src, uint16_t *dst, int64_t n) {
-    for (int64_t i = 0; i < n; i++) dst[i] = bs_f32_to_bf16(src[i]);
-}
-
 /* Element k of weight row w as f32, for each float weight type. */
 static float ref_weight(bs_dtype type, const void *w, int k) {
     switch (type) {
@@ -36,19 +32,14 @@ static float ref_weight(bs_dtype type, const void *w, int k) {
     }
 }
 
-/* The defining loop: one sequential f32 sum per (token, row); BF16 weights
- * take bf16 activations, whose products with bf16 are exact in f32. */
+/* The defining loop: one sequential f32 sum per (token, row). */
 static void ref_gemm(bs_dtype type, float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w,
                      size_t row_bytes, int rows, int n, int first) {
     for (int t = 0; t < T; t++)
         for (int r = 0; r < rows; r++) {
             const void *row = (const char *)w + (size_t)r * row_bytes;
             float s = 0;
-            for (int k = 0; k < n; k++) {
-                float xv = type == BS_DTYPE_BF16 ? bs_bf16_to_f32(((const uint16_t *)x)[(size_t)t * ldx + k])
-                                                 : ((const float *)x)[(size_t)t * ldx + k];
-                s += xv * ref_weight(type, row, k);
-            }
+            for (int k = 0; k < n; k++) s += ((const float *)x)[(size_t)t * ldx + k] * ref_weight(type, row, k);
             float *out = y + (size_t)t * ldy + r;
             *out = first ? s : *out + s;
         }
@@ -82,7 +73,6 @@ const kern_isa_ops kern_isa_ref = {
     },
     .dot = ref_dot,
     .dot4 = ref_dot4,
-    .round_bf16 = ref_round_bf16,
     .gemm_f32 = ref_gemm_f32,
     .gemm_f16 = ref_gemm_f16,
     .gemm_bf16 = ref_gemm_bf16,
@@ -93,4 +83,5 @@ const kern_isa_ops kern_isa_ref = {
         [BS_DTYPE_Q6_K] = kern_ref_qrepack_q6_k,
     },
     .qgemm = kern_ref_qgemm,
+    .quantize_x = kern_ref_quantize_x,
 };

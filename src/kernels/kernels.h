@@ -21,8 +21,7 @@ typedef struct kern_features {
 const kern_features *kern_cpu_features(void);
 /* Force the portable reference paths (tests; BASALT_KERNELS=ref does the same). */
 void kern_force_reference(int on);
-/* Name of the instruction set the kernels use now: "ref", "avx2", "avx512" or
- * "avx512bf16" (AVX-512 with the bf16 dot-product instruction). */
+/* Name of the instruction set the kernels use now: "ref", "avx2" or "avx512". */
 const char *kern_isa_name(void);
 
 /* Dequantize/convert n elements (a multiple of the block size) to f32. */
@@ -34,10 +33,8 @@ void kern_dequant(bs_dtype type, const void *src, float *dst, int64_t n);
 void kern_quantize(bs_dtype type, const float *src, void *dst, int64_t n);
 
 /* y[t][n] = sum_k x[t][k] * W[n][k]   for t < T, n < N   (x: [T][K] f32, y: [T][N] f32)
- * Each weight row is read once per call for up to 64 tokens; work is split by
- * rows of W across the pool.  pool may be NULL (single thread).  BF16 weights
- * multiply x rounded to bf16 (bs_f32_to_bf16), whose products are exact in
- * f32; every other float type multiplies x as it is.  Row t of y is
+ * Each weight row is read once per call whatever T is; work is split by
+ * rows of W across the pool.  pool may be NULL (single thread).  Row t of y is
  * bit-identical whatever else is in x (batch invariance). */
 void kern_matmul(bs_threadpool *pool, float *y, const float *x, int T, const void *W,
                  bs_dtype wtype, int N, int K);

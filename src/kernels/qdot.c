@@ -5,6 +5,7 @@
  * every token before the next one is read, so each weight byte is read from
  * memory once per call.  Owns the activation scratch of each calling thread
  * (freed when the thread exits). */
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,9 +35,8 @@ const kern_qlayout *kern_qlayout_of(bs_dtype t) {
     return (unsigned)t < BS_DTYPE_COUNT && layouts[t].sub ? &layouts[t] : NULL;
 }
 
-/* Round-to-nearest-even of |v| <= 2^22 by the float-adder: adding 1.5 * 2^23
- * leaves the integer in the low mantissa bits.  Same result as lrintf, with
- * no libm call, so the loop vectorizes. */
+/* Round-to-nearest-even of |v| <= 2^22 by the float adder: adding 1.5 * 2^23
+ * leaves the integer in the low mantissa bits (what vcvtps2dq gives). */
 static inline int nearest_int(float v) {
     float f = v + 12582912.0f;
     int32_t i;
@@ -44,11 +44,11 @@ static inline int nearest_int(float v) {
     return (i & 0x007FFFFF) - 0x00400000;
 }
 
-void kern_quantize_x(const float *x, int K, kern_xblock *out) {
+void kern_ref_quantize_x(const float *x, int K, kern_xblock *out) {
     for (int b = 0; b < K / 32; b++, x += 32) {
         float amax = 0;
         for (int i = 0; i < 32; i++) {
-            float a = x[i] < 0 ? -x[i] : x[i];
+            float a = fabsf(x[i]);
             amax = a > amax ? a : amax;
         }
         float id = amax > 0 ? 127.0f / amax : 0.0f;
@@ -65,6 +65,8 @@ void kern_quantize_x(const float *x, int K, kern_xblock *out) {
         }
     }
 }
+
+void kern_quantize_x(const float *x, int K, kern_xblock *out) { kern_isa()->quantize_x(x, K, out); }
 
 /* The AVX-512 qgemm also needs VNNI (vpdpbusd); without it the AVX2 entries
  * serve.  Compared by entry: the tables built from kern_isa_avx512 share it. */
@@ -128,7 +130,7 @@ static void quantize_thread(void *ctx, int ith, int nth) {
     long begin, end;
     bs_split_range(job->T, ith, nth, 1, &begin, &end);
     for (long t = begin; t < end; t++)
-        kern_quantize_x(job->x + (size_t)t * job->K, job->K, job->xq + (size_t)t * (job->K / 32));
+        job->isa->quantize_x(job->x + (size_t)t * job->K, job->K, job->xq + (size_t)t * (job->K / 32));
 }
 
 static void gemm_thread(void *ctx, int ith, int nth) {

@@ -28,6 +28,7 @@
 
 #include "base/dtype.h"
 #include "base/threadpool.h"
+#include "kernels/blocks.h"
 
 /* Rows per tile (one 32-bit lane each in a 512-bit vector) and columns per
  * repacked chunk (a multiple of every block size, 256). */
@@ -71,16 +72,55 @@ typedef void (*kern_qgemm_fn)(const kern_qlayout *L, const kern_qtile *tile, int
                               size_t x_stride, int T, float *y, size_t y_stride, int rows, int accumulate);
 
 /* Quantize K floats (a multiple of 32) to K/32 activation blocks:
- * d = max|x| / 127, q = round-to-nearest-even(x * 127 / max|x|). */
+ * d = max|x| / 127, q = round-to-nearest-even(x * (127 / max|x|)); the
+ * ISA's quantize_x, bit-identical to the reference kern_ref_quantize_x. */
+typedef void (*kern_quantize_x_fn)(const float *x, int K, kern_xblock *out);
 void kern_quantize_x(const float *x, int K, kern_xblock *out);
+void kern_ref_quantize_x(const float *x, int K, kern_xblock *out);
+void kern_avx2_quantize_x(const float *x, int K, kern_xblock *out);
 
-/* Reference repackers and kernel (qdot_ref.c), also used by the SIMD tables. */
+/* The f32 scales (and mins) of a repack, shared by every repacker; f16 is the
+ * repacker's exact f16 -> f32 conversion (inlined where it is a constant). */
+static inline __attribute__((always_inline)) void kern_qrepack_scales(float (*f16)(uint16_t), bs_dtype type,
+                                                                      const void *const rows[KERN_QROWS], int b0,
+                                                                      int nb, kern_qtile *tile) {
+    for (int r = 0; r < KERN_QROWS; r++)
+        for (int i = 0; i < nb; i++) {
+            int b = b0 + i;
+            if (type == BS_DTYPE_Q8_0) {
+                tile->scale[i][r] = f16(((const block_q8_0 *)rows[r])[b].d);
+            } else if (type == BS_DTYPE_Q4_0) {
+                tile->scale[i][r] = f16(((const block_q4_0 *)rows[r])[b].d);
+            } else if (type == BS_DTYPE_Q4_K) {
+                const block_q4_k *blk = (const block_q4_k *)rows[r] + b;
+                float d = f16(blk->d), dmin = f16(blk->dmin);
+                for (int j = 0; j < 8; j++) {
+                    int sc, m;
+                    q4k_scale_min(j, blk->scales, &sc, &m);
+                    tile->scale[8 * i + j][r] = d * (float)sc;
+                    tile->min[8 * i + j][r] = dmin * (float)m;
+                }
+            } else {
+                const block_q6_k *blk = (const block_q6_k *)rows[r] + b;
+                float d = f16(blk->d);
+                for (int j = 0; j < 16; j++) tile->scale[16 * i + j][r] = d * (float)blk->scales[j];
+            }
+        }
+}
+
+/* Reference repackers and kernel (qdot_ref.c). */
 void kern_ref_qrepack_q8_0(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
 void kern_ref_qrepack_q4_0(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
 void kern_ref_qrepack_q4_k(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
 void kern_ref_qrepack_q6_k(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
 void kern_ref_qgemm(const kern_qlayout *L, const kern_qtile *tile, int nsub, const kern_xblock *x,
                     size_t x_stride, int T, float *y, size_t y_stride, int rows, int accumulate);
+
+/* AVX2 repackers (qdot_avx2.c), also used by the AVX-512 table. */
+void kern_avx2_qrepack_q8_0(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
+void kern_avx2_qrepack_q4_0(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
+void kern_avx2_qrepack_q4_k(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
+void kern_avx2_qrepack_q6_k(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
 
 /* The SIMD tile kernels (qdot_avx2.c; qdot_avx512.c, which needs VNNI). */
 void kern_avx2_qgemm(const kern_qlayout *L, const kern_qtile *tile, int nsub, const kern_xblock *x,

@@ -22,9 +22,9 @@ void kern_ref_qrepack_q8_0(const void *const rows[KERN_QROWS], int b0, int nb, k
             uint8_t u[32];
             for (int l = 0; l < 32; l++) u[l] = (uint8_t)(b[i].qs[l] + 128);
             tile_put(tile, r, 32 * i, u, 32);
-            tile->scale[i][r] = bs_f16_to_f32(b[i].d);
         }
     }
+    kern_qrepack_scales(bs_f16_to_f32, BS_DTYPE_Q8_0, rows, b0, nb, tile);
 }
 
 void kern_ref_qrepack_q4_0(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile) {
@@ -37,28 +37,23 @@ void kern_ref_qrepack_q4_0(const void *const rows[KERN_QROWS], int b0, int nb, k
                 u[l + 16] = b[i].qs[l] >> 4;
             }
             tile_put(tile, r, 32 * i, u, 32);
-            tile->scale[i][r] = bs_f16_to_f32(b[i].d);
         }
     }
+    kern_qrepack_scales(bs_f16_to_f32, BS_DTYPE_Q4_0, rows, b0, nb, tile);
 }
 
 void kern_ref_qrepack_q4_k(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile) {
     for (int r = 0; r < KERN_QROWS; r++) {
         const block_q4_k *b = (const block_q4_k *)rows[r] + b0;
-        for (int i = 0; i < nb; i++) {
-            float d = bs_f16_to_f32(b[i].d), dmin = bs_f16_to_f32(b[i].dmin);
+        for (int i = 0; i < nb; i++)
             for (int j = 0; j < 8; j++) {
                 uint8_t u[32];
                 const uint8_t *q = b[i].qs + 32 * (j / 2);
                 for (int l = 0; l < 32; l++) u[l] = j % 2 ? q[l] >> 4 : q[l] & 0xF;
                 tile_put(tile, r, 256 * i + 32 * j, u, 32);
-                int sc, m;
-                q4k_scale_min(j, b[i].scales, &sc, &m);
-                tile->scale[8 * i + j][r] = d * (float)sc;
-                tile->min[8 * i + j][r] = dmin * (float)m;
             }
-        }
     }
+    kern_qrepack_scales(bs_f16_to_f32, BS_DTYPE_Q4_K, rows, b0, nb, tile);
 }
 
 /* Element l + 32*s of each 128 (s < 4): nibble s/2 of ql[l + 32*(s%2)] and
@@ -77,10 +72,9 @@ void kern_ref_qrepack_q6_k(const void *const rows[KERN_QROWS], int b0, int nb, k
                     }
             }
             tile_put(tile, r, 256 * i, u, 256);
-            float d = bs_f16_to_f32(b[i].d);
-            for (int j = 0; j < 16; j++) tile->scale[16 * i + j][r] = d * (float)b[i].scales[j];
         }
     }
+    kern_qrepack_scales(bs_f16_to_f32, BS_DTYPE_Q6_K, rows, b0, nb, tile);
 }
 
 void kern_ref_qgemm(const kern_qlayout *L, const kern_qtile *tile, int nsub, const kern_xblock *x,

@@ -114,7 +114,8 @@ static void test_reference_against_dequant(void) {
     }
 }
 
-/* One SIMD table against the reference: the repacked tile and the kernel's
+/* One SIMD table against the reference: activation quantization, the
+ * repacked tile and the kernel's
  * outputs must be bit-identical, for 1..9 tokens (full and partial register
  * tiles), short row tiles (repeated row pointers, rows < KERN_QROWS: nothing
  * past them written) and accumulation on top of y. */
@@ -124,6 +125,13 @@ static void check_table(const kern_isa_ops *isa) {
     static kern_xblock x[MAXT][NB];
     static kern_qtile want, got;
     static float y[MAXT][LD], yref[MAXT][LD];
+    static float xf[KERN_QCHUNK];
+    static kern_xblock xgot[NB], xwant[NB];
+    for (int i = 0; i < KERN_QCHUNK; i++) xf[i] = rand_uniform() * (float)(1 + i % 7);
+    for (int i = 64; i < 96; i++) xf[i] = 0; /* an all-zero block */
+    isa->quantize_x(xf, KERN_QCHUNK, xgot);
+    kern_isa_ref.quantize_x(xf, KERN_QCHUNK, xwant);
+    CHECK(memcmp(xgot, xwant, sizeof xgot) == 0);
     for (int q = 0; q < NQ; q++) {
         bs_dtype type = qtypes[q];
         int be = bs_dtype_block_elems(type), nb = KERN_QCHUNK / be, b0 = 1;
