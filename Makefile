@@ -83,4 +83,4 @@ bench: $(BIN)
 clean:
 	rm -rf build build-san
 
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(TEST_BINS:%=$(BUILD)/obj/%.d)
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(HELPER_OBJS:.o=.d) $(TEST_SRCS:%.c=$(BUILD)/obj/%.d)
