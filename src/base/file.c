@@ -77,6 +77,26 @@ bs_status bs_file_read(const char *path, char **data, size_t *size, bs_error *er
     return BS_OK;
 }
 
+bs_status bs_file_copy(const char *src, const char *dst, bs_error *err) {
+    FILE *in = fopen(src, "rb");
+    if (!in) return bs_fail(err, BS_EIO, "%s: cannot open: %s", src, strerror(errno));
+    FILE *out = fopen(dst, "wb");
+    if (!out) {
+        int e = errno;
+        fclose(in);
+        return bs_fail(err, BS_EIO, "%s: cannot create: %s", dst, strerror(e));
+    }
+    char buf[1 << 16];
+    size_t n;
+    bs_status st = BS_OK;
+    while (st == BS_OK && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n) st = bs_fail(err, BS_EIO, "%s: write failed: %s", dst, strerror(errno));
+    if (st == BS_OK && ferror(in)) st = bs_fail(err, BS_EIO, "%s: read error", src);
+    fclose(in);
+    if (fclose(out) != 0 && st == BS_OK) st = bs_fail(err, BS_EIO, "%s: write failed: %s", dst, strerror(errno));
+    return st;
+}
+
 int bs_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);

@@ -19,6 +19,9 @@ void bs_file_unmap(bs_mapped_file *f);
 /* Read a whole file into a NUL-terminated heap buffer (caller frees). */
 bs_status bs_file_read(const char *path, char **data, size_t *size, bs_error *err);
 
+/* Copy src to dst (created or truncated) by streaming; BS_EIO names the file at fault. */
+bs_status bs_file_copy(const char *src, const char *dst, bs_error *err);
+
 int bs_file_exists(const char *path);
 int bs_is_directory(const char *path);
 

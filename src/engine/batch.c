@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "engine/model_impl.h"
+#include "kernels/attention.h"
 #include "kernels/kernels.h"
 
 struct bs_batch {
@@ -29,10 +30,16 @@ struct bs_batch {
     float *att;    /* [T][q_dim] attention output, heads concatenated */
     float *hb;     /* [T][ffn_dim] gate, then silu(gate) * up */
     float *hb2;    /* [T][ffn_dim] up */
-    float *scores; /* [n_threads][max_pos] attention weights, one row per thread */
     float *logits; /* [max_items][n_vocab] LM head output of BATCH_OUT_LOGITS_LAST rows */
     float *mem;
     int *row_item, *row_pos; /* [T] */
+    /* LoRA (items with an adapter): their rows gathered per adapter, A x and
+     * B (A x); a separate allocation so a model's activations above stay
+     * sized to the model alone. */
+    float *lora_x;   /* [T][widest projection input] */
+    float *lora_u;   /* [T][BS_ADAPTER_MAX_RANK] */
+    float *lora_y;   /* [T][widest projection output] */
+    int *item_row0;  /* [max_items] first row of each item */
 };
 
 bs_status batch_open(bs_model *m, bs_kv_pool *kv, int max_tokens, int max_items, int max_pos, bs_batch **out,
@@ -52,15 +59,21 @@ bs_status batch_open(bs_model *m, bs_kv_pool *kv, int max_tokens, int max_items,
     size_t q_dim = (size_t)cfg->n_heads * cfg->head_dim, kv_dim = (size_t)cfg->n_kv_heads * cfg->head_dim;
     size_t T = (size_t)max_tokens;
     size_t sizes[] = {T * cfg->dim, T * cfg->dim, T * q_dim, T * kv_dim, T * kv_dim, T * q_dim,
-                      T * cfg->ffn_dim, T * cfg->ffn_dim, (size_t)bs_threadpool_size(m->pool) * max_pos,
-                      (size_t)max_items * cfg->n_vocab};
-    float **views[] = {&b->x, &b->xb, &b->q, &b->k, &b->v, &b->att, &b->hb, &b->hb2, &b->scores, &b->logits};
+                      T * cfg->ffn_dim, T * cfg->ffn_dim, (size_t)max_items * cfg->n_vocab};
+    float **views[] = {&b->x, &b->xb, &b->q, &b->k, &b->v, &b->att, &b->hb, &b->hb2, &b->logits};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += sizes[i];
     b->mem = malloc(total * sizeof(float));
     b->row_item = malloc(T * sizeof *b->row_item);
     b->row_pos = malloc(T * sizeof *b->row_pos);
-    if (!b->mem || !b->row_item || !b->row_pos) {
+    size_t wide = (size_t)cfg->dim;
+    if (q_dim > wide) wide = q_dim;
+    if ((size_t)cfg->ffn_dim > wide) wide = (size_t)cfg->ffn_dim;
+    b->lora_x = malloc(T * (2 * wide + BS_ADAPTER_MAX_RANK) * sizeof(float));
+    b->lora_u = b->lora_x ? b->lora_x + T * wide : NULL;
+    b->lora_y = b->lora_x ? b->lora_u + T * BS_ADAPTER_MAX_RANK : NULL;
+    b->item_row0 = malloc((size_t)max_items * sizeof *b->item_row0);
+    if (!b->mem || !b->row_item || !b->row_pos || !b->lora_x || !b->item_row0) {
         batch_close(b);
         return bs_fail(err, BS_ENOMEM, "batch: out of memory for %d rows (%.1f MB)", max_tokens,
                        (double)total * sizeof(float) / 1e6);
@@ -79,6 +92,8 @@ void batch_close(bs_batch *b) {
     free(b->mem);
     free(b->row_item);
     free(b->row_pos);
+    free(b->lora_x);
+    free(b->item_row0);
     free(b);
 }
 
@@ -90,6 +105,41 @@ static void linear(bs_threadpool *pool, float *y, const float *x, int T, const b
     if (!bias) return;
     for (int t = 0; t < T; t++)
         for (int i = 0; i < w->rows; i++) y[(size_t)t * w->rows + i] += bias[i];
+}
+
+/* linear, then scale * B (A x) of each adapter on the rows of the items
+ * using it.  An adapter's rows are gathered so its A and B are read once per
+ * step; kern_matmul rows do not depend on their neighbours, so an item's
+ * output is the same whatever it is batched with. */
+static void project(bs_batch *b, const bs_batch_item *items, int n_items, int layer, bs_lin lin, float *y,
+                    const float *x, int T, const bs_matrix *w, const float *bias) {
+    bs_threadpool *pool = b->m->pool;
+    linear(pool, y, x, T, w, bias);
+    int in = w->cols, out = w->rows;
+    for (int i = 0; i < n_items; i++) {
+        const bs_adapter *ad = items[i].adapter;
+        const float *A, *B;
+        int seen = 0;
+        for (int k = 0; k < i && !seen; k++) seen = items[k].adapter == ad;
+        if (!ad || seen || !adapter_lora(ad, layer, lin, &A, &B)) continue;
+        int n = 0, r = adapter_config(ad)->rank;
+        for (int k = i; k < n_items; k++) {
+            if (items[k].adapter != ad) continue;
+            memcpy(b->lora_x + (size_t)n * in, x + (size_t)b->item_row0[k] * in,
+                   (size_t)items[k].n * in * sizeof *x);
+            n += items[k].n;
+        }
+        kern_matmul(pool, b->lora_u, b->lora_x, n, A, BS_DTYPE_F32, r, in);
+        kern_matmul(pool, b->lora_y, b->lora_u, n, B, BS_DTYPE_F32, out, r);
+        float scale = adapter_scale(ad);
+        for (int k = i, g = 0; k < n_items; k++) {
+            if (items[k].adapter != ad) continue;
+            float *yk = y + (size_t)b->item_row0[k] * out;
+            const float *d = b->lora_y + (size_t)g * out;
+            for (size_t e = 0; e < (size_t)items[k].n * out; e++) yk[e] += scale * d[e];
+            g += items[k].n;
+        }
+    }
 }
 
 static void add_rows(float *x, const float *y, size_t n) {
@@ -107,8 +157,9 @@ typedef struct attention_job {
     int layer, T;
 } attention_job;
 
-/* Causal grouped-query attention of each row over its own sequence's blocks;
- * query head h reads key/value head h / (n_heads / n_kv_heads). */
+/* Causal grouped-query attention of each row over its own sequence's blocks
+ * (kern_attn, one span per block); query head h reads key/value head
+ * h / (n_heads / n_kv_heads). */
 static void attention_worker(void *p, int ith, int nth) {
     const attention_job *job = p;
     bs_batch *b = job->b;
@@ -116,7 +167,6 @@ static void attention_worker(void *p, int ith, int nth) {
     int hd = cfg->head_dim, n_heads = cfg->n_heads, group = cfg->n_heads / cfg->n_kv_heads;
     int bsz = kv_pool_block_size(b->kv);
     size_t q_dim = (size_t)n_heads * hd, kv_dim = (size_t)cfg->n_kv_heads * hd;
-    float *scores = b->scores + (size_t)ith * b->max_pos;
     float scale = 1.0f / sqrtf((float)hd);
     long begin, end;
     bs_split_range((long)job->T * n_heads, ith, nth, 1, &begin, &end);
@@ -125,28 +175,19 @@ static void attention_worker(void *p, int ith, int nth) {
         const bs_kv_seq *seq = job->items[b->row_item[t]].seq;
         int pos = b->row_pos[t];
         int start = cfg->sliding_window && pos >= cfg->sliding_window ? pos - cfg->sliding_window + 1 : 0;
-        int n = pos - start + 1;
         size_t head_off = (size_t)(h / group) * hd;
         const float *q = b->q + t * q_dim + (size_t)h * hd;
-        for (int j = start; j <= pos;) {
-            int off = j % bsz, cnt = bsz - off < pos + 1 - j ? bsz - off : pos + 1 - j;
-            const float *k = kv_block_k(b->kv, seq->blocks[j / bsz], job->layer) + off * kv_dim + head_off;
-            for (int i = 0; i < cnt; i++) scores[j - start + i] = kern_dot_f32(q, k + i * kv_dim, hd) * scale;
-            j += cnt;
-        }
-        kern_softmax(scores, n);
         float *out = b->att + t * q_dim + (size_t)h * hd;
-        memset(out, 0, (size_t)hd * sizeof *out);
+        kern_attn a;
+        kern_attn_init(&a, out, hd, scale);
         for (int j = start; j <= pos;) {
             int off = j % bsz, cnt = bsz - off < pos + 1 - j ? bsz - off : pos + 1 - j;
-            const float *v = kv_block_v(b->kv, seq->blocks[j / bsz], job->layer) + off * kv_dim + head_off;
-            for (int i = 0; i < cnt; i++) {
-                const float *vi = v + i * kv_dim;
-                float a = scores[j - start + i];
-                for (int d = 0; d < hd; d++) out[d] += a * vi[d];
-            }
+            int block = seq->blocks[j / bsz];
+            kern_attn_span(&a, out, q, kv_block_k(b->kv, block, job->layer) + off * kv_dim + head_off,
+                           kv_block_v(b->kv, block, job->layer) + off * kv_dim + head_off, kv_dim, cnt);
             j += cnt;
         }
+        kern_attn_finish(&a, out);
     }
 }
 
@@ -215,6 +256,8 @@ static bs_status check_items(const bs_batch *b, const bs_batch_item *items, int 
         if (it->n <= 0 || !it->tokens) return bs_fail(err, BS_EINVAL, "batch: item %d has no tokens", i);
         if ((it->out_kind != BATCH_OUT_NONE && !it->out))
             return bs_fail(err, BS_EINVAL, "batch: item %d has no output buffer", i);
+        if (it->adapter && adapter_base(it->adapter) != b->m)
+            return bs_fail(err, BS_EINVAL, "batch: item %d has an adapter over another model", i);
         if (it->seq->n_pos + it->n > it->seq->n_blocks * bsz || it->seq->n_pos + it->n > b->max_pos)
             return bs_fail(err, BS_EINVAL,
                            "batch: item %d writes positions %d..%d beyond its %d reserved (max %d)", i,
@@ -241,6 +284,7 @@ bs_status batch_eval(bs_batch *b, const bs_batch_item *items, int n_items, bs_er
     size_t q_dim = (size_t)cfg->n_heads * hd, kv_dim = (size_t)cfg->n_kv_heads * hd;
 
     for (int i = 0, t = 0; i < n_items; i++) {
+        b->item_row0[i] = t;
         for (int j = 0; j < items[i].n; j++, t++) {
             b->row_item[t] = i;
             b->row_pos[t] = items[i].seq->n_pos + j;
@@ -252,9 +296,9 @@ bs_status batch_eval(bs_batch *b, const bs_batch_item *items, int n_items, bs_er
     for (int l = 0; l < cfg->n_layers; l++) {
         const bs_layer *L = &m->layers[l];
         rmsnorm_rows(b->xb, b->x, L->attn_norm, T, dim, cfg->rms_eps);
-        linear(pool, b->q, b->xb, T, &L->wq, L->bq);
-        linear(pool, b->k, b->xb, T, &L->wk, L->bk);
-        linear(pool, b->v, b->xb, T, &L->wv, L->bv);
+        project(b, items, n_items, l, BS_LIN_Q, b->q, b->xb, T, &L->wq, L->bq);
+        project(b, items, n_items, l, BS_LIN_K, b->k, b->xb, T, &L->wk, L->bk);
+        project(b, items, n_items, l, BS_LIN_V, b->v, b->xb, T, &L->wv, L->bv);
         if (cfg->qk_norm) {
             rmsnorm_rows(b->q, b->q, L->q_norm, T * cfg->n_heads, hd, cfg->rms_eps);
             rmsnorm_rows(b->k, b->k, L->k_norm, T * cfg->n_kv_heads, hd, cfg->rms_eps);
@@ -266,14 +310,14 @@ bs_status batch_eval(bs_batch *b, const bs_batch_item *items, int n_items, bs_er
         store_kv(b, items, l, T);
         attention_job job = {b, items, l, T};
         bs_threadpool_run(pool, attention_worker, &job);
-        linear(pool, b->xb, b->att, T, &L->wo, L->bo);
+        project(b, items, n_items, l, BS_LIN_O, b->xb, b->att, T, &L->wo, L->bo);
         add_rows(b->x, b->xb, (size_t)T * dim);
 
         rmsnorm_rows(b->xb, b->x, L->ffn_norm, T, dim, cfg->rms_eps);
-        linear(pool, b->hb, b->xb, T, &L->w_gate, L->b_gate);
-        linear(pool, b->hb2, b->xb, T, &L->w_up, L->b_up);
+        project(b, items, n_items, l, BS_LIN_GATE, b->hb, b->xb, T, &L->w_gate, L->b_gate);
+        project(b, items, n_items, l, BS_LIN_UP, b->hb2, b->xb, T, &L->w_up, L->b_up);
         kern_swiglu(b->hb, b->hb, b->hb2, T * cfg->ffn_dim);
-        linear(pool, b->xb, b->hb, T, &L->w_down, L->b_down);
+        project(b, items, n_items, l, BS_LIN_DOWN, b->xb, b->hb, T, &L->w_down, L->b_down);
         add_rows(b->x, b->xb, (size_t)T * dim);
     }
     for (int i = 0; i < n_items; i++) items[i].seq->n_pos += items[i].n;

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "engine/adapter.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 
@@ -32,6 +33,11 @@ typedef struct bs_batch_item {
     int n;
     bs_batch_out out_kind;
     float *out;
+    /* LoRA adapter over this batch's model, or NULL for the base.  Items
+     * with different adapters share the step: each projection runs the base
+     * matmul over all rows, then adds every adapter's scale * B (A x) to its
+     * items' rows. */
+    const bs_adapter *adapter;
 } bs_batch_item;
 
 /* max_tokens: rows per step; max_items: sequences per step; max_pos: the
@@ -44,8 +50,8 @@ int batch_max_tokens(const bs_batch *b);
 /* Run every item's tokens through the model, write their K/V into their
  * blocks and advance each seq->n_pos by its n.  Items must use distinct
  * sequences.  BS_EINVAL (nothing changed) for ids outside the vocabulary,
- * more than max_tokens rows or max_items items, or tokens beyond the blocks
- * a sequence has reserved. */
+ * more than max_tokens rows or max_items items, tokens beyond the blocks
+ * a sequence has reserved, or an adapter over another model. */
 bs_status batch_eval(bs_batch *b, const bs_batch_item *items, int n_items, bs_error *err);
 
 #endif

@@ -72,7 +72,7 @@ bs_status context_eval(bs_context *c, const int32_t *tokens, int n, float *logit
     int step = batch_max_tokens(c->batch);
     for (int done = 0; done < n;) {
         int T = n - done < step ? n - done : step;
-        bs_batch_item item = {&c->seq, tokens + done, T, BATCH_OUT_NONE, NULL};
+        bs_batch_item item = {&c->seq, tokens + done, T, BATCH_OUT_NONE, NULL, NULL};
         if (logits && all_logits) {
             item.out_kind = BATCH_OUT_LOGITS_ALL;
             item.out = logits + (size_t)done * n_vocab;

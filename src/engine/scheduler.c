@@ -51,6 +51,7 @@ struct request {
     bs_request_kind kind;
     int n, n_prompt, max_tokens, ignore_eos, logprobs, top_logprobs, pooling_last;
     bs_logits_hook hook;
+    bs_adapter *adapter; /* a reference, or NULL */
     bs_request_cb cb;
     void *user;
     seq *choices;   /* [n]; choices[0] prefills the prompt, the others fork from it */
@@ -129,6 +130,7 @@ static void request_free(request *r) {
     }
     free(r->choices);
     free(r->choice_cancelled);
+    adapter_close(r->adapter);
     free(r);
 }
 
@@ -461,7 +463,7 @@ static int step(bs_scheduler *s) {
         const request *r = q->req;
         int last = q->kv.n_pos + q->chunk == q->n_tokens;
         bs_batch_item *it = &s->items[n_items];
-        *it = (bs_batch_item){&q->kv, q->tokens + q->kv.n_pos, q->chunk, BATCH_OUT_NONE, NULL};
+        *it = (bs_batch_item){&q->kv, q->tokens + q->kv.n_pos, q->chunk, BATCH_OUT_NONE, NULL, r->adapter};
         if (r->kind == BS_REQUEST_EMBED && !r->pooling_last) {
             it->out_kind = BATCH_OUT_HIDDEN_SUM;
             it->out = q->embed;
@@ -664,6 +666,8 @@ static bs_status check_request(const bs_scheduler *s, const bs_request_params *p
                            p->prompt[i], i, s->n_vocab - 1);
     if (p->n < 1 || p->n > s->p.max_running)
         return bs_fail(err, BS_EINVAL, "request: n = %d is outside 1..%d", p->n, s->p.max_running);
+    if (p->adapter && adapter_base(p->adapter) != s->m)
+        return bs_fail(err, BS_EINVAL, "request: the adapter was loaded over another model");
     if (p->top_logprobs < 0 || p->top_logprobs > MAX_TOP_LOGPROBS)
         return bs_fail(err, BS_EINVAL, "request: top_logprobs %d is outside 0..%d", p->top_logprobs,
                        MAX_TOP_LOGPROBS);
@@ -682,6 +686,16 @@ static bs_status check_request(const bs_scheduler *s, const bs_request_params *p
     return BS_OK;
 }
 
+/* The tenant salt, mixed with the adapter id (splitmix64 finaliser) so the
+ * base and each adapter hash the same tokens to different blocks. */
+static uint64_t prefix_salt(const bs_request_params *p) {
+    if (!p->adapter) return p->cache_salt;
+    uint64_t z = p->cache_salt + adapter_id(p->adapter) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
 static bs_status request_new(const bs_scheduler *s, const bs_request_params *p, int max_tokens, bs_request_cb cb,
                              void *user, request **out, bs_error *err) {
     request *r = calloc(1, sizeof *r);
@@ -691,6 +705,8 @@ static bs_status request_new(const bs_scheduler *s, const bs_request_params *p, 
                    .pooling_last = p->pooling_last, .cb = cb, .user = user, .n_live = p->n,
                    .t_submit = bs_now()};
     if (p->hook) r->hook = *p->hook;
+    if (p->adapter) r->adapter = adapter_retain(p->adapter);
+    uint64_t salt = prefix_salt(p);
     r->choices = calloc((size_t)p->n, sizeof *r->choices);
     r->choice_cancelled = calloc((size_t)p->n, 1);
     bs_status st = r->choices && r->choice_cancelled ? BS_OK : bs_fail(err, BS_ENOMEM, "request: out of memory");
@@ -707,7 +723,7 @@ static bs_status request_new(const bs_scheduler *s, const bs_request_params *p, 
         }
         memcpy(q->tokens, p->prompt, (size_t)p->n_prompt * sizeof *q->tokens);
         q->n_tokens = p->n_prompt;
-        st = kv_seq_init(&q->kv, s->kv, cap, p->cache_salt, err);
+        st = kv_seq_init(&q->kv, s->kv, cap, salt, err);
         if (st) break;
         if (p->kind == BS_REQUEST_EMBED) {
             q->embed = calloc((size_t)s->dim, sizeof *q->embed);

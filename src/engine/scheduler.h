@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "base/error.h"
+#include "engine/adapter.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
 
@@ -83,7 +84,12 @@ typedef struct bs_request_params {
     int top_logprobs;           /* 0..20 alternatives per token event */
     const bs_logits_hook *hook; /* may be NULL; copied, hook->user must outlive the request */
     int pooling_last;           /* embeddings: 0 mean over positions, 1 last token */
-    uint64_t cache_salt;        /* isolates prefix-cache sharing (tenant/adapter) */
+    uint64_t cache_salt;        /* isolates prefix-cache sharing (tenant) */
+    /* LoRA adapter over the scheduler's model, or NULL for the base.  The
+     * request holds a reference (adapter_retain) until it is freed, so the
+     * caller may close its own while the request runs.  The adapter's id is
+     * folded into the prefix-cache salt: KV is never shared across adapters. */
+    bs_adapter *adapter;
 } bs_request_params;
 
 /* Logprobs are log-softmax of the raw model logits, before the hook, logit

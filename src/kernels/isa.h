@@ -36,6 +36,9 @@ typedef struct kern_isa_ops {
     void (*dot4)(const float *x, const float *const w[KERN_ROW_TILE], int n, float out[KERN_ROW_TILE]);
     /* Register-tiled matmul chunks, one per float weight type. */
     kern_gemm_fn gemm_f32, gemm_f16, gemm_bf16;
+    /* y[i] += a * x[i], and y[i] *= a: attention's running output. */
+    void (*axpy)(float *y, float a, const float *x, int n);
+    void (*scale)(float *y, float a, int n);
     /* Quantized matmul (qdot.h): a repacker per quantized dtype (NULL for the
      * float types) and the int8 tile kernel.  The AVX-512 qgemm also needs
      * VNNI; qdot.c uses the AVX2 entries on CPUs without it. */

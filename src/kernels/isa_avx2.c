@@ -248,6 +248,20 @@ AVX2 static void avx2_gemm_bf16(float *y, size_t ldy, const void *x, size_t ldx,
     gemm(y, ldy, x, ldx, T, w, row_bytes, rows, n, first, W_BF16);
 }
 
+AVX2 static void avx2_axpy(float *y, float a, const float *x, int n) {
+    __m256 av = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+AVX2 static void avx2_scale(float *y, float a, int n) {
+    __m256 av = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(av, _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] *= a;
+}
+
 const kern_isa_ops kern_isa_avx2 = {
     .name = "avx2",
     .dequant = {
@@ -264,6 +278,8 @@ const kern_isa_ops kern_isa_avx2 = {
     .gemm_f32 = avx2_gemm_f32,
     .gemm_f16 = avx2_gemm_f16,
     .gemm_bf16 = avx2_gemm_bf16,
+    .axpy = avx2_axpy,
+    .scale = avx2_scale,
     .qrepack = {
         [BS_DTYPE_Q8_0] = kern_avx2_qrepack_q8_0,
         [BS_DTYPE_Q4_0] = kern_avx2_qrepack_q4_0,

@@ -186,6 +186,26 @@ AVX512 static void avx512_gemm_bf16(float *y, size_t ldy, const void *x, size_t 
     gemm_widen(y, ldy, x, ldx, T, w, row_bytes, rows, n, first, W_BF16);
 }
 
+AVX512 static void avx512_axpy(float *y, float a, const float *x, int n) {
+    __m512 av = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
+AVX512 static void avx512_scale(float *y, float a, int n) {
+    __m512 av = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_mul_ps(av, _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(av, _mm512_maskz_loadu_ps(m, y + i)));
+    }
+}
+
 const kern_isa_ops kern_isa_avx512 = {
     .name = "avx512",
     .dequant = {
@@ -202,6 +222,8 @@ const kern_isa_ops kern_isa_avx512 = {
     .gemm_f32 = avx512_gemm_f32,
     .gemm_f16 = avx512_gemm_f16,
     .gemm_bf16 = avx512_gemm_bf16,
+    .axpy = avx512_axpy,
+    .scale = avx512_scale,
     .qrepack = {
         [BS_DTYPE_Q8_0] = kern_avx2_qrepack_q8_0,
         [BS_DTYPE_Q4_0] = kern_avx2_qrepack_q4_0,

@@ -60,6 +60,14 @@ static void ref_gemm_bf16(float *y, size_t ldy, const void *x, size_t ldx, int T
     ref_gemm(BS_DTYPE_BF16, y, ldy, x, ldx, T, w, row_bytes, rows, n, first);
 }
 
+static void ref_axpy(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void ref_scale(float *y, float a, int n) {
+    for (int i = 0; i < n; i++) y[i] *= a;
+}
+
 const kern_isa_ops kern_isa_ref = {
     .name = "ref",
     .dequant = {
@@ -76,6 +84,8 @@ const kern_isa_ops kern_isa_ref = {
     .gemm_f32 = ref_gemm_f32,
     .gemm_f16 = ref_gemm_f16,
     .gemm_bf16 = ref_gemm_bf16,
+    .axpy = ref_axpy,
+    .scale = ref_scale,
     .qrepack = {
         [BS_DTYPE_Q8_0] = kern_ref_qrepack_q8_0,
         [BS_DTYPE_Q4_0] = kern_ref_qrepack_q4_0,

@@ -728,6 +728,19 @@ bs_status trainer_step(bs_trainer *t, float *grad_norm, float *lr, bs_error *err
 /* ---- access -------------------------------------------------------------- */
 
 int trainer_steps_done(const bs_trainer *t) { return t->steps; }
+size_t trainer_n_params(const bs_trainer *t) { return t->n_params; }
+float *trainer_moments(bs_trainer *t) { return t->moments; }
+void trainer_counters(const bs_trainer *t, int *steps, uint64_t *micro_batches) {
+    *steps = t->steps;
+    *micro_batches = t->n_batches;
+}
+bs_status trainer_set_counters(bs_trainer *t, int steps, uint64_t micro_batches, bs_error *err) {
+    if (steps < 0) return bs_fail(err, BS_EINVAL, "trainer: step count %d is negative", steps);
+    if (t->n_micro) return bs_fail(err, BS_EINVAL, "trainer: counters set with gradients pending");
+    t->steps = steps;
+    t->n_batches = micro_batches;
+    return BS_OK;
+}
 int trainer_n_tensors(const bs_trainer *t) { return t->n_tensors; }
 const bs_train_tensor *trainer_tensor(const bs_trainer *t, int i) {
     return i >= 0 && i < t->n_tensors ? &t->tensors[i] : NULL;

@@ -13,6 +13,7 @@
 #ifndef BASALT_TRAIN_TRAINER_H
 #define BASALT_TRAIN_TRAINER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/error.h"
@@ -75,6 +76,18 @@ bs_status trainer_eval_loss(bs_trainer *t, const int32_t *const *tokens, const f
 bs_status trainer_step(bs_trainer *t, float *grad_norm, float *lr, bs_error *err);
 
 int trainer_steps_done(const bs_trainer *t);
+
+/* Everything besides the trained tensors that later updates depend on, so a
+ * checkpoint can resume bit for bit: the AdamW moments of every trained value
+ * (m then v, each laid out like the tensors' data in trainer_tensor order),
+ * the updates done (the schedule's position and bias correction) and the
+ * micro-batches seen (the key of the next dropout masks).  The moments are
+ * writable; set the counters with trainer_set_counters. */
+size_t trainer_n_params(const bs_trainer *t); /* sum of rows*cols over the tensors */
+float *trainer_moments(bs_trainer *t);        /* [2][trainer_n_params] */
+void trainer_counters(const bs_trainer *t, int *steps, uint64_t *micro_batches);
+/* Only between steps (no gradients pending).  BS_EINVAL for negative steps. */
+bs_status trainer_set_counters(bs_trainer *t, int steps, uint64_t micro_batches, bs_error *err);
 
 /* A trained tensor: f32 [rows][cols] (cols == 1 for vectors), writable (to
  * load a checkpoint), and its accumulated gradient (the sum over the

@@ -82,7 +82,7 @@ static void run_mixed(bs_model *m) {
     /* Step 1: a prefills 10 tokens, b its whole 7-token prompt. */
     reserve(&sa, pool, 10);
     reserve(&sb, pool, 7);
-    bs_batch_item s1[] = {{&sa, a, 10, BATCH_OUT_NONE, NULL}, {&sb, b, 7, BATCH_OUT_LOGITS_LAST, last[1]}};
+    bs_batch_item s1[] = {{&sa, a, 10, BATCH_OUT_NONE, NULL, NULL}, {&sb, b, 7, BATCH_OUT_LOGITS_LAST, last[1], NULL}};
     CHECK_OK(batch_eval(batch, s1, 2, &err), &err);
     CHECK_INT(sa.n_pos, 10);
     compare(last[1], rb + 6 * N_VOCAB, 1);
@@ -96,9 +96,9 @@ static void run_mixed(bs_model *m) {
     reserve(&sa, pool, 20);
     reserve(&sb, pool, 1);
     reserve(&sc, pool, 5);
-    bs_batch_item s2[] = {{&sa, a + 10, 20, BATCH_OUT_LOGITS_ALL, out},
-                          {&sb, b + 7, 1, BATCH_OUT_LOGITS_LAST, last[1]},
-                          {&sc, c + 10, 5, BATCH_OUT_LOGITS_LAST, last[2]}};
+    bs_batch_item s2[] = {{&sa, a + 10, 20, BATCH_OUT_LOGITS_ALL, out, NULL},
+                          {&sb, b + 7, 1, BATCH_OUT_LOGITS_LAST, last[1], NULL},
+                          {&sc, c + 10, 5, BATCH_OUT_LOGITS_LAST, last[2], NULL}};
     CHECK_OK(batch_eval(batch, s2, 3, &err), &err);
     compare(out, ra + 10 * N_VOCAB, 20);
     compare(last[1], rb + 7 * N_VOCAB, 1);
@@ -123,7 +123,7 @@ static void run_mixed(bs_model *m) {
             if (s->n_pos + n > lens[i]) n = lens[i] - s->n_pos;
             if (n <= 0) continue;
             reserve(s, pool, n);
-            items[n_items++] = (bs_batch_item){s, toks[i] + s->n_pos, n, BATCH_OUT_LOGITS_LAST, last[i]};
+            items[n_items++] = (bs_batch_item){s, toks[i] + s->n_pos, n, BATCH_OUT_LOGITS_LAST, last[i], NULL};
         }
         CHECK_OK(batch_eval(batch, items, n_items, &err), &err);
         for (int k = 0; k < n_items; k++) {
@@ -182,11 +182,11 @@ static void test_hidden_outputs(void) {
     float sum1[64] = {0}, sum2[64] = {0}, last1[64], last2[64];
     /* x in one step, y in two chunks. */
     reserve(&x, pool, 13);
-    bs_batch_item one[] = {{&x, t, 13, BATCH_OUT_HIDDEN_SUM, sum1}};
+    bs_batch_item one[] = {{&x, t, 13, BATCH_OUT_HIDDEN_SUM, sum1, NULL}};
     CHECK_OK(batch_eval(batch, one, 1, &err), &err);
     reserve(&y, pool, 13);
-    bs_batch_item c1[] = {{&y, t, 5, BATCH_OUT_HIDDEN_SUM, sum2}};
-    bs_batch_item c2[] = {{&y, t + 5, 8, BATCH_OUT_HIDDEN_SUM, sum2}};
+    bs_batch_item c1[] = {{&y, t, 5, BATCH_OUT_HIDDEN_SUM, sum2, NULL}};
+    bs_batch_item c2[] = {{&y, t + 5, 8, BATCH_OUT_HIDDEN_SUM, sum2, NULL}};
     CHECK_OK(batch_eval(batch, c1, 1, &err), &err);
     CHECK_OK(batch_eval(batch, c2, 1, &err), &err);
     for (int i = 0; i < 64; i++) CHECK_NEAR(sum1[i], sum2[i], 1e-4);
@@ -194,9 +194,9 @@ static void test_hidden_outputs(void) {
     kv_seq_clear(&y, pool);
     reserve(&x, pool, 13);
     reserve(&y, pool, 13);
-    bs_batch_item l1[] = {{&x, t, 13, BATCH_OUT_HIDDEN_LAST, last1}};
-    bs_batch_item l2[] = {{&y, t, 12, BATCH_OUT_NONE, NULL}};
-    bs_batch_item l3[] = {{&y, t + 12, 1, BATCH_OUT_HIDDEN_LAST, last2}};
+    bs_batch_item l1[] = {{&x, t, 13, BATCH_OUT_HIDDEN_LAST, last1, NULL}};
+    bs_batch_item l2[] = {{&y, t, 12, BATCH_OUT_NONE, NULL, NULL}};
+    bs_batch_item l3[] = {{&y, t + 12, 1, BATCH_OUT_HIDDEN_LAST, last2, NULL}};
     CHECK_OK(batch_eval(batch, l1, 1, &err), &err);
     CHECK_OK(batch_eval(batch, l2, 1, &err), &err);
     CHECK_OK(batch_eval(batch, l3, 1, &err), &err);
@@ -225,18 +225,18 @@ static void test_bad_items(void) {
     CHECK_OK(kv_seq_init(&y, pool, 32, 0, &err), &err);
     int32_t t[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
     float logits[N_VOCAB];
-    bs_batch_item unreserved = {&x, t, 2, BATCH_OUT_LOGITS_LAST, logits};
+    bs_batch_item unreserved = {&x, t, 2, BATCH_OUT_LOGITS_LAST, logits, NULL};
     CHECK_INT(batch_eval(batch, &unreserved, 1, &err), BS_EINVAL);
     CHECK(strstr(err.msg, "reserved") != NULL);
     reserve(&x, pool, 4);
     reserve(&y, pool, 10);
     int32_t bad[2] = {1, N_VOCAB};
-    bs_batch_item oov = {&x, bad, 2, BATCH_OUT_NONE, NULL};
+    bs_batch_item oov = {&x, bad, 2, BATCH_OUT_NONE, NULL, NULL};
     CHECK_INT(batch_eval(batch, &oov, 1, &err), BS_EINVAL);
-    bs_batch_item big[] = {{&x, t, 4, BATCH_OUT_NONE, NULL}, {&y, t, 10, BATCH_OUT_NONE, NULL}};
+    bs_batch_item big[] = {{&x, t, 4, BATCH_OUT_NONE, NULL, NULL}, {&y, t, 10, BATCH_OUT_NONE, NULL, NULL}};
     CHECK_INT(batch_eval(batch, big, 2, &err), BS_EINVAL);
     CHECK(strstr(err.msg, "step size") != NULL);
-    bs_batch_item no_out = {&x, t, 1, BATCH_OUT_LOGITS_LAST, NULL};
+    bs_batch_item no_out = {&x, t, 1, BATCH_OUT_LOGITS_LAST, NULL, NULL};
     CHECK_INT(batch_eval(batch, &no_out, 1, &err), BS_EINVAL);
     CHECK_INT(x.n_pos, 0); /* nothing changed */
     kv_seq_free(&x, pool);

@@ -397,11 +397,24 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
-def forward(a, w, tokens, window, delta=None):
+def q8_activations(x):
+    """x as llama.cpp-style int8 activations see it: per block of 32 along the
+    last dim, d = max|x| / 127 and x ~= d * round(x / d) (half to even).  The
+    engine multiplies block-quantized weights with activations quantized this
+    way (kernels/qdot.h), so the reference must too."""
+    blocks = x.reshape(*x.shape[:-1], -1, 32)
+    d = blocks.abs().amax(-1, keepdim=True) / 127
+    q = torch.where(d > 0, torch.round(blocks / torch.where(d > 0, d, torch.ones_like(d))), torch.zeros_like(blocks))
+    return (q * d).reshape(x.shape)
+
+
+def forward(a, w, tokens, window, delta=None, act_q8=False):
     """Logits [T][vocab] in float64 from HF-layout weights.  Differentiable
     (train_ref.py runs autograd through it); delta(module, inp), when given,
-    is added to every linear projection's output (LoRA)."""
+    is added to every linear projection's output (LoRA).  act_q8 quantizes
+    the input of every weight matmul (block-quantized GGUF weights)."""
     w = {k: v.double() for k, v in w.items()}
+    act = q8_activations if act_q8 else (lambda t: t)
     n, H, KV, hd, eps = len(tokens), a["heads"], a["kv_heads"], a["head_dim"], a["eps"]
     x = w["model.embed_tokens.weight"][torch.tensor(tokens)]
     ang = torch.arange(n, dtype=torch.float64)[:, None] * inv_freq(a)[None, :]
@@ -415,7 +428,7 @@ def forward(a, w, tokens, window, delta=None):
         p = "model.layers.%d." % l
 
         def lin(name, inp):
-            y = inp @ w[p + name + ".weight"].T
+            y = act(inp) @ w[p + name + ".weight"].T
             b = w.get(p + name + ".bias")
             if delta is not None:
                 y = y + delta(p + name, inp)
@@ -440,7 +453,7 @@ def forward(a, w, tokens, window, delta=None):
         x = x + lin("mlp.down_proj", torch.nn.functional.silu(lin("mlp.gate_proj", h)) * lin("mlp.up_proj", h))
     x = rmsnorm(x, w["model.norm.weight"], eps)
     head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
-    return x @ head.T
+    return act(x) @ head.T
 
 # ---------------------------------------------------------------- main
 
@@ -452,9 +465,9 @@ def main():
     np.array(tokens, dtype="<i4").tofile(os.path.join(out, "tokens.bin"))
     manifest = []
 
-    def case(name, model_path, a, stored, window):
+    def case(name, model_path, a, stored, window, act_q8=False):
         ref = os.path.join(out, name + ".ref")
-        forward(a, stored, tokens, window).numpy().astype("<f4").tofile(ref)
+        forward(a, stored, tokens, window, act_q8=act_q8).numpy().astype("<f4").tofile(ref)
         manifest.append("%s %s %s" % (name, model_path, ref))
 
     for arch, a in ARCHS.items():
@@ -477,7 +490,7 @@ def main():
             write_hf(d, a, w, "F32", shards=3)
             case("llama-hf-sharded", d, a, w, window)
             path = os.path.join(out, "llama-q8_0.gguf")
-            case("llama-gguf-q8_0", path, a, write_gguf_model(path, a, w, GGML_Q8_0), 0)
+            case("llama-gguf-q8_0", path, a, write_gguf_model(path, a, w, GGML_Q8_0), 0, act_q8=True)
         path = os.path.join(out, arch + "-f16.gguf")
         case(arch + "-gguf-f16", path, a, write_gguf_model(path, a, w, GGML_F16, tokenizer=arch == "qwen2"), 0)
     with open(os.path.join(out, "manifest.txt"), "w") as f:
