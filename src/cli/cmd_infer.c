@@ -1,5 +1,5 @@
 /* cli/cmd_infer.c — commands that run the model: `logits`, `generate` and
- * `run` (the main job of `make run`). */
+ * `run` (the main job of `make run`: serve the default model). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +10,7 @@
 #include "engine/context.h"
 #include "engine/generate.h"
 #include "engine/sampler.h"
+#include "train/default_model.h"
 
 static const cli_command logits_cmd = {
     "logits", "MODEL --ids \"1 2 3\" [--top K]",
@@ -250,23 +251,23 @@ int cmd_generate(int argc, char **argv) {
 }
 
 static const cli_command run_cmd = {
-    "run", "[--prompt STR] [-n N] [--seed S]",
-    "The main job (what `make run` starts).",
-    "No default model is embedded yet (it arrives with fine-tuning), so this\n"
-    "generates from a small model with RANDOM weights and a byte-level\n"
-    "tokenizer: the output is noise.  It shows the whole path (tokenizer,\n"
-    "forward pass, sampler, streaming decode) working on this machine.\n"
-    "Use `basalt generate MODEL --prompt ...` for a real model.",
+    "run", "[--host H] [--port P] [--data DIR] [--threads N] | --random [--prompt STR] [-n N] [--seed S]",
+    "The main job (what `make run` starts): serve basalt's embedded default\n"
+    "model behind the OpenAI API, building it first when it is missing.",
+    "The first run builds the default model (`basalt build-default`: a\n"
+    "synthetic instruction corpus, a tokenizer and a small Llama trained from\n"
+    "scratch, a few minutes on 2 cores) into DATA/models/basalt-default;\n"
+    "later runs start at once.  It is a toy that knows a handful of tasks\n"
+    "(docs/default-model.md).  For a real model: basalt pull ORG/REPO, then\n"
+    "basalt serve --model NAME=ORG/REPO.\n"
+    "--random instead generates from a small model with RANDOM weights and a\n"
+    "byte-level tokenizer (the output is noise; the generation flags apply):\n"
+    "the whole inference path with no training, for tests.",
 };
 
-int cmd_run(int argc, char **argv) {
-    generate_args a;
-    generate_args_default(&a);
-    a.prompt = "Once upon a time";
-    a.max_tokens = 64;
-    const cli_opt opts[] = {GENERATE_OPTS(a), {0}};
-    int rc = cli_parse(&run_cmd, opts, argc, argv, NULL, 0, 0);
-    if (rc) return rc == 1 ? 0 : 2;
+/* The random-weight demo: tokenizer, forward pass, sampler and streaming
+ * decode on this machine with nothing to build. */
+static int run_random(generate_args *a) {
     /* Llama-shaped, small enough to start instantly. */
     bs_model_config cfg = {
         .arch = BS_ARCH_LLAMA, .n_vocab = 257, .dim = 256, .n_layers = 4, .n_heads = 8,
@@ -274,14 +275,92 @@ int cmd_run(int argc, char **argv) {
         .rope_theta = 10000.0f, .rope_neox = 1, .tied_embeddings = 0,
     };
     fprintf(stderr,
-            "basalt run: NOTE: no default model is embedded yet, so this is a RANDOM-WEIGHT model\n"
-            "            (llama shape, 4 layers, dim 256, byte-level tokenizer). Its output is noise.\n"
+            "basalt run: NOTE: --random: a RANDOM-WEIGHT model (llama shape, 4 layers, dim 256,\n"
+            "            byte-level tokenizer). Its output is noise.\n"
             "            For a real model: basalt generate MODEL --prompt \"...\"\n");
     bs_error err = {0};
     bs_model *model = NULL;
-    bs_model_params mp = {.n_threads = a.threads};
+    bs_model_params mp = {.n_threads = a->threads};
     if (model_open_random(&cfg, 42, &mp, &model, &err) != BS_OK) return cli_report("run", &err);
-    int status = run_generation("run", model, &a);
+    int status = run_generation("run", model, a);
     model_close(model);
     return status;
+}
+
+static void print_how_to_call(const char *host, int port) {
+    if (port == 0) {
+        printf("  the server picks a free port: the URL is in the \"listening on\" line below\n");
+        return;
+    }
+    printf("  OpenAI base URL: http://%s:%d/v1   (any API key)\n"
+           "  try it:\n"
+           "    curl http://%s:%d/v1/chat/completions -H 'content-type: application/json' \\\n"
+           "      -d '{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"What is 17 + 25?\"}]}'\n"
+           "    python3 -c 'from openai import OpenAI; print(OpenAI(base_url=\"http://%s:%d/v1\", api_key=\"-\")"
+           ".chat.completions.create(model=\"%s\", messages=[{\"role\": \"user\", \"content\": \"Who are you?\"}])"
+           ".choices[0].message.content)'\n",
+           host, port, host, port, DEFAULT_MODEL_NAME, host, port, DEFAULT_MODEL_NAME);
+}
+
+/* Build the default model when it is missing or stale, then serve it. */
+static int serve_default(const char *host, int port, const char *data, int threads) {
+    bs_error err = {0};
+    char *dir = NULL, *model_arg = NULL;
+    if (default_model_dir(data, &dir, &err) != BS_OK) return cli_report("run", &err);
+    default_model_config c;
+    default_model_config_default(&c);
+    char threads_s[16], port_s[16];
+    snprintf(threads_s, sizeof threads_s, "%d", threads);
+    snprintf(port_s, sizeof port_s, "%d", port);
+    int status = 0;
+    if (!default_model_is_current(dir, &c)) {
+        fprintf(stderr, "basalt run: building the default model into %s: a few minutes, once; later runs start at once\n",
+                dir);
+        char *build_argv[] = {"--out", dir, "--threads", threads_s, NULL};
+        status = cmd_build_default(4, build_argv);
+    }
+    if (!status && asprintf(&model_arg, "%s=%s", DEFAULT_MODEL_NAME, dir) < 0) {
+        model_arg = NULL;
+        status = cli_report("run", &(bs_error){.status = BS_ENOMEM, .msg = "out of memory"});
+    }
+    if (!status) {
+        printf("basalt run: serving \"%s\" (%s), a toy model that basalt trained itself:\n"
+               "  small sums and differences, JSON extraction, list and case formatting (docs/default-model.md)\n",
+               DEFAULT_MODEL_NAME, dir);
+        print_how_to_call(host, port);
+        printf("  a real model instead: basalt pull Qwen/Qwen2.5-0.5B-Instruct && "
+               "basalt serve --model qwen=Qwen/Qwen2.5-0.5B-Instruct\n"
+               "  Ctrl-C stops the server.\n");
+        fflush(stdout);
+        char *serve_argv[] = {"--model", model_arg, "--host", (char *)host, "--port", port_s,
+                              "--threads", threads_s, "--data", (char *)data, NULL};
+        status = cmd_serve(data ? 10 : 8, serve_argv);
+    }
+    free(model_arg);
+    free(dir);
+    return status;
+}
+
+int cmd_run(int argc, char **argv) {
+    generate_args a;
+    generate_args_default(&a);
+    a.prompt = "Once upon a time";
+    a.max_tokens = 64;
+    int random_model = 0, port = 8080;
+    const char *host = "127.0.0.1", *data = NULL;
+    const cli_opt opts[] = {
+        {"--host", NULL, OPT_STRING, &host, "HOST", "address to listen on (default 127.0.0.1)"},
+        {"--port", NULL, OPT_INT, &port, "PORT", "TCP port; 0 picks a free one (default 8080)"},
+        {"--data", NULL, OPT_STRING, &data, "DIR", "state directory (default $BASALT_DATA, else XDG data dir)"},
+        {"--random", NULL, OPT_FLAG, &random_model, NULL, "generate from a random-weight model instead (no build, no server)"},
+        GENERATE_OPTS(a),
+        {0},
+    };
+    int rc = cli_parse(&run_cmd, opts, argc, argv, NULL, 0, 0);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (port < 0 || port > 65535) {
+        fprintf(stderr, "basalt run: --port must be 0..65535\n");
+        return 2;
+    }
+    return random_model ? run_random(&a) : serve_default(host, port, data, a.threads);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/file.h"
 #include "base/log.h"
 #include "base/paths.h"
 #include "cli/args.h"
@@ -13,9 +14,10 @@
 #include "hub/hub.h"
 #include "server/resp_store.h"
 #include "server/server.h"
+#include "train/default_model.h"
 
 static const cli_command serve_cmd = {
-    "serve", "[--model NAME=SPEC]... [--host H] [--port P] [--ctx N] [--parallel N]",
+    "serve", "[--model NAME=SPEC]... [--lora NAME=DIR[@BASE]]... [--random] [--host H] [--port P] [--ctx N] [--parallel N]",
     "Serve models behind the OpenAI API (chat/completions, responses,\n"
     "completions, embeddings, models) plus /tokenize, /detokenize, /health\n"
     "and /metrics.",
@@ -23,10 +25,16 @@ static const cli_command serve_cmd = {
     "`basalt pull` downloaded, by the same name (ORG/REPO[@REV][:FILE]); NAME\n"
     "is the id clients send as \"model\" (a bare hub name is served under\n"
     "itself, a bare path under its last component).\n"
-    "Without --model a small RANDOM-weight demo model (\"basalt-demo-random\")\n"
-    "is served: the whole path works, the text is noise.  --port 0 picks a\n"
-    "free port; the URL is logged.  SIGINT/SIGTERM stop accepting, let running\n"
-    "requests finish for up to 5 s, then end them.",
+    "Without --model the embedded default model (\"basalt-default\", built\n"
+    "once by `basalt build-default` or `basalt run`) is served; before it is\n"
+    "built, or with --random, a small RANDOM-weight demo model\n"
+    "(\"basalt-demo-random\"): the whole path works, the text is noise.\n"
+    "--lora serves a Hugging Face PEFT LoRA adapter directory as NAME over the\n"
+    "model served as BASE (default: the first); clients pick it with\n"
+    "\"model\": NAME, and POST /v1/load_lora_adapter / unload_lora_adapter\n"
+    "({\"lora_name\", \"lora_path\"}, as vLLM) change the set at run time.\n"
+    "--port 0 picks a free port; the URL is logged.  SIGINT/SIGTERM stop\n"
+    "accepting, let running requests finish for up to 5 s, then end them.",
 };
 
 #define GRACE_SECONDS 5.0
@@ -55,12 +63,31 @@ static int parse_model_spec(const char *arg, server_model_spec *spec) {
     return spec->name ? 0 : 1;
 }
 
+/* "NAME=DIR[@BASE]" split in a copy (*buf, freed by the caller); a DIR
+ * that exists as written keeps any '@' in it. */
+static int parse_lora_spec(const char *arg, server_lora_spec *spec, char **buf) {
+    char *s = *buf = strdup(arg);
+    if (!s) return 1;
+    char *eq = strchr(s, '='), *at;
+    if (!eq || eq == s || eq[1] == '\0') return 2;
+    *eq = '\0';
+    spec->name = s;
+    spec->path = eq + 1;
+    if (!bs_is_directory(spec->path) && (at = strrchr(eq + 1, '@')) && at[1]) {
+        *at = '\0';
+        spec->base = at + 1;
+    }
+    return 0;
+}
+
 int cmd_serve(int argc, char **argv) {
     const char *host = "127.0.0.1", *data = NULL;
-    int port = 8080, threads = 0, ctx = 0, parallel = 0, max_body_mib = 32, max_file_mib = 512, responses_store = RESP_STORE_DEFAULT_COUNT;
-    cli_string_list models = {0};
+    int random_model = 0, port = 8080, threads = 0, ctx = 0, parallel = 0, max_body_mib = 32, max_file_mib = 512, responses_store = RESP_STORE_DEFAULT_COUNT;
+    cli_string_list models = {0}, loras = {0};
     const cli_opt opts[] = {
         {"--model", "-m", OPT_STRING_LIST, &models, "NAME=SPEC", "a model to serve (repeatable)"},
+        {"--lora", NULL, OPT_STRING_LIST, &loras, "NAME=DIR[@BASE]", "a PEFT LoRA adapter to serve over a model (repeatable)"},
+        {"--random", NULL, OPT_FLAG, &random_model, NULL, "without --model, serve the random-weight demo model even when the default model is built"},
         {"--host", NULL, OPT_STRING, &host, "HOST", "address to listen on (default 127.0.0.1)"},
         {"--port", "-p", OPT_INT, &port, "PORT", "TCP port; 0 picks a free one (default 8080)"},
         {"--threads", "-t", OPT_INT, &threads, "N", "compute threads per model (default: all cores)"},
@@ -80,12 +107,23 @@ int cmd_serve(int argc, char **argv) {
         return 2;
     }
     server_model_spec specs[CLI_LIST_MAX] = {0};
-    char *paths[CLI_LIST_MAX] = {0}, *data_dir = NULL, *cache = NULL;
+    server_lora_spec lora_specs[CLI_LIST_MAX] = {0};
+    char *lora_bufs[CLI_LIST_MAX] = {0};
+    char *paths[CLI_LIST_MAX] = {0}, *data_dir = NULL, *cache = NULL, *default_dir = NULL;
+    int n_models = models.n;
     int status = 0;
     for (int i = 0; i < models.n; i++) {
         rc = parse_model_spec(models.items[i], &specs[i]);
         if (rc) {
             fprintf(stderr, "basalt serve: --model %s: expected NAME=SPEC\n", models.items[i]);
+            status = rc;
+            goto done;
+        }
+    }
+    for (int i = 0; i < loras.n; i++) {
+        rc = parse_lora_spec(loras.items[i], &lora_specs[i], &lora_bufs[i]);
+        if (rc) {
+            fprintf(stderr, "basalt serve: --lora %s: expected NAME=DIR[@BASE]\n", loras.items[i]);
             status = rc;
             goto done;
         }
@@ -105,6 +143,22 @@ int cmd_serve(int argc, char **argv) {
         if (strcmp(paths[i], specs[i].path) != 0) bs_log_info("model %s: %s is %s", specs[i].name, specs[i].path, paths[i]);
         specs[i].path = paths[i];
     }
+    /* No --model: the embedded default model once built, else (server.c) the random demo. */
+    if (n_models == 0 && !random_model) {
+        default_model_config dc;
+        default_model_config_default(&dc);
+        if (default_model_dir(data_dir, &default_dir, &err) != BS_OK) {
+            status = cli_report("serve", &err);
+            goto done;
+        }
+        if (default_model_is_current(default_dir, &dc)) {
+            specs[0] = (server_model_spec){.name = DEFAULT_MODEL_NAME, .path = default_dir};
+            n_models = 1;
+        } else {
+            bs_log_warn("no up-to-date default model in %s: `basalt run` or `basalt build-default` builds it "
+                        "(a few minutes, once)", default_dir);
+        }
+    }
     /* Signals go to this thread only (sigwait below); server threads
      * inherit the mask. */
     sigset_t sigs;
@@ -115,8 +169,8 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     server_config cfg = {
         .host = host, .port = port, .threads = threads, .ctx = ctx, .parallel = parallel,
-        .max_body = (size_t)max_body_mib << 20, .max_file = (size_t)max_file_mib << 20, .data_dir = data_dir, .models = specs, .n_models = models.n,
-        .responses_store = responses_store,
+        .max_body = (size_t)max_body_mib << 20, .max_file = (size_t)max_file_mib << 20, .data_dir = data_dir, .models = specs, .n_models = n_models,
+        .loras = lora_specs, .n_loras = loras.n, .responses_store = responses_store,
     };
     basalt_server *srv = NULL;
     if (server_open(&cfg, &srv, &err) != BS_OK) {
@@ -132,11 +186,13 @@ int cmd_serve(int argc, char **argv) {
     server_close(srv);
     bs_log_info("stopped");
 done:
+    for (int i = 0; i < loras.n; i++) free(lora_bufs[i]);
     for (int i = 0; i < models.n; i++) {
         free((char *)specs[i].name);
         free(paths[i]);
     }
     free(data_dir);
     free(cache);
+    free(default_dir);
     return status;
 }

@@ -18,6 +18,9 @@ int cmd_run(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
+int cmd_build_default(int argc, char **argv);
 
 /* Only the tokenizer of MODEL (an HF directory or a .gguf file, including
  * vocab-only GGUFs): no weights are mapped. */

@@ -41,6 +41,7 @@ struct bs_adapter {
     bs_model *base;
     bs_adapter_config cfg;
     char *base_model;        /* owned string behind cfg.base_model */
+    char *source;            /* directory loaded from, or NULL */
     float scale;
     uint64_t id;
     int refs;
@@ -83,6 +84,7 @@ void adapter_close(bs_adapter *a) {
     free(a->slots);
     free(a->layer_on);
     free(a->base_model);
+    free(a->source);
     free(a);
 }
 
@@ -389,6 +391,7 @@ bs_status adapter_load_peft(bs_model *base, const char *dir, bs_adapter **out, b
             st = place(a, wpath, t->name, t->dtype, t->data, t->shape[0], t->shape[1], 1, err);
     }
     if (!st) st = check_complete(a, wpath, err);
+    if (!st && !(a->source = strdup(dir))) st = bs_fail(err, BS_ENOMEM, "%s: out of memory", dir);
     if (st) {
         adapter_close(a);
         a = NULL;
@@ -633,6 +636,7 @@ bs_status adapter_merge_hf(const bs_adapter *a, const char *out_dir, bs_error *e
 const bs_model *adapter_base(const bs_adapter *a) { return a->base; }
 const bs_adapter_config *adapter_config(const bs_adapter *a) { return &a->cfg; }
 float adapter_scale(const bs_adapter *a) { return a->scale; }
+const char *adapter_source(const bs_adapter *a) { return a->source; }
 uint64_t adapter_id(const bs_adapter *a) { return a->id; }
 
 int adapter_lora(const bs_adapter *a, int layer, bs_lin lin, const float **A, const float **B) {

@@ -91,6 +91,9 @@ void adapter_close(bs_adapter *a);
 const bs_model *adapter_base(const bs_adapter *a);
 const bs_adapter_config *adapter_config(const bs_adapter *a);
 float adapter_scale(const bs_adapter *a);
+/* The directory adapter_load_peft read (vLLM's "root" in /v1/models); NULL
+ * for an adapter made from tensors. */
+const char *adapter_source(const bs_adapter *a);
 /* Distinct for every adapter made in this process (never 0): keys the
  * prefix cache so KV computed under one adapter is not reused by another. */
 uint64_t adapter_id(const bs_adapter *a);

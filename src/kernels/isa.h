@@ -39,6 +39,8 @@ typedef struct kern_isa_ops {
     /* y[i] += a * x[i], and y[i] *= a: attention's running output. */
     void (*axpy)(float *y, float a, const float *x, int n);
     void (*scale)(float *y, float a, int n);
+    /* out[i] = silu(gate[i]) * up[i] (kern_swiglu); out may alias gate. */
+    void (*swiglu)(float *out, const float *gate, const float *up, int n);
     /* Quantized matmul (qdot.h): a repacker per quantized dtype (NULL for the
      * float types) and the int8 tile kernel.  The AVX-512 qgemm also needs
      * VNNI; qdot.c uses the AVX2 entries on CPUs without it. */
@@ -60,6 +62,9 @@ void kern_ref_dequant_q8_0(const void *src, float *dst, int64_t n);
 void kern_ref_dequant_q4_0(const void *src, float *dst, int64_t n);
 void kern_ref_dequant_q4_k(const void *src, float *dst, int64_t n);
 void kern_ref_dequant_q6_k(const void *src, float *dst, int64_t n);
+
+/* The reference SwiGLU (isa_ref.c), also the AVX2 table's. */
+void kern_ref_swiglu(float *out, const float *gate, const float *up, int n);
 
 /* AVX2 block dequantizers (isa_avx2.c), also used by the AVX-512 table. */
 void kern_avx2_dequant_q8_0(const void *src, float *dst, int64_t n);

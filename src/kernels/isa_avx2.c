@@ -280,6 +280,7 @@ const kern_isa_ops kern_isa_avx2 = {
     .gemm_bf16 = avx2_gemm_bf16,
     .axpy = avx2_axpy,
     .scale = avx2_scale,
+    .swiglu = kern_ref_swiglu,
     .qrepack = {
         [BS_DTYPE_Q8_0] = kern_avx2_qrepack_q8_0,
         [BS_DTYPE_Q4_0] = kern_avx2_qrepack_q4_0,

@@ -91,9 +91,10 @@ AVX512 static void avx512_dot4(const float *x, const float *const w[KERN_ROW_TIL
 
 /* Weight kinds of the widening kernels. */
 enum { W_F32, W_F16, W_BF16 };
-/* Tile shapes.  Prefill (several tokens) uses TILE_ROWS x TILE_COLS: C x
- * vectors + 1 weight + R*C accumulators fit the 32 zmm registers.  A single
- * token (decode) is memory-bound: DECODE_ROWS rows keep more loads in flight. */
+/* Tile shapes (rows in whole reduce4 groups).  Prefill (several tokens) uses
+ * TILE_ROWS x TILE_COLS: C x vectors + 1 weight + R*C accumulators fit the 32
+ * zmm registers.  A single token (decode) is memory-bound: DECODE_ROWS rows
+ * keep more loads in flight. */
 enum { TILE_ROWS = 4, TILE_COLS = 6, DECODE_ROWS = 8 };
 
 /* 16 elements at p[i], widened; m == 0 loads all 16 without a mask (masked
@@ -119,6 +120,20 @@ AVX512 INLINE void step_widen(__m512 acc[][TILE_COLS], const char *const *wr, co
     }
 }
 
+/* The horizontal sums of four accumulators, as the four lanes of the result.
+ * Every input's lanes are added in the same pattern ((0+2)+(1+3) within each
+ * 128-bit block, then the blocks (0+2)+(1+3)), whichever slot it takes, so a
+ * sum does not depend on the tile shape.  13 instructions for four sums. */
+AVX512 INLINE __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    __m512 abcd = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                                _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(abcd), 1));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(abcd), hi);
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
 /* One tile over n columns: y[c][r] (+)= x_c . w_r for r < rows (<= R), c < C. */
 AVX512 INLINE void tile_widen(float *y, size_t ldy, const void *x, size_t ldx, const char *w, size_t row_bytes,
                               int rows, int n, int first, int R, int C, int kind) {
@@ -134,28 +149,41 @@ AVX512 INLINE void tile_widen(float *y, size_t ldy, const void *x, size_t ldx, c
 #pragma GCC unroll 8
         for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
     int i = 0;
-    for (; i + 16 <= n; i += 16) step_widen(acc, wr, xc, i, 0, R, C, kind);
+    size_t elem = kind == W_F32 ? 4 : 2;
+    for (; i + 16 <= n; i += 16) {
+        /* Decode streams the weights once: rows are short (a few KB), too
+         * short for the hardware prefetcher to ramp up on, so fetch the same
+         * columns of the next tile's rows while this one computes. */
+        if (C == 1)
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) _mm_prefetch(wr[r] + (size_t)R * row_bytes + (size_t)i * elem, _MM_HINT_T0);
+        step_widen(acc, wr, xc, i, 0, R, C, kind);
+    }
     if (i < n) step_widen(acc, wr, xc, i, tail_mask(n - i), R, C, kind);
 #pragma GCC unroll 8
     for (int c = 0; c < C; c++)
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            if (r >= rows) break;
-            float s = _mm512_reduce_add_ps(acc[r][c]), *o = y + (size_t)c * ldy + r;
-            *o = first ? s : *o + s;
+#pragma GCC unroll 2
+        for (int g = 0; g < R; g += 4) {
+            if (g >= rows) break;
+            __m128 s = reduce4(acc[g][c], acc[g + 1][c], acc[g + 2][c], acc[g + 3][c]);
+            float *o = y + (size_t)c * ldy + g;
+            __mmask8 m = rows - g >= 4 ? 0xF : (__mmask8)((1u << (rows - g)) - 1);
+            if (!first) s = _mm_add_ps(_mm_maskz_loadu_ps(m, o), s);
+            _mm_mask_storeu_ps(o, m, s);
         }
 }
 
 AVX512 INLINE void gemm_widen(float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w,
                               size_t row_bytes, int rows, int n, int first, int kind) {
-    int R = T == 1 ? DECODE_ROWS : TILE_ROWS;
-    for (int r0 = 0; r0 < rows; r0 += R) {
+    if (T == 1) {
+        for (int r0 = 0; r0 < rows; r0 += DECODE_ROWS)
+            tile_widen(y + r0, ldy, x, ldx, (const char *)w + (size_t)r0 * row_bytes, row_bytes,
+                       rows - r0 < DECODE_ROWS ? rows - r0 : DECODE_ROWS, n, first, DECODE_ROWS, 1, kind);
+        return;
+    }
+    for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {
         const char *wt = (const char *)w + (size_t)r0 * row_bytes;
-        int rr = rows - r0 < R ? rows - r0 : R;
-        if (T == 1) {
-            tile_widen(y + r0, ldy, x, ldx, wt, row_bytes, rr, n, first, DECODE_ROWS, 1, kind);
-            continue;
-        }
+        int rr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS;
         for (int t0 = 0; t0 < T; t0 += TILE_COLS) {
             float *yt = y + (size_t)t0 * ldy + r0;
             const float *xt = (const float *)x + (size_t)t0 * ldx;
@@ -206,6 +234,40 @@ AVX512 static void avx512_scale(float *y, float a, int n) {
     }
 }
 
+/* e^x to about 2 ulp: x = n ln2 + r with |r| <= ln2/2 (ln2 in two parts so
+ * r is exact), e^r by the Cephes degree-7 polynomial, times 2^n by vscalefps,
+ * which gives inf and 0 past the float range (x is clamped only to keep n
+ * finite for infinite inputs). */
+AVX512 static __m512 exp16(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(100.0f)), _mm512_set1_ps(-104.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+AVX512 static __m512 swiglu16(__m512 g, __m512 u) {
+    __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
+    return _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)), u);
+}
+
+AVX512 static void avx512_swiglu(float *out, const float *gate, const float *up, int n) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, swiglu16(_mm512_loadu_ps(gate + i), _mm512_loadu_ps(up + i)));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(out + i, m, swiglu16(_mm512_maskz_loadu_ps(m, gate + i), _mm512_maskz_loadu_ps(m, up + i)));
+    }
+}
+
 const kern_isa_ops kern_isa_avx512 = {
     .name = "avx512",
     .dequant = {
@@ -224,6 +286,7 @@ const kern_isa_ops kern_isa_avx512 = {
     .gemm_bf16 = avx512_gemm_bf16,
     .axpy = avx512_axpy,
     .scale = avx512_scale,
+    .swiglu = avx512_swiglu,
     .qrepack = {
         [BS_DTYPE_Q8_0] = kern_avx2_qrepack_q8_0,
         [BS_DTYPE_Q4_0] = kern_avx2_qrepack_q4_0,

@@ -1,5 +1,7 @@
 /* kernels/isa_ref.c — portable C building blocks: the reference every SIMD
  * variant is tested against, and the fallback on CPUs without AVX2. */
+#include <math.h>
+
 #include "base/dtype.h"
 #include "kernels/isa.h"
 
@@ -68,6 +70,10 @@ static void ref_scale(float *y, float a, int n) {
     for (int i = 0; i < n; i++) y[i] *= a;
 }
 
+void kern_ref_swiglu(float *out, const float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
 const kern_isa_ops kern_isa_ref = {
     .name = "ref",
     .dequant = {
@@ -86,6 +92,7 @@ const kern_isa_ops kern_isa_ref = {
     .gemm_bf16 = ref_gemm_bf16,
     .axpy = ref_axpy,
     .scale = ref_scale,
+    .swiglu = kern_ref_swiglu,
     .qrepack = {
         [BS_DTYPE_Q8_0] = kern_ref_qrepack_q8_0,
         [BS_DTYPE_Q4_0] = kern_ref_qrepack_q4_0,

@@ -42,6 +42,4 @@ void kern_softmax(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
-void kern_swiglu(float *out, const float *gate, const float *up, int n) {
-    for (int i = 0; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
-}
+void kern_swiglu(float *out, const float *gate, const float *up, int n) { kern_isa()->swiglu(out, gate, up, n); }

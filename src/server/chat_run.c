@@ -340,7 +340,8 @@ void chat_serve(basalt_server *s, http_request *r, const chat_protocol *p) {
     job_params jp = {
         .sched = c->m->sched, .tok = c->m->tok, .metrics = s->metrics, .registry = s->jobs,
         .req = {.kind = BS_REQUEST_GENERATE, .n = c->q.gen.n, .max_tokens = c->q.gen.max_tokens > 0 ? c->q.gen.max_tokens : 0,
-                .sampling = c->q.gen.sampling, .logprobs = c->q.logprobs, .top_logprobs = c->q.top_logprobs},
+                .sampling = c->q.gen.sampling, .logprobs = c->q.logprobs, .top_logprobs = c->q.top_logprobs,
+                .adapter = c->m->adapter},
         .prompts = prompts, .n_prompts = n_prompts, .n_requests = 1,
         .stop = c->q.gen.stop, .n_stop = c->q.gen.n_stop,
         .grammar = c->grammar, .trie = c->m->trie,

@@ -49,8 +49,9 @@ void ft_runner_close(ft_runner *r);
  * (absent and "auto" leave c's auto value); c may be NULL to check only. */
 bs_status ft_hparams_decode(const json_t *h, const char *prefix, sft_config *c, api_error *a);
 
-/* A new job (status validating_files, already in the store) is waiting. */
-void ft_runner_wake(ft_runner *r);
+/* Store a new job (status validating_files) with its first event and wake
+ * the runner. */
+bs_status ft_runner_submit(ft_runner *r, const store_job *j, bs_error *err);
 
 typedef enum { FT_CANCEL, FT_PAUSE, FT_RESUME } ft_action;
 /* Apply a client's action to job id and leave its new state in *out (free

@@ -259,7 +259,7 @@ void handle_completions(basalt_server *s, http_request *r) {
         .sched = c->m->sched, .tok = c->m->tok, .metrics = s->metrics, .registry = s->jobs,
         .req = {.kind = BS_REQUEST_GENERATE, .n = c->q.gen.n, .max_tokens = c->q.gen.max_tokens,
                 .sampling = c->q.gen.sampling, .logprobs = c->q.logprobs >= 0,
-                .top_logprobs = c->q.logprobs > 0 ? c->q.logprobs : 0},
+                .top_logprobs = c->q.logprobs > 0 ? c->q.logprobs : 0, .adapter = c->m->adapter},
         .prompts = (const int32_t *const *)c->enc.ids, .n_prompts = c->enc.n_ids, .n_requests = c->enc.n,
         .stop = c->q.gen.stop, .n_stop = c->q.gen.n_stop,
     };
@@ -317,7 +317,7 @@ void handle_embeddings(basalt_server *s, http_request *r) {
         }
     job_params jp = {
         .sched = m->sched, .tok = m->tok, .metrics = s->metrics, .registry = s->jobs,
-        .req = {.kind = BS_REQUEST_EMBED, .n = 1},
+        .req = {.kind = BS_REQUEST_EMBED, .n = 1, .adapter = m->adapter},
         .prompts = (const int32_t *const *)enc.ids, .n_prompts = enc.n_ids, .n_requests = enc.n,
     };
     bs_error err = {0};

@@ -266,29 +266,6 @@ void handle_file_upload(basalt_server *s, http_request *r) {
 
 /* ------------------------------------------------------------ list, get, content, delete */
 
-/* A query integer in [lo, hi]; absent leaves *out as is. */
-static bs_status query_int(http_request *r, const char *name, long lo, long hi, long *out, api_error *a) {
-    const char *v = http_query(r, name);
-    if (!v) return BS_OK;
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    if (!*v || *end || errno || n < lo || n > hi)
-        return api_fail(a, BS_EINVAL, name, NULL, "%s: expected an integer from %ld to %ld, got \"%s\"", name, lo, hi,
-                        v);
-    *out = n;
-    return BS_OK;
-}
-
-/* Answers a store failure: an unknown id (404) or cursor (400) names param;
- * the rest are the server's 500s and get logged. */
-static void respond_store_error(http_request *r, const bs_error *err, const char *param) {
-    api_error a = {.e = *err};
-    if (err->status == BS_ENOTFOUND || err->status == BS_EINVAL) snprintf(a.param, sizeof a.param, "%s", param);
-    else bs_log_error("files: %s", err->msg);
-    respond_error(r, &a);
-}
-
 void handle_files_list(basalt_server *s, http_request *r) {
     api_error a = {0};
     long limit = 10000;

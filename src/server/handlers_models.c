@@ -11,14 +11,16 @@ void handle_health(basalt_server *s, http_request *r) {
     http_respond(r, 200, "application/json", "{\"status\":\"ok\"}", 15);
 }
 
-static json_t *model_object(const srv_model *m) {
-    return json_pack("{s:s,s:s,s:I,s:s,s:i}", "id", m->name, "object", "model", "created", (json_int_t)m->created,
-                     "owned_by", "basalt", "max_model_len", m->n_ctx);
+json_t *model_object(const srv_model *m) {
+    return json_pack("{s:s,s:s,s:I,s:s,s:s?,s:s?,s:i}", "id", m->name, "object", "model", "created",
+                     (json_int_t)m->created, "owned_by", "basalt", "root", m->root ? m->root : m->name, "parent",
+                     m->parent, "max_model_len", m->n_ctx);
 }
 
 void handle_models(basalt_server *s, http_request *r) {
     json_t *data = json_array();
     for (int i = 0; i < s->n_models; i++) json_array_append_new(data, model_object(&s->models[i]));
+    adapters_list(s, data);
     respond_json(r, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
 }
 

@@ -4,6 +4,7 @@
  * answers -> on_done logs one JSON line and records metrics. */
 #include "server/server_impl.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,26 @@ void respond_error(http_request *r, const api_error *a) {
     respond_json(r, status, oai_error_body(a, status));
 }
 
+bs_status query_int(http_request *r, const char *name, long lo, long hi, long *out, api_error *a) {
+    const char *v = http_query(r, name);
+    if (!v) return BS_OK;
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || errno || n < lo || n > hi)
+        return api_fail(a, BS_EINVAL, name, NULL, "%s: expected an integer from %ld to %ld, got \"%s\"", name, lo, hi,
+                        v);
+    *out = n;
+    return BS_OK;
+}
+
+void respond_store_error(http_request *r, const bs_error *err, const char *param) {
+    api_error a = {.e = *err};
+    if (err->status == BS_ENOTFOUND || err->status == BS_EINVAL) snprintf(a.param, sizeof a.param, "%s", param);
+    else bs_log_error("store: %s", err->msg);
+    respond_error(r, &a);
+}
+
 void respond_job_error(http_request *r, const bs_error *err, const char *param) {
     api_error a = {.e = *err};
     snprintf(a.param, sizeof a.param, "%s", err->status == BS_EBUSY ? "" : param);
@@ -74,12 +95,15 @@ json_t *request_body(http_request *r) {
 }
 
 srv_model *request_model(basalt_server *s, http_request *r, const char *name) {
-    for (int i = 0; i < s->n_models; i++)
-        if (strcmp(s->models[i].name, name) == 0) {
-            req_log *l = request_log(r);
-            if (l) snprintf(l->model, sizeof l->model, "%s", name);
-            return &s->models[i];
-        }
+    srv_model *m = NULL;
+    for (int i = 0; !m && i < s->n_models; i++)
+        if (strcmp(s->models[i].name, name) == 0) m = &s->models[i];
+    if (!m) m = adapters_find(s, r, name);
+    if (m) {
+        req_log *l = request_log(r);
+        if (l) snprintf(l->model, sizeof l->model, "%s", name);
+        return m;
+    }
     api_error a = {.http = 404};
     api_fail(&a, BS_ENOTFOUND, "model", "model_not_found", "The model '%s' does not exist", name);
     respond_error(r, &a);
@@ -111,6 +135,12 @@ static const route routes[] = {
     {"GET", "/v1/files", handle_files_list},
     {"GET", "/v1/files/*", handle_file_get},
     {"DELETE", "/v1/files/*", handle_file_delete},
+    {"POST", "/v1/load_lora_adapter", handle_load_lora},
+    {"POST", "/v1/unload_lora_adapter", handle_unload_lora},
+    {"POST", "/v1/fine_tuning/jobs", handle_ft_create},
+    {"GET", "/v1/fine_tuning/jobs", handle_ft_list},
+    {"GET", "/v1/fine_tuning/jobs/*", handle_ft_get},
+    {"POST", "/v1/fine_tuning/jobs/*", handle_ft_post},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -186,6 +216,7 @@ static void on_done(void *user, http_request *r) {
     metrics_request(s->metrics, l ? l->model : "", endpoint, http_status(r), l ? l->prompt_tokens : 0,
                     l ? l->completion_tokens : 0,
                     total, l ? l->ttft : -1, l ? l->queue : -1);
+    if (l) adapter_close(l->adapter);
     free(l);
     *http_user_slot(r) = NULL;
 }
@@ -214,7 +245,8 @@ static bs_status open_model(const server_config *c, const server_model_spec *spe
     if (spec) {
         bs_model_params mp = {.n_threads = c->threads};
         m->name = strdup(spec->name);
-        if (!m->name) return bs_fail(err, BS_ENOMEM, "out of memory");
+        m->root = strdup(spec->path);
+        if (!m->name || !m->root) return bs_fail(err, BS_ENOMEM, "out of memory");
         if (model_open(spec->path, &mp, &m->model, err) != BS_OK ||
             chat_template_from_model(spec->path, NULL, &m->tmpl, err) != BS_OK)
             return err->status;
@@ -246,6 +278,7 @@ static void close_model(srv_model *m) {
     chat_template_close(m->tmpl);
     model_close(m->model);
     free(m->name);
+    free(m->root);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -260,7 +293,9 @@ bs_status server_open(const server_config *c, basalt_server **out, bs_error *err
     }
     bs_status st = metrics_open(&s->metrics, err);
     if (st == BS_OK) st = job_registry_open(&s->jobs, err);
+    if (st == BS_OK) st = adapters_open(&s->adapters, err);
     if (st == BS_OK) st = store_open(c->data_dir, &s->store, err);
+    if (st == BS_OK && !(s->data_dir = strdup(c->data_dir))) st = bs_fail(err, BS_ENOMEM, "out of memory");
     s->max_file = c->max_file;
     if (st == BS_OK)
         st = resp_store_open(c->responses_store < 0 ? RESP_STORE_DEFAULT_COUNT : c->responses_store,
@@ -269,6 +304,8 @@ bs_status server_open(const server_config *c, basalt_server **out, bs_error *err
         s->n_models = i + 1;
         st = open_model(c, c->n_models > 0 ? &c->models[i] : NULL, &s->models[i], err);
     }
+    if (st == BS_OK) st = adapters_load_specs(s, c->loras, c->n_loras, err);
+    if (st == BS_OK) st = ft_runner_open(s, c->train_threads, &s->ft, err);
     if (st == BS_OK) {
         http_config hc = {.host = c->host, .port = c->port, .max_body = c->max_body, .idle_timeout_s = 60,
                           .max_connections = 512, .begin = begin_request};
@@ -295,9 +332,12 @@ void server_shutdown(basalt_server *s, double grace_s) {
 void server_close(basalt_server *s) {
     if (!s) return;
     http_server_close(s->http);
+    ft_runner_close(s->ft); /* checkpoints a running job while its model is still open */
     for (int i = 0; i < s->n_models; i++) close_model(&s->models[i]);
+    adapters_close(s->adapters);
     job_registry_close(s->jobs);
     store_close(s->store);
+    free(s->data_dir);
     resp_store_close(s->responses);
     metrics_close(s->metrics);
     free(s->models);

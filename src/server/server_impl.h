@@ -8,6 +8,7 @@
 #include "engine/grammar.h"
 #include "engine/model.h"
 #include "engine/scheduler.h"
+#include "server/ft_jobs.h"
 #include "server/http.h"
 #include "server/job.h"
 #include "server/metrics.h"
@@ -29,7 +30,12 @@ typedef struct srv_model {
     bs_token_trie *trie;  /* for constrained decoding */
     int n_ctx;
     long long created;
+    char *root;           /* /v1/models "root": the model's path, an adapter's directory */
+    bs_adapter *adapter;  /* LoRA over the base (server/adapters.c); NULL for a base model */
+    const char *parent;   /* an adapter's base model name; NULL for a base model */
 } srv_model;
+
+typedef struct srv_adapters srv_adapters;
 
 struct basalt_server {
     srv_model *models;
@@ -39,6 +45,9 @@ struct basalt_server {
     job_registry *jobs;
     resp_store *responses; /* the Responses API's store: true responses */
     bs_store *store;   /* files, fine-tuning jobs (DATA/basalt.db) */
+    char *data_dir;    /* DATA: fine-tuning checkpoints and models live under it */
+    ft_runner *ft;     /* the fine-tuning job runner */
+    srv_adapters *adapters; /* LoRA adapters served over the models */
     size_t max_file;   /* largest upload, bytes */
     char url[160];
 };
@@ -49,6 +58,7 @@ typedef struct req_log {
     char model[128];
     int prompt_tokens, completion_tokens;
     double ttft, queue;
+    bs_adapter *adapter; /* a reference while the request uses an adapter */
 } req_log;
 
 req_log *request_log(http_request *r);
@@ -62,6 +72,11 @@ srv_model *request_model(basalt_server *s, http_request *r, const char *name);
 /* "chatcmpl-…" style ids: prefix + 24 random hex digits. */
 void random_id(const char *prefix, char *out, size_t cap);
 long long unix_now(void);
+/* A query integer in [lo, hi]; absent leaves *out as is. */
+bs_status query_int(http_request *r, const char *name, long lo, long hi, long *out, api_error *a);
+/* Answers a store failure: an unknown id (404) or cursor (400) names param;
+ * the rest are the server's 500s and get logged. */
+void respond_store_error(http_request *r, const bs_error *err, const char *param);
 /* Answer a failed job_start: 429 with Retry-After when the queue is full. */
 void respond_job_error(http_request *r, const bs_error *err, const char *param);
 
@@ -69,6 +84,20 @@ void respond_job_error(http_request *r, const bs_error *err, const char *param);
  * special tokens parsed; BOS only when the template did not write it. */
 bs_status render_chat_prompt(const srv_model *m, const json_t *messages, const json_t *tools, int add_generation_prompt,
                              const json_t *kwargs, char **text, int32_t **ids, size_t *n_ids, api_error *a);
+
+/* /v1/models entry of a base model or an adapter (with parent and root, as vLLM). */
+json_t *model_object(const srv_model *m);
+
+/* Served adapters (adapters.c): the registry, --lora loading, lookup by
+ * name (taking a reference for the request into its log), listing, and
+ * vLLM's POST /v1/load_lora_adapter and /v1/unload_lora_adapter. */
+bs_status adapters_open(srv_adapters **out, bs_error *err);
+void adapters_close(srv_adapters *r);
+bs_status adapters_load_specs(basalt_server *s, const server_lora_spec *specs, int n, bs_error *err);
+srv_model *adapters_find(basalt_server *s, http_request *r, const char *name);
+void adapters_list(basalt_server *s, json_t *data);
+void handle_load_lora(basalt_server *s, http_request *r);
+void handle_unload_lora(basalt_server *s, http_request *r);
 
 void handle_health(basalt_server *s, http_request *r);
 void handle_models(basalt_server *s, http_request *r);
@@ -89,5 +118,12 @@ void handle_file_upload(basalt_server *s, http_request *r);
 void handle_files_list(basalt_server *s, http_request *r);
 void handle_file_get(basalt_server *s, http_request *r);
 void handle_file_delete(basalt_server *s, http_request *r);
+/* Fine-tuning jobs API (handlers_fine_tuning.c): POST /v1/fine_tuning/jobs,
+ * the list, and per job GET {id, id/events, id/checkpoints} and POST
+ * id/{cancel, pause, resume}. */
+void handle_ft_create(basalt_server *s, http_request *r);
+void handle_ft_list(basalt_server *s, http_request *r);
+void handle_ft_get(basalt_server *s, http_request *r);
+void handle_ft_post(basalt_server *s, http_request *r);
 
 #endif

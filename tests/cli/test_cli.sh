@@ -37,9 +37,10 @@ printf 'GGUF\003\000\000\000' > "$tmp/trunc.gguf"
 "$BIN" tokenize "$tmp/trunc.gguf" --text hi > /dev/null 2> "$tmp/e"; rc=$?
 check truncated_gguf sh -c "[ $rc = 1 ] && grep -q 'trunc.gguf' '$tmp/e' && [ \$(wc -l < '$tmp/e') = 1 ]"
 
-# --- the main job says plainly that it is random, and is reproducible by seed
-"$BIN" run -n 16 --seed 7 > "$tmp/run1" 2> "$tmp/run_err"; rc=$?
-"$BIN" run -n 16 --seed 7 > "$tmp/run2" 2> /dev/null
+# --- the main job's --random mode (no build, no server) says plainly that it
+# is random, and is reproducible by seed
+"$BIN" run --random -n 16 --seed 7 > "$tmp/run1" 2> "$tmp/run_err"; rc=$?
+"$BIN" run --random -n 16 --seed 7 > "$tmp/run2" 2> /dev/null
 check run_says_random sh -c "[ $rc = 0 ] && grep -q 'RANDOM' '$tmp/run_err'"
 check run_seeded_repeatable cmp -s "$tmp/run1" "$tmp/run2"
 check run_prints_prompt grep -q '^Once upon a time' "$tmp/run1"

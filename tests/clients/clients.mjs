@@ -256,6 +256,42 @@ test("ai sdk multi-step tool use and a follow-up turn via the Responses API with
   assert(next.usage.inputTokens > r.steps[1].usage.inputTokens, "the referenced history is in the prompt");
 });
 
+test("openai fine-tuning: upload, create, poll events, chat with the ft: model", async () => {
+  // Four memorised pairs, learned by a LoRA job on the served model.
+  const pairs = [["cat", "dog"], ["sun", "moon"], ["red", "blue"], ["owl", "fox"]];
+  const jsonl = pairs.map(([q, a]) => JSON.stringify({ messages: [{ role: "user", content: q }, { role: "assistant", content: a }] })).join("\n") + "\n";
+  const { toFile } = await import("openai");
+  const file = await client.files.create({ file: await toFile(Buffer.from(jsonl), "pairs.jsonl"), purpose: "fine-tune" });
+  eq([file.object, file.purpose, file.bytes], ["file", "fine-tune", Buffer.byteLength(jsonl)], "uploaded file");
+  const job = await client.fineTuning.jobs.create({
+    model, training_file: file.id, suffix: "sdk", seed: 3,
+    method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 30, batch_size: 4, learning_rate_multiplier: 100, lora_rank: 8 } } },
+  });
+  eq([job.object, job.status, job.training_file], ["fine_tuning.job", "validating_files", file.id], "created job");
+  let done = job;
+  for (let i = 0; i < 600 && !["succeeded", "failed", "cancelled"].includes(done.status); i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    done = await client.fineTuning.jobs.retrieve(job.id);
+  }
+  eq(done.status, "succeeded", `job ${JSON.stringify(done.error)}`);
+  eq(done.fine_tuned_model, `ft:${model}:sdk:${job.id}`, "model name");
+  const events = [];
+  for await (const e of client.fineTuning.jobs.listEvents(job.id, { limit: 50 })) events.push(e);
+  const metrics = events.filter((e) => e.type === "metrics").map((e) => e.data);
+  eq(metrics.length, 30, "one metrics event per step");
+  assert(metrics[0].step === 30 && metrics[metrics.length - 1].step === 1, "newest first");
+  assert(metrics[0].train_loss < 0.1 * metrics[metrics.length - 1].train_loss, "the loss fell");
+  const models = [];
+  for await (const m of client.models.list()) models.push(m);
+  assert(models.some((m) => m.id === done.fine_tuned_model && m.parent === model), "listed with its parent");
+  for (const [q, a] of pairs) {
+    const r = await client.chat.completions.create({ model: done.fine_tuned_model, messages: [{ role: "user", content: q }], temperature: 0, max_tokens: 5 });
+    eq(r.model, done.fine_tuned_model, "served by the tuned model");
+    // this model's template trains the newline its assistant turns open with
+    assert(r.choices[0].message.content.trimStart().startsWith(a), `${q} -> ${JSON.stringify(r.choices[0].message.content)}, want ${a}`);
+  }
+});
+
 let failed = 0;
 for (const { name, fn } of tests) {
   try {

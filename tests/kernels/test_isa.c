@@ -49,6 +49,34 @@ static void check_table(const kern_isa_ops *isa) {
     }
 }
 
+/* SwiGLU against the reference's libm expf: a few ulp, over the whole range
+ * (large |gate| saturates to 0 and to gate * up), with vector tails. */
+static void check_swiglu(const kern_isa_ops *isa) {
+    enum { N = 203 };
+    float g[N], u[N], got[N], want[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = rand_uniform() * (i < 100 ? 8 : 120);
+        u[i] = rand_uniform() * 3;
+    }
+    g[0] = 0;
+    g[1] = INFINITY;
+    g[2] = -INFINITY;
+    g[3] = 88.5f;
+    g[4] = -88.5f;
+    for (int n = 1; n <= N; n += 101) {
+        isa->swiglu(got, g, u, n);
+        kern_isa_ref.swiglu(want, g, u, n);
+        for (int i = 0; i < n; i++)
+            if (!(got[i] == want[i] || (isnan(got[i]) && isnan(want[i])) ||
+                  fabsf(got[i] - want[i]) <= 1e-6f * fabsf(want[i]) + 1e-30f)) {
+                fprintf(stderr, "  %s swiglu(%.9g, %.9g) = %.9g, reference %.9g\n", isa->name, g[i], u[i], got[i],
+                        want[i]);
+                test_failed_ = 1;
+                return;
+            }
+    }
+}
+
 /* A kern_gemm_fn against the reference table's for one weight type: T tokens
  * x rows weight rows over n columns, written fresh (first) then accumulated
  * on top; the tolerance is f32 rounding of the sum of |products|.  Row t must
@@ -156,6 +184,7 @@ static void test_avx2_table(void) {
     if (!(f->avx2 && f->fma && f->f16c)) SKIP("CPU lacks AVX2/FMA/F16C");
     check_table(&kern_isa_avx2);
     check_gemms(&kern_isa_avx2);
+    check_swiglu(&kern_isa_avx2);
     check_block_dequant(&kern_isa_avx2);
 }
 
@@ -164,6 +193,7 @@ static void test_avx512_table(void) {
     if (!(f->avx512f && f->avx512bw && f->avx512vl)) SKIP("CPU lacks AVX-512 F/BW/VL");
     check_table(&kern_isa_avx512);
     check_gemms(&kern_isa_avx512);
+    check_swiglu(&kern_isa_avx512);
     check_block_dequant(&kern_isa_avx512);
 }
 
