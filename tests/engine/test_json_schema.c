@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../support/oracle.h"
 #include "../support/test.h"
 #include "engine/grammar.h"
 #include "engine/json_schema.h"
@@ -452,7 +453,7 @@ static int sample(vocab *v, const bs_grammar *g, uint64_t *seed, int soft_cap, i
 /* Runs the oracle on cases (a JSON list of {schema, texts}); returns its
  * verdicts or NULL (reported) when it could not run. */
 static json_t *run_oracle(json_t *cases) {
-    const char *py = getenv("BASALT_PYTHON") ? getenv("BASALT_PYTHON") : "/usr/bin/python3";
+    const char *py = test_python();
     char in[] = "/tmp/basalt-schema-XXXXXX";
     int fd = mkstemp(in);
     if (fd < 0) return NULL;

@@ -18,71 +18,27 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "../support/oracle.h"
 #include "../support/test.h"
 #include "engine/context.h"
 #include "engine/model.h"
 
 enum { SKIP = 50, SPLIT = 130, RESUME = 200 }; /* where cases (b) and (c) switch between prefill and decode */
 
-static char out_dir[64];
+static const char *out_dir;     /* the oracle's output, NULL until setup succeeds */
 static const char *setup_skip; /* reason the oracle cannot run */
-static int setup_done;
 static int32_t *tokens;
 static int n_tokens;
 
-static const char *python(void) {
-    const char *p = getenv("BASALT_PYTHON");
-    return p && *p ? p : "/usr/bin/python3";
-}
-
-static void cleanup(void) {
-    if (!out_dir[0]) return;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", out_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", out_dir);
-}
-
-static void *read_all(const char *path, long *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *buf = malloc((size_t)*size + 1);
-    if (buf && fread(buf, 1, (size_t)*size, f) != (size_t)*size) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    return buf;
-}
-
 /* Run the generator once; later cases reuse its output. */
 static int setup(void) {
-    if (setup_done) return !setup_skip && tokens;
-    setup_done = 1;
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, numpy' >/dev/null 2>&1", python());
-    if (system(cmd) != 0) {
-        setup_skip = "PyTorch/numpy not importable by $BASALT_PYTHON (default /usr/bin/python3)";
-        return 0;
-    }
-    snprintf(out_dir, sizeof out_dir, "/tmp/basalt-oracle-XXXXXX");
-    if (!mkdtemp(out_dir)) {
-        out_dir[0] = 0;
-        fprintf(stderr, "  mkdtemp failed\n");
-        return 0;
-    }
-    atexit(cleanup);
-    snprintf(cmd, sizeof cmd, "'%s' tests/oracle/make_model.py '%s'", python(), out_dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "  %s failed\n", cmd);
-        return 0;
-    }
+    if (tokens) return 1;
+    out_dir = test_oracle_models(&setup_skip);
+    if (!out_dir) return 0;
     char path[256];
     snprintf(path, sizeof path, "%s/tokens.bin", out_dir);
     long size = 0;
-    tokens = read_all(path, &size);
+    tokens = test_read_file(path, &size);
     n_tokens = (int)(size / 4);
     return tokens != NULL;
 }
@@ -127,7 +83,7 @@ static void run_case(const char *name, double tolerance) {
     fclose(mf);
     CHECK(model_path[0] != 0);
     long ref_size = 0;
-    float *ref = model_path[0] ? read_all(ref_path, &ref_size) : NULL;
+    float *ref = model_path[0] ? test_read_file(ref_path, &ref_size) : NULL;
     CHECK(ref != NULL);
     if (!ref) return;
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "../format/scratch.h"
+#include "../support/oracle.h"
 #include "../support/test.h"
 #include "engine/context.h"
 #include "engine/model.h"
@@ -25,48 +26,25 @@
 #include "format/gguf.h"
 #include "kernels/kernels.h"
 
-static const char *python(void) {
-    const char *p = getenv("BASALT_PYTHON");
-    return p && *p ? p : "/usr/bin/python3";
-}
-
 /* ---- the oracle's models ------------------------------------------------- */
 
-static int oracle_state; /* 0 not run, 1 ready, -1 skip, -2 failed */
-static char oracle_dir[512];
+static const char *oracle_dir; /* make_model.py's output once ready */
 static int32_t *tokens;
 static int n_tokens;
 
-static void *read_all(const char *path, long *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *buf = malloc((size_t)*size + 1);
-    if (buf && fread(buf, 1, (size_t)*size, f) != (size_t)*size) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    return buf;
-}
-
+/* 1 ready, -1 skip (no torch), -2 failed. */
 static int oracle(void) {
-    if (oracle_state) return oracle_state;
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, numpy' >/dev/null 2>&1", python());
-    if (system(cmd) != 0) return oracle_state = -1;
-    snprintf(oracle_dir, sizeof oracle_dir, "%s", scratch_path("oracle"));
-    scratch_mkdir("oracle");
-    snprintf(cmd, sizeof cmd, "'%s' tests/oracle/make_model.py '%s'", python(), oracle_dir);
-    if (system(cmd) != 0) return oracle_state = -2;
-    char path[600];
-    snprintf(path, sizeof path, "%s/tokens.bin", oracle_dir);
-    long size = 0;
-    tokens = read_all(path, &size);
-    n_tokens = (int)(size / 4);
-    return oracle_state = tokens ? 1 : -2;
+    const char *skip = NULL;
+    if (!tokens) {
+        oracle_dir = test_oracle_models(&skip);
+        if (!oracle_dir) return skip ? -1 : -2;
+        char path[600];
+        snprintf(path, sizeof path, "%s/tokens.bin", oracle_dir);
+        long size = 0;
+        tokens = test_read_file(path, &size);
+        n_tokens = (int)(size / 4);
+    }
+    return tokens ? 1 : -2;
 }
 
 #define NEED_ORACLE()                                                                         \
@@ -160,7 +138,7 @@ static void check_f16_export(const char *hf_case, const char *ref_case, const ch
     quantize_params qp = {.n_threads = 2};
     CHECK_OK(quantize_to_gguf(in, out, BS_QUANT_F16, &qp, &err), &err);
     long ref_size = 0;
-    float *ref = read_all(ref_path, &ref_size);
+    float *ref = test_read_file(ref_path, &ref_size);
     int V = 0;
     bs_model_params mp = {.n_threads = 2};
     float *got = model_logits(out, &mp, tokens, n_tokens, &V);
@@ -523,7 +501,7 @@ static void test_tokenizer_fixtures(void) {
         char inp[600];
         snprintf(inp, sizeof inp, "%s.inp", path);
         long size = 0;
-        char *text = read_all(inp, &size);
+        char *text = test_read_file(inp, &size);
         if (text && a && b) {
             text[size] = 0;
             const char *sep = "\n__ggml_vocab_test__\n";

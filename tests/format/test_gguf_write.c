@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include "../support/oracle.h"
 #include "../support/test.h"
 #include "format/gguf.h"
 #include "format/gguf_write.h"
@@ -196,7 +197,7 @@ static const char py_reader[] =
 
 static void test_python_reader(void) {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' -c 'import struct' >/dev/null 2>&1", getenv("BASALT_PYTHON") ? getenv("BASALT_PYTHON") : "/usr/bin/python3");
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import struct' >/dev/null 2>&1", test_python());
     if (system(cmd) != 0) SKIP("no python3");
     make_sample_data();
     bs_error err = {0};
@@ -205,7 +206,7 @@ static void test_python_reader(void) {
     const char *script = scratch_write("reader.py", py_reader, sizeof py_reader - 1);
     char out_path[600];
     snprintf(out_path, sizeof out_path, "%s", scratch_path("reader.out"));
-    snprintf(cmd, sizeof cmd, "'%s' '%s' '%s' > '%s'", getenv("BASALT_PYTHON") ? getenv("BASALT_PYTHON") : "/usr/bin/python3",
+    snprintf(cmd, sizeof cmd, "'%s' '%s' '%s' > '%s'", test_python(),
              script, path, out_path);
     CHECK_INT(system(cmd), 0);
     FILE *f = fopen(out_path, "r");

@@ -13,6 +13,7 @@
 
 #include "base/file.h"
 #include "template/chat_template.h"
+#include "../support/oracle.h"
 #include "../support/test.h"
 
 #define PINNED_NOW 1700000000 /* 2023-11-14: strftime_now output is reproducible */
@@ -101,7 +102,7 @@ static json_t *run_oracle(const json_t *cases) {
     FILE *f = fdopen(fd, "w");
     json_dumpf(cases, f, 0);
     fclose(f);
-    const char *py = getenv("BASALT_PYTHON") ? getenv("BASALT_PYTHON") : "/usr/bin/python3";
+    const char *py = test_python();
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s tests/oracle/render_template.py --batch %s", py, path);
     FILE *p = popen(cmd, "r");

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "../support/oracle.h"
 #include "../support/test.h"
 #include "engine/model.h"
 #include "train/trainer.h"
@@ -23,7 +24,7 @@
 #define CLIP 1.0f
 enum { WARMUP = 1, TOTAL = 4, STEPS = 3, MAX_B = 4 };
 
-static char out_dir[64];
+static const char *out_dir;
 static const char *setup_skip;
 static int setup_done, setup_ok;
 static int n_seq, lengths[MAX_B];
@@ -31,49 +32,12 @@ static int32_t *tokens[MAX_B];
 static float *masks[MAX_B];
 static void *batch_buf;
 
-static const char *python(void) {
-    const char *p = getenv("BASALT_PYTHON");
-    return p && *p ? p : "/usr/bin/python3";
-}
-
-static void cleanup(void) {
-    if (!out_dir[0]) return;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", out_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", out_dir);
-}
-
-static void *read_all(const char *path, long *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *buf = malloc((size_t)*size + 1);
-    if (buf && fread(buf, 1, (size_t)*size, f) != (size_t)*size) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    return buf;
-}
-
 static int setup(void) {
     if (setup_done) return setup_ok;
     setup_done = 1;
+    if ((setup_skip = test_torch_missing()) || !(out_dir = test_temp_dir("basalt-train"))) return 0;
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, numpy' >/dev/null 2>&1", python());
-    if (system(cmd) != 0) {
-        setup_skip = "PyTorch/numpy not importable by $BASALT_PYTHON (default /usr/bin/python3)";
-        return 0;
-    }
-    snprintf(out_dir, sizeof out_dir, "/tmp/basalt-train-XXXXXX");
-    if (!mkdtemp(out_dir)) {
-        out_dir[0] = 0;
-        return 0;
-    }
-    atexit(cleanup);
-    snprintf(cmd, sizeof cmd, "'%s' tests/oracle/train_ref.py '%s'", python(), out_dir);
+    snprintf(cmd, sizeof cmd, "'%s' tests/oracle/train_ref.py '%s'", test_python(), out_dir);
     if (system(cmd) != 0) {
         fprintf(stderr, "  %s failed\n", cmd);
         return 0;
@@ -81,7 +45,7 @@ static int setup(void) {
     char path[256];
     snprintf(path, sizeof path, "%s/batch.bin", out_dir);
     long size = 0;
-    int32_t *b = batch_buf = read_all(path, &size);
+    int32_t *b = batch_buf = test_read_file(path, &size);
     if (!b || b[0] < 1 || b[0] > MAX_B) return 0;
     n_seq = b[0];
     long total = 0;
@@ -107,7 +71,7 @@ typedef struct named {
 
 static int read_named(const char *path, void **buf, named *out, int cap) {
     long size = 0;
-    unsigned char *p = *buf = read_all(path, &size), *end = p + size;
+    unsigned char *p = *buf = test_read_file(path, &size), *end = p + size;
     int n = 0;
     while (p && p + 4 <= end && n < cap) {
         uint32_t len, rows, cols;
@@ -215,7 +179,7 @@ static void run_case(const char *name) {
     CHECK_INT(n_grad, trainer_n_tensors(t));
     snprintf(path, sizeof path, "%s/%s.loss", out_dir, name);
     long lsize = 0;
-    double *ref_loss = read_all(path, &lsize);
+    double *ref_loss = test_read_file(path, &lsize);
     CHECK_INT(lsize, (STEPS + 1) * 8);
     if (!ref_loss || lsize != (STEPS + 1) * 8) goto done;
 
