@@ -134,9 +134,13 @@ AVX512 INLINE __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
     return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-/* One tile over n columns: y[c][r] (+)= x_c . w_r for r < rows (<= R), c < C. */
+/* One tile over n columns: y[c][r] (+)= x_c . w_r for r < rows (<= R), c < C.
+ * With prefetch, the same columns of the next tile's rows are fetched while
+ * this one computes: rows are short (a few KB), too short for the hardware
+ * prefetcher to ramp up on, and each row tile's first token tile reads its
+ * weights from memory. */
 AVX512 INLINE void tile_widen(float *y, size_t ldy, const void *x, size_t ldx, const char *w, size_t row_bytes,
-                              int rows, int n, int first, int R, int C, int kind) {
+                              int rows, int n, int first, int prefetch, int R, int C, int kind) {
     const char *wr[DECODE_ROWS];
     const float *xc[TILE_COLS];
     __m512 acc[DECODE_ROWS][TILE_COLS];
@@ -151,10 +155,7 @@ AVX512 INLINE void tile_widen(float *y, size_t ldy, const void *x, size_t ldx, c
     int i = 0;
     size_t elem = kind == W_F32 ? 4 : 2;
     for (; i + 16 <= n; i += 16) {
-        /* Decode streams the weights once: rows are short (a few KB), too
-         * short for the hardware prefetcher to ramp up on, so fetch the same
-         * columns of the next tile's rows while this one computes. */
-        if (C == 1)
+        if (prefetch)
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++) _mm_prefetch(wr[r] + (size_t)R * row_bytes + (size_t)i * elem, _MM_HINT_T0);
         step_widen(acc, wr, xc, i, 0, R, C, kind);
@@ -178,7 +179,7 @@ AVX512 INLINE void gemm_widen(float *y, size_t ldy, const void *x, size_t ldx, i
     if (T == 1) {
         for (int r0 = 0; r0 < rows; r0 += DECODE_ROWS)
             tile_widen(y + r0, ldy, x, ldx, (const char *)w + (size_t)r0 * row_bytes, row_bytes,
-                       rows - r0 < DECODE_ROWS ? rows - r0 : DECODE_ROWS, n, first, DECODE_ROWS, 1, kind);
+                       rows - r0 < DECODE_ROWS ? rows - r0 : DECODE_ROWS, n, first, 1, DECODE_ROWS, 1, kind);
         return;
     }
     for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {
@@ -187,13 +188,14 @@ AVX512 INLINE void gemm_widen(float *y, size_t ldy, const void *x, size_t ldx, i
         for (int t0 = 0; t0 < T; t0 += TILE_COLS) {
             float *yt = y + (size_t)t0 * ldy + r0;
             const float *xt = (const float *)x + (size_t)t0 * ldx;
+            int pf = t0 == 0;
             switch (T - t0 < TILE_COLS ? T - t0 : TILE_COLS) {
-            case 1: tile_widen(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, TILE_ROWS, 1, kind); break;
-            case 2: tile_widen(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, TILE_ROWS, 2, kind); break;
-            case 3: tile_widen(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, TILE_ROWS, 3, kind); break;
-            case 4: tile_widen(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, TILE_ROWS, 4, kind); break;
-            case 5: tile_widen(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, TILE_ROWS, 5, kind); break;
-            default: tile_widen(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, TILE_ROWS, 6, kind); break;
+            case 1: tile_widen(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, pf, TILE_ROWS, 1, kind); break;
+            case 2: tile_widen(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, pf, TILE_ROWS, 2, kind); break;
+            case 3: tile_widen(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, pf, TILE_ROWS, 3, kind); break;
+            case 4: tile_widen(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, pf, TILE_ROWS, 4, kind); break;
+            case 5: tile_widen(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, pf, TILE_ROWS, 5, kind); break;
+            default: tile_widen(yt, ldy, xt, ldx, wt, row_bytes, rr, n, first, pf, TILE_ROWS, 6, kind); break;
             }
         }
     }
