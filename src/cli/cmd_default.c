@@ -31,12 +31,13 @@ static void print_progress(void *user, const char *line) {
 
 int cmd_build_default(int argc, char **argv) {
     const char *out = NULL, *data = NULL;
-    int threads = 0, force = 0, tiny = 0, steps = 0;
+    int threads = 1, force = 0, tiny = 0, steps = 0;
     float seconds = 0;
     const cli_opt opts[] = {
         {"--out", "-o", OPT_STRING, &out, "DIR", "where to write the model (default DATA/models/basalt-default)"},
         {"--data", NULL, OPT_STRING, &data, "DIR", "state directory (default $BASALT_DATA, else XDG data dir)"},
-        {"--threads", "-t", OPT_INT, &threads, "N", "training and inference threads (default: all cores)"},
+        {"--threads", "-t", OPT_INT, &threads, "N",
+         "BLAS threads; 0: all cores (default 1: as fast at this size, and the same model on every machine)"},
         {"--seconds", NULL, OPT_FLOAT, &seconds, "S", "stop training after S seconds (default: run every step)"},
         {"--steps", NULL, OPT_INT, &steps, "N", "optimizer steps (default: the recipe's)"},
         {"--tiny", NULL, OPT_FLAG, &tiny, NULL, "the tiny test variant (seconds to build, learns little)"},

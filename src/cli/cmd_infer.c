@@ -310,12 +310,13 @@ static int serve_default(const char *host, int port, const char *data, int threa
     default_model_config c;
     default_model_config_default(&c);
     char threads_s[16], port_s[16];
-    snprintf(threads_s, sizeof threads_s, "%d", threads);
     snprintf(port_s, sizeof port_s, "%d", port);
     int status = 0;
     if (!default_model_is_current(dir, &c)) {
         fprintf(stderr, "basalt run: building the default model into %s: a few minutes, once; later runs start at once\n",
                 dir);
+        /* build-default's own thread default unless asked: the same model everywhere */
+        snprintf(threads_s, sizeof threads_s, "%d", threads > 0 ? threads : 1);
         char *build_argv[] = {"--out", dir, "--threads", threads_s, NULL};
         status = cmd_build_default(4, build_argv);
     }
@@ -332,6 +333,7 @@ static int serve_default(const char *host, int port, const char *data, int threa
                "basalt serve --model qwen=Qwen/Qwen2.5-0.5B-Instruct\n"
                "  Ctrl-C stops the server.\n");
         fflush(stdout);
+        snprintf(threads_s, sizeof threads_s, "%d", threads);
         char *serve_argv[] = {"--model", model_arg, "--host", (char *)host, "--port", port_s,
                               "--threads", threads_s, "--data", (char *)data, NULL};
         status = cmd_serve(data ? 10 : 8, serve_argv);

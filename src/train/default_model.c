@@ -46,31 +46,31 @@ static const char chat_template_src[] =
 void default_model_config_default(default_model_config *c) {
     *c = (default_model_config){
         .dim = 128, .n_layers = 4, .n_heads = 4, .ffn_dim = 384, .ctx = 512, .n_merges = 765,
-        .steps = 2000, .batch_size = 32, .lr = 3e-3, .seed = 1, .eval_per_family = 40,
+        .steps = 2000, .batch_size = 32, .micro_tokens = 1024, .lr = 3e-3, .seed = 1, .eval_per_family = 40,
     };
 }
 
 void default_model_config_tiny(default_model_config *c) {
     *c = (default_model_config){
         .dim = 64, .n_layers = 2, .n_heads = 2, .ffn_dim = 192, .ctx = 256, .n_merges = 256,
-        .steps = 300, .batch_size = 16, .lr = 1e-2, .seed = 1, .eval_per_family = 6,
+        .steps = 300, .batch_size = 16, .micro_tokens = 512, .lr = 1e-2, .seed = 1, .eval_per_family = 6,
     };
 }
 
 char *default_model_fingerprint(const default_model_config *c) {
     char *s = NULL;
     if (asprintf(&s,
-                 "%s recipe %d: llama dim=%d layers=%d heads=%d ffn=%d ctx=%d merges=%d steps=%d batch=%d lr=%g "
-                 "seed=%llu eval=%d",
+                 "%s recipe %d: llama dim=%d layers=%d heads=%d ffn=%d ctx=%d merges=%d steps=%d batch=%d "
+                 "micro=%d lr=%g seed=%llu eval=%d",
                  DEFAULT_MODEL_NAME, RECIPE, c->dim, c->n_layers, c->n_heads, c->ffn_dim, c->ctx, c->n_merges,
-                 c->steps, c->batch_size, c->lr, (unsigned long long)c->seed, c->eval_per_family) < 0)
+                 c->steps, c->batch_size, c->micro_tokens, c->lr, (unsigned long long)c->seed, c->eval_per_family) < 0)
         return NULL;
     return s;
 }
 
 static bs_status check_config(const default_model_config *c, bs_error *err) {
     if (c->dim < 8 || c->n_layers < 1 || c->n_heads < 1 || c->dim % c->n_heads || (c->dim / c->n_heads) % 2 ||
-        c->ffn_dim < 1 || c->ctx < 64 || c->n_merges < 0 || c->steps < 1 || c->batch_size < 1 || !(c->lr > 0) ||
+        c->ffn_dim < 1 || c->ctx < 64 || c->n_merges < 0 || c->steps < 1 || c->batch_size < 1 || c->micro_tokens < c->ctx || !(c->lr > 0) ||
         c->eval_per_family < 1)
         return bs_fail(err, BS_EINVAL, "default model: invalid config (dim %d, layers %d, heads %d, steps %d)", c->dim,
                        c->n_layers, c->n_heads, c->steps);
@@ -289,7 +289,10 @@ static bs_status train_model(const char *init_dir, const char *corpus_dir, const
     sc.lr = c->lr;
     sc.full = 1;
     sc.warmup_ratio = 0.05f;
-    sc.max_length = c->ctx;
+    /* sft's max_length is both the longest example and the micro-batch
+     * capacity; corpus examples are far shorter than ctx, so it sets how
+     * many of a step's examples go through one pass. */
+    sc.max_length = c->micro_tokens;
     sc.seed = c->seed;
     sc.threads = o->threads;
     sc.checkpoint_every = -1;
@@ -480,6 +483,10 @@ bs_status default_model_build(const char *out_dir, const default_model_config *c
     if (!s) s = remove_tree(out_dir, err);
     if (!s && rename(work, out_dir) != 0)
         s = bs_fail(err, BS_EIO, "%s: cannot rename to %s: %s", work, out_dir, strerror(errno));
+    if (s) {
+        bs_error ignored;
+        remove_tree(work, &ignored); /* a failed build leaves nothing behind; err keeps the first problem */
+    }
 done:
     free(work);
     free(init);

@@ -28,6 +28,7 @@ typedef struct default_model_config {
     int dim, n_layers, n_heads, ffn_dim, ctx; /* Llama shape; head_dim = dim / n_heads, tied embeddings */
     int n_merges;                             /* BPE merges (vocab = 256 + merges + 3 specials, at most) */
     int steps, batch_size;                    /* one epoch of steps x batch_size fresh examples */
+    int micro_tokens;                         /* tokens per forward/backward pass (a step's examples packed) */
     double lr;                                /* peak; 5% linear warmup, linear decay to 0 */
     uint64_t seed;                            /* corpus, initialisation and data order */
     int eval_per_family;                      /* held-out examples scored per family */
@@ -54,7 +55,8 @@ typedef struct default_model_report {
 } default_model_report;
 
 typedef struct default_model_opts {
-    int threads;        /* OpenBLAS and inference threads; <= 0: every core */
+    int threads;        /* OpenBLAS and inference threads; <= 0: every core.  Part of what
+                         * determines the weights (summation order) */
     double max_seconds; /* > 0: stop training after this long (the model is then marked incomplete) */
     /* Progress lines ("step 100/900 loss 1.234 ..."); may be NULL. */
     void (*progress)(void *user, const char *line);
