@@ -295,7 +295,7 @@ static void print_how_to_call(const char *host, int port) {
     printf("  OpenAI base URL: http://%s:%d/v1   (any API key)\n"
            "  try it:\n"
            "    curl http://%s:%d/v1/chat/completions -H 'content-type: application/json' \\\n"
-           "      -d '{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"What is 17 + 25?\"}]}'\n"
+           "      -d '{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"Reverse this list: red, cat, moon\"}]}'\n"
            "    python3 -c 'from openai import OpenAI; print(OpenAI(base_url=\"http://%s:%d/v1\", api_key=\"-\")"
            ".chat.completions.create(model=\"%s\", messages=[{\"role\": \"user\", \"content\": \"Who are you?\"}])"
            ".choices[0].message.content)'\n",
@@ -326,7 +326,8 @@ static int serve_default(const char *host, int port, const char *data, int threa
     }
     if (!status) {
         printf("basalt run: serving \"%s\" (%s), a toy model that basalt trained itself:\n"
-               "  small sums and differences, JSON extraction, list and case formatting (docs/default-model.md)\n",
+               "  JSON extraction, list reversal and bullets, word counts, number comparisons; no real knowledge\n"
+               "  (what it can and cannot do: docs/default-model.md)\n",
                DEFAULT_MODEL_NAME, dir);
         print_how_to_call(host, port);
         printf("  a real model instead: basalt pull Qwen/Qwen2.5-0.5B-Instruct && "

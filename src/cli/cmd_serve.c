@@ -81,8 +81,8 @@ static int parse_lora_spec(const char *arg, server_lora_spec *spec, char **buf) 
 }
 
 int cmd_serve(int argc, char **argv) {
-    const char *host = "127.0.0.1", *data = NULL;
-    int random_model = 0, port = 8080, threads = 0, ctx = 0, parallel = 0, max_body_mib = 32, max_file_mib = 512, responses_store = RESP_STORE_DEFAULT_COUNT;
+    const char *host = "127.0.0.1", *data = NULL, *quant = NULL;
+    int random_model = 0, port = 8080, threads = 0, train_threads = 0, ctx = 0, parallel = 0, max_body_mib = 32, max_file_mib = 512, responses_store = RESP_STORE_DEFAULT_COUNT;
     cli_string_list models = {0}, loras = {0};
     const cli_opt opts[] = {
         {"--model", "-m", OPT_STRING_LIST, &models, "NAME=SPEC", "a model to serve (repeatable)"},
@@ -91,6 +91,9 @@ int cmd_serve(int argc, char **argv) {
         {"--host", NULL, OPT_STRING, &host, "HOST", "address to listen on (default 127.0.0.1)"},
         {"--port", "-p", OPT_INT, &port, "PORT", "TCP port; 0 picks a free one (default 8080)"},
         {"--threads", "-t", OPT_INT, &threads, "N", "compute threads per model (default: all cores)"},
+        {"--quantize", NULL, OPT_STRING, &quant, "TYPE",
+         "convert Hugging Face models' matrices at load (q8_0, q4_0, q4_k, q6_k, ...; not for .gguf files)"},
+        {"--train-threads", NULL, OPT_INT, &train_threads, "N", "BLAS threads of each fine-tuning job (default 1)"},
         {"--ctx", "-c", OPT_INT, &ctx, "N", "context positions per sequence (default: min(4096, model))"},
         {"--parallel", NULL, OPT_INT, &parallel, "N", "sequences decoded together (default 16)"},
         {"--max-body", NULL, OPT_INT, &max_body_mib, "MIB", "largest request body in MiB (default 32)"},
@@ -104,6 +107,12 @@ int cmd_serve(int argc, char **argv) {
     if (rc) return rc == 1 ? 0 : 2;
     if (port < 0 || port > 65535 || max_body_mib < 1 || responses_store < 0 || max_file_mib < 1) {
         fprintf(stderr, "basalt serve: --port must be 0..65535, --max-body and --max-file-mb at least 1, --responses-store at least 0\n");
+        return 2;
+    }
+    bs_error err = {0};
+    bs_quant quantize = BS_QUANT_NONE;
+    if (quant && quant_parse(quant, &quantize, &err) != BS_OK) {
+        fprintf(stderr, "basalt serve: --quantize: %s\n", err.msg);
         return 2;
     }
     server_model_spec specs[CLI_LIST_MAX] = {0};
@@ -128,7 +137,6 @@ int cmd_serve(int argc, char **argv) {
             goto done;
         }
     }
-    bs_error err = {0};
     if (bs_data_dir(data, &data_dir, &err) != BS_OK || bs_make_dirs(data_dir, 0700, &err) != BS_OK ||
         hub_cache_dir(data_dir, &cache, &err) != BS_OK) {
         status = cli_report("serve", &err);
@@ -168,9 +176,10 @@ int cmd_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     server_config cfg = {
-        .host = host, .port = port, .threads = threads, .ctx = ctx, .parallel = parallel,
+        .host = host, .port = port, .threads = threads, .quantize = quantize, .ctx = ctx, .parallel = parallel,
         .max_body = (size_t)max_body_mib << 20, .max_file = (size_t)max_file_mib << 20, .data_dir = data_dir, .models = specs, .n_models = n_models,
         .loras = lora_specs, .n_loras = loras.n, .responses_store = responses_store,
+        .train_threads = train_threads,
     };
     basalt_server *srv = NULL;
     if (server_open(&cfg, &srv, &err) != BS_OK) {

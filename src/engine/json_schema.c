@@ -1003,6 +1003,19 @@ static int compile_number(sc *c, const json_t *s, const char *path, int real, sb
 
 /* ---- schemas --------------------------------------------------------------------- */
 
+static int add_ref(sc *c, const char *ref, int rule, const char *path) {
+    if (c->n_refs == c->cap_refs) {
+        int cap = c->cap_refs ? c->cap_refs * 2 : 8;
+        refent *r = realloc(c->refs, (size_t)cap * sizeof *r);
+        if (!r) return sfail(c, BS_ENOMEM, path, "out of memory");
+        c->refs = r, c->cap_refs = cap;
+    }
+    char *dup = strdup(ref);
+    if (!dup) return sfail(c, BS_ENOMEM, path, "out of memory");
+    c->refs[c->n_refs++] = (refent){dup, rule};
+    return 0;
+}
+
 static int ref_rule(sc *c, const char *ref, const char *path) {
     for (int i = 0; i < c->n_refs; i++)
         if (strcmp(c->refs[i].ref, ref) == 0) return c->refs[i].rule;
@@ -1039,17 +1052,9 @@ static int ref_rule(sc *c, const char *ref, const char *path) {
         size_t l = strlen(tpath);
         snprintf(tpath + l, sizeof tpath - l, ".%s", seg);
     }
-    if (c->n_refs == c->cap_refs) {
-        int cap = c->cap_refs ? c->cap_refs * 2 : 8;
-        refent *r = realloc(c->refs, (size_t)cap * sizeof *r);
-        if (!r) return sfail(c, BS_ENOMEM, path, "out of memory");
-        c->refs = r, c->cap_refs = cap;
-    }
-    char *dup = strdup(ref);
-    if (!dup) return sfail(c, BS_ENOMEM, path, "out of memory");
     int id = c->n_rules++;
-    c->refs[c->n_refs++] = (refent){dup, id};
     /* registered before compiling, so a recursive $ref finds it */
+    if (add_ref(c, ref, id, path) < 0) return -1;
     sbuf e = {0};
     int rc = compile(c, t, tpath);
     if (rc >= 0) {
@@ -1217,31 +1222,29 @@ static int compile(sc *c, const json_t *s, const char *path) {
     return rc < 0 ? -1 : id;
 }
 
-bs_status json_schema_to_gbnf_rule(const json_t *schema, const char *path_for_errors, const char *rule, char **gbnf,
-                                   bs_error *err) {
+bs_status json_schema_to_gbnf_rules(const json_schema_entry *v, size_t n, char **gbnf, bs_error *err) {
     *gbnf = NULL;
-    const char *path = path_for_errors ? path_for_errors : "schema";
-    sc c = {.root = schema, .root_path = path, .err = err};
-    /* "#" names the root: register it so recursion through it finds rule s1 */
-    c.refs = malloc(sizeof *c.refs);
-    char *hash = strdup("#");
-    if (!c.refs || !hash) {
-        free(c.refs), free(hash);
-        return bs_fail(err, BS_ENOMEM, "%s: out of memory", path);
-    }
-    c.cap_refs = c.n_refs = 1;
-    c.n_rules = 1;
-    c.refs[0] = (refent){hash, 0};
-    int id = compile(&c, schema, path);
-    if (id >= 0) {
+    sc c = {.err = err};
+    for (size_t k = 0; k < n && c.st == BS_OK; k++) {
+        const char *path = v[k].path ? v[k].path : "schema";
+        for (int i = 0; i < c.n_refs; i++) free(c.refs[i].ref);
+        c.n_refs = 0;
+        c.root = v[k].doc ? v[k].doc : v[k].schema;
+        c.root_path = path;
+        int top = c.n_rules++;
+        /* "#" names the value itself: registered so recursion through it
+         * finds its rule */
+        if (c.root == v[k].schema && add_ref(&c, "#", top, path) < 0) break;
+        int id = compile(&c, v[k].schema, path);
+        if (id < 0) break;
         sbuf e = {0};
         sb_printf(&e, "s%d", id);
-        emit_rule(&c, 0, &e);
+        emit_rule(&c, top, &e);
         free(e.p);
-        sb_printf(&c.out, "%s ::= s0\n", rule);
-        sb_puts(&c.out, PRIMITIVES);
-        if (c.out.oom) sfail(&c, BS_ENOMEM, path, "out of memory");
+        sb_printf(&c.out, "%s ::= s%d\n", v[k].rule, top);
     }
+    sb_puts(&c.out, PRIMITIVES);
+    if (c.out.oom) sfail(&c, BS_ENOMEM, "schema", "out of memory");
     for (int i = 0; i < c.n_refs; i++) free(c.refs[i].ref);
     free(c.refs);
     if (c.st != BS_OK) {
@@ -1250,6 +1253,12 @@ bs_status json_schema_to_gbnf_rule(const json_t *schema, const char *path_for_er
     }
     *gbnf = c.out.p;
     return BS_OK;
+}
+
+bs_status json_schema_to_gbnf_rule(const json_t *schema, const char *path_for_errors, const char *rule, char **gbnf,
+                                   bs_error *err) {
+    json_schema_entry e = {schema, NULL, path_for_errors, rule};
+    return json_schema_to_gbnf_rules(&e, 1, gbnf, err);
 }
 
 bs_status json_schema_to_gbnf(const json_t *schema, const char *path_for_errors, char **gbnf, bs_error *err) {

@@ -51,6 +51,17 @@ bs_status json_schema_to_gbnf(const json_t *schema, const char *path_for_errors,
 bs_status json_schema_to_gbnf_rule(const json_t *schema, const char *path_for_errors, const char *rule, char **gbnf,
                                    bs_error *err);
 
+/* Several schemas into one rule set sharing the primitives: entry k's value
+ * is rule v[k].rule.  $refs in it resolve against v[k].doc (the document it
+ * is part of, e.g. a property schema's whole parameters schema), or the
+ * schema itself when doc is NULL.  n may be 0 (just the primitives). */
+typedef struct json_schema_entry {
+    const json_t *schema, *doc;
+    const char *path; /* for errors */
+    const char *rule;
+} json_schema_entry;
+bs_status json_schema_to_gbnf_rules(const json_schema_entry *v, size_t n, char **gbnf, bs_error *err);
+
 /* GBNF for any JSON object (response_format json_object). */
 const char *json_schema_object_gbnf(void);
 

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/json_schema.h"
+#include "server/tool_grammar.h"
 #include "server/openai_response.h"
 
 /* ------------------------------------------------------------ events */
@@ -141,75 +141,6 @@ static json_t *required_tools_schema(const json_t *tools, int parallel) {
     return schema;
 }
 
-/* GBNF literal: "text" with quotes and backslashes escaped. */
-static void gbnf_literal(srv_buf *b, const char *text) {
-    buf_puts(b, "\"");
-    for (const char *p = text; *p; p++) buf_printf(b, "%s%c", *p == '"' || *p == '\\' ? "\\" : "", *p);
-    buf_puts(b, "\"");
-}
-
-/* strict tools under tool_choice auto, as llama.cpp's lazy grammars: the
- * model writes freely until the family's tool-call trigger, then the grammar
- * takes the block — calls naming one of the tools, a strict tool's
- * arguments matching its schema (the others': any object), and the closer.
- * With parallel calls a closed block releases the grammar until the next
- * trigger; without, nothing but the end of the output may follow. */
-static bs_status build_lazy_grammar(chat_run *c, const chat_call_syntax *syn, api_error *a) {
-    json_t *any = json_array();
-    size_t i;
-    const json_t *t;
-    json_array_foreach(c->q.tools, i, t) {
-        const json_t *fn = json_object_get(t, "function");
-        json_t *params = json_object_get(fn, "parameters");
-        json_t *args = json_is_true(json_object_get(fn, "strict")) && params && !json_is_null(params)
-                           ? json_incref(params)
-                           : json_pack("{s:s}", "type", "object");
-        json_array_append_new(any, json_pack("{s:s,s:{s:{s:O},s:o},s:[s,s],s:b}", "type", "object", "properties",
-                                             "name", "const", json_object_get(fn, "name"), syn->args_key, args,
-                                             "required", "name", syn->args_key, "additionalProperties", 0));
-    }
-    int parallel = c->q.parallel_tool_calls;
-    json_t *schema = json_pack("{s:o}", "anyOf", any);
-    if (schema && syn->array)
-        schema = json_pack("{s:s,s:o,s:i}", "type", "array", "items", schema, "minItems", 1);
-    if (schema && syn->array && !parallel) json_object_set_new(schema, "maxItems", json_integer(1));
-    char *rules = NULL;
-    bs_status st = schema ? json_schema_to_gbnf_rule(schema, "tools", "call", &rules, &a->e)
-                          : bs_fail(&a->e, BS_ENOMEM, "out of memory");
-    json_decref(schema);
-    if (st == BS_OK) {
-        srv_buf g = {0};
-        buf_puts(&g, "root ::= (");
-        for (int k = 0; k < 2 && syn->triggers[k]; k++) {
-            buf_puts(&g, k ? " | " : " ");
-            if (syn->triggers[k][0] == '{') {
-                buf_puts(&g, "\"\""); /* the trigger is the call's own first byte */
-            } else {
-                gbnf_literal(&g, syn->triggers[k]);
-                buf_puts(&g, " ws");
-            }
-        }
-        buf_puts(&g, " ) call");
-        if (syn->separator && parallel) {
-            buf_puts(&g, " ( ws ");
-            gbnf_literal(&g, syn->separator);
-            buf_puts(&g, " ws call )*");
-        }
-        if (syn->closer) {
-            buf_puts(&g, " ws ");
-            gbnf_literal(&g, syn->closer);
-        }
-        buf_printf(&g, "\n%s", rules);
-        st = g.oom ? bs_fail(&a->e, BS_ENOMEM, "out of memory") : grammar_parse_gbnf(g.data, &c->grammar, &a->e);
-        buf_free(&g);
-    }
-    free(rules);
-    for (int k = 0; k < 2 && syn->triggers[k]; k++)
-        c->triggers[c->n_triggers++] = (job_trigger){syn->triggers[k], syn->at_start_only[k]};
-    c->release = parallel && !syn->array && !syn->separator && syn->closer;
-    return st;
-}
-
 static bs_status build_grammar(chat_run *c, api_error *a) {
     const chat_request *q = &c->q;
     const char *param = NULL;
@@ -228,7 +159,12 @@ static bs_status build_grammar(chat_run *c, api_error *a) {
         json_decref(schema);
     } else if (q->tool_choice == TOOL_CHOICE_AUTO && q->any_strict_tool && chat_format_call_syntax(c->m->format)) {
         param = "tools";
-        st = build_lazy_grammar(c, chat_format_call_syntax(c->m->format), a);
+        const chat_call_syntax *syn = chat_format_call_syntax(c->m->format);
+        st = tool_grammar_build(q->tools, q->parallel_tool_calls, syn, chat_format_name(c->m->format), &c->grammar,
+                                &a->e);
+        for (int k = 0; k < 2 && syn->triggers[k]; k++)
+            c->triggers[c->n_triggers++] = (job_trigger){syn->triggers[k], syn->at_start_only[k]};
+        c->release = q->parallel_tool_calls && !syn->array && !syn->separator && syn->closer;
     } else if (q->response_kind == RESPONSE_JSON_SCHEMA && q->response_schema) {
         param = "response_format.json_schema.schema";
         st = grammar_from_json_schema(q->response_schema, param, &c->grammar, &a->e);

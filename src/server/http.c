@@ -17,6 +17,13 @@
 
 #include "base/log.h"
 
+/* basalt's own limits, answered as OpenAI errors; libmicrohttpd's
+ * per-connection memory sits above them, so only requests past that get
+ * its HTML 414/431 pages. */
+#define MAX_URL (8u << 10)      /* the request target: path and query */
+#define MAX_HEADERS (32u << 10) /* all header lines together */
+#define MHD_CONNECTION_MEMORY ((size_t)256 << 10)
+
 struct http_server {
     struct MHD_Daemon *daemon;
     http_handler handler;
@@ -39,6 +46,7 @@ struct http_request {
     char *path;
     srv_buf body;
     int too_large;
+    int over_limit; /* 414 or 431: the body is dropped, the handler not run */
     char id[40];
     double start;
     int status;
@@ -227,6 +235,35 @@ static void new_request_id(char *out, size_t cap) {
     for (size_t i = 0; i < sizeof b && k + 2 < cap; i++) k += (size_t)snprintf(out + k, cap - k, "%02x", b[i]);
 }
 
+static enum MHD_Result add_len(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4; /* "k: v\r\n", "&k=v" */
+    return MHD_YES;
+}
+
+/* 414 or 431 when the request line or headers exceed basalt's limits. */
+static int over_limit(struct MHD_Connection *conn, const char *url) {
+    size_t url_len = strlen(url), headers = 0;
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_len, &url_len);
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, add_len, &headers);
+    return url_len > MAX_URL ? 414 : headers > MAX_HEADERS ? 431 : 0;
+}
+
+static void respond_over_limit(http_request *r) {
+    char body[256];
+    int n = r->over_limit == 414
+                ? snprintf(body, sizeof body,
+                           "{\"error\":{\"message\":\"The request URL is longer than %u bytes.\","
+                           "\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"url_too_long\"}}",
+                           MAX_URL)
+                : snprintf(body, sizeof body,
+                           "{\"error\":{\"message\":\"The request headers are larger than %u bytes.\","
+                           "\"type\":\"invalid_request_error\",\"param\":null,"
+                           "\"code\":\"request_header_fields_too_large\"}}",
+                           MAX_HEADERS);
+    http_respond(r, r->over_limit, "application/json", body, (size_t)n);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_size,
                                   void **con_cls) {
@@ -246,8 +283,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         }
         new_request_id(r->id, sizeof r->id);
+        r->over_limit = over_limit(conn, url);
         *con_cls = r;
         if (s->begin) s->begin(s->user, r);
+        return MHD_YES;
+    }
+    if (*upload_size && r->over_limit) {
+        *upload_size = 0;
         return MHD_YES;
     }
     if (*upload_size && r->form_state != HTTP_FORM_NONE) {
@@ -267,8 +309,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (r->status == 0) {
-        form_finish(r);
-        s->handler(s->user, r);
+        if (r->over_limit) {
+            respond_over_limit(r);
+        } else {
+            form_finish(r);
+            s->handler(s->user, r);
+        }
         if (!r->response) {
             static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
                                       "\"param\":null,\"code\":null}}";
@@ -339,7 +385,7 @@ bs_status http_server_open(const http_config *c, http_handler handler, http_done
                                  MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->idle_timeout_s,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
-                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, MHD_CONNECTION_MEMORY,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                                  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                                  MHD_OPTION_END);

@@ -141,6 +141,8 @@ static const route routes[] = {
     {"GET", "/v1/fine_tuning/jobs", handle_ft_list},
     {"GET", "/v1/fine_tuning/jobs/*", handle_ft_get},
     {"POST", "/v1/fine_tuning/jobs/*", handle_ft_post},
+    {"POST", "/v1/fine_tuning/alpha/graders/validate", handle_grader_validate},
+    {"POST", "/v1/fine_tuning/alpha/graders/run", handle_grader_run},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -243,7 +245,7 @@ static bs_status open_demo_model(const server_config *c, srv_model *m, bs_error 
 static bs_status open_model(const server_config *c, const server_model_spec *spec, srv_model *m, bs_error *err) {
     m->created = unix_now();
     if (spec) {
-        bs_model_params mp = {.n_threads = c->threads};
+        bs_model_params mp = {.n_threads = c->threads, .quantize = c->quantize};
         m->name = strdup(spec->name);
         m->root = strdup(spec->path);
         if (!m->name || !m->root) return bs_fail(err, BS_ENOMEM, "out of memory");

@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "engine/adapter.h"
+#include "engine/quantize.h"
 
 typedef struct server_model_spec {
     const char *name; /* the id clients send as "model" */
@@ -25,6 +26,7 @@ typedef struct server_config {
     const char *host;
     int port;      /* 0: any free port */
     int threads;   /* compute threads per model; <= 0 all cores */
+    bs_quant quantize; /* --model Hugging Face models' matrices converted at load (BS_QUANT_NONE: as stored) */
     int ctx;       /* positions per sequence; <= 0 the scheduler's default */
     int parallel;  /* sequences per step; <= 0 the scheduler's default */
     size_t max_body;

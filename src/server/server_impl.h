@@ -125,5 +125,9 @@ void handle_ft_create(basalt_server *s, http_request *r);
 void handle_ft_list(basalt_server *s, http_request *r);
 void handle_ft_get(basalt_server *s, http_request *r);
 void handle_ft_post(basalt_server *s, http_request *r);
+/* Grader test endpoints (handlers_graders.c): POST
+ * /v1/fine_tuning/alpha/graders/validate and /run. */
+void handle_grader_validate(basalt_server *s, http_request *r);
+void handle_grader_run(basalt_server *s, http_request *r);
 
 #endif

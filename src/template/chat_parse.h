@@ -60,26 +60,45 @@ int chat_prompt_opens_reasoning(const char *prompt);
 bs_status chat_format_from_name(const char *name, chat_format *out, bs_error *err);
 const char *chat_format_name(chat_format f);
 
-/* How a family writes tool calls as JSON, for decoding constrained to the
- * tools' schemas (the server's lazy grammars).  A block opens with one of
- * the triggers (an at_start_only one counts only when nothing but
- * whitespace came before it), then holds call objects {"name": N, args_key:
- * {...}}: one, several joined by separator, or one JSON array of them
- * (array); closer, when not NULL, ends it.  A trigger that begins with '{'
- * is the first call's own first byte.  Whitespace may sit around the calls. */
+/* How a family writes tool calls, for decoding constrained to the tools'
+ * schemas (the server's lazy grammars).  A block opens with one of the
+ * triggers (an at_start_only one counts only when nothing but whitespace
+ * came before it), then holds calls: one, or several joined by separator
+ * (NULL: one call per block; "": whitespace only) or one JSON array of
+ * them (array); closer, when not NULL, ends it.  Whitespace may sit around
+ * the calls.  A call is, by shape:
+ *  - CHAT_CALLS_JSON: an object {"name": N, args_key: {...}}; a trigger
+ *    that begins with '{' is the first call's own first byte.
+ *  - CHAT_CALLS_NAMED: call_open N name_close {...} call_close.
+ *  - CHAT_CALLS_XML: call_open N name_close, then per parameter
+ *    param_open K key_close V value_close, then call_close.  V is read as
+ *    chat_xml_value_type says; a text V runs up to end_tag (whose first
+ *    character occurs nowhere else in it), so it cannot contain end_tag. */
+typedef enum { CHAT_CALLS_JSON, CHAT_CALLS_NAMED, CHAT_CALLS_XML } chat_call_shape;
+
 typedef struct chat_call_syntax {
+    chat_call_shape shape;
     const char *triggers[2]; /* unused entries NULL */
     int at_start_only[2];
-    const char *args_key;  /* "arguments" or "parameters" */
-    const char *separator; /* NULL: one call per block (or per array) */
+    const char *args_key;    /* JSON: "arguments" or "parameters" */
+    const char *separator;
     int array;
-    const char *closer;    /* NULL: the block runs to the end of the output */
+    const char *call_open, *name_close, *call_close;             /* NAMED, XML */
+    const char *param_open, *key_close, *value_close, *end_tag; /* XML */
+    const char *closer; /* NULL: the block runs to the end of the output */
 } chat_call_syntax;
 
-/* NULL for families whose calls are not such JSON objects (Qwen3-Coder and
- * MiniMax-M2 write XML, DeepSeek V3 puts the name outside the JSON) and for
- * CHAT_FORMAT_CONTENT. */
+/* NULL for CHAT_FORMAT_CONTENT. */
 const chat_call_syntax *chat_format_call_syntax(chat_format f);
+
+/* The JSON type an XML family's parameter value is read as, from the
+ * parameter's schema: its type (a type list: the first entry not "null").
+ * NULL or "string": the text itself; otherwise the text parsed as JSON. */
+const char *chat_xml_value_type(const json_t *param_schema);
+
+/* Whether a function or parameter name can be written in markup: 1..256
+ * bytes of UTF-8 without whitespace, control characters or <>"'[]{}. */
+int chat_markup_name_ok(const char *s, size_t n);
 
 typedef struct chat_parse_options {
     chat_format format;

@@ -204,9 +204,7 @@ static scan_result push_call(chat_calls *c, const char *name, size_t nlen, const
     return SCAN_OK;
 }
 
-/* A name from markup: 1..NAME_MAX_LEN bytes of valid UTF-8, no whitespace,
- * control characters or markup punctuation. */
-static int valid_name(const char *s, size_t n) {
+int chat_markup_name_ok(const char *s, size_t n) {
     if (n == 0 || n > NAME_MAX_LEN) return 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
@@ -252,8 +250,19 @@ done:
 
 /* ---- XML parameters (Qwen3-Coder, MiniMax-M2) ---- */
 
-/* The JSON-schema type of parameter key of function fn in an OpenAI tools
- * array; NULL when unknown.  A type list gives its first non-null entry. */
+const char *chat_xml_value_type(const json_t *param_schema) {
+    json_t *type = json_object_get(param_schema, "type");
+    if (!json_is_array(type)) return json_string_value(type);
+    size_t j;
+    json_t *t;
+    json_array_foreach(type, j, t) {
+        if (json_is_string(t) && strcmp(json_string_value(t), "null") != 0) return json_string_value(t);
+    }
+    return NULL;
+}
+
+/* The type parameter key of function fn in an OpenAI tools array is read
+ * as (chat_xml_value_type); NULL when unknown. */
 static const char *param_type(const json_t *tools, const char *fn, const char *key) {
     size_t i;
     json_t *tool;
@@ -263,17 +272,7 @@ static const char *param_type(const json_t *tools, const char *fn, const char *k
         const char *name = json_string_value(json_object_get(f, "name"));
         if (!name || strcmp(name, fn) != 0) continue;
         json_t *props = json_object_get(json_object_get(f, "parameters"), "properties");
-        json_t *type = json_object_get(json_object_get(props, key), "type");
-        if (json_is_array(type)) {
-            size_t j;
-            json_t *t;
-            json_array_foreach(type, j, t) {
-                if (json_is_string(t) && strcmp(json_string_value(t), "null") != 0)
-                    return json_string_value(t);
-            }
-            return NULL;
-        }
-        return json_string_value(type);
+        return chat_xml_value_type(json_object_get(props, key));
     }
     return NULL;
 }
@@ -300,7 +299,7 @@ typedef struct xml_syntax {
 static scan_result xml_call(cursor *c, const json_t *tools, const char *name, size_t nlen,
                             const xml_syntax *x, chat_calls *out) {
     size_t start = c->i;
-    if (!valid_name(name, nlen)) return SCAN_FAIL;
+    if (!chat_markup_name_ok(name, nlen)) return SCAN_FAIL;
     for (;;) {
         cur_ws(c);
         scan_result r = cur_lit(c, x->call_close);
@@ -309,7 +308,7 @@ static scan_result xml_call(cursor *c, const json_t *tools, const char *name, si
         size_t kb, ke, vb, ve;
         TRY(cur_lit(c, x->param_open));
         TRY(cur_until(c, x->key_close, NAME_MAX_LEN, &kb, &ke));
-        if (!valid_name(c->s + kb, ke - kb)) return SCAN_FAIL;
+        if (!chat_markup_name_ok(c->s + kb, ke - kb)) return SCAN_FAIL;
         TRY(cur_until(c, x->param_close, SIZE_MAX, &vb, &ve));
     }
     /* The block is complete: build the arguments in a second pass over it. */
@@ -428,7 +427,7 @@ static scan_result mistral_block(const json_t *tools, const char *s, size_t n, i
     } else {
         size_t nb, ne;
         TRY(cur_until(&c, "[ARGS]", NAME_MAX_LEN, &nb, &ne));
-        if (!valid_name(s + nb, ne - nb)) return SCAN_FAIL;
+        if (!chat_markup_name_ok(s + nb, ne - nb)) return SCAN_FAIL;
         TRY(cur_json_object(&c, &out->resume, &b, &e));
         TRY(push_call(out, s + nb, ne - nb, s + b, e - b));
     }
@@ -441,6 +440,8 @@ static scan_result mistral_block(const json_t *tools, const char *s, size_t n, i
 #define DS_CALL_BEGIN  "<｜tool▁call▁begin｜>"
 #define DS_CALL_END    "<｜tool▁call▁end｜>"
 #define DS_SEP         "<｜tool▁sep｜>"
+#define MINIMAX_OPEN   "<minimax:tool_call>"
+#define MINIMAX_CLOSE  "</minimax:tool_call>"
 
 /* V3.1: <｜tool▁call▁begin｜>N<｜tool▁sep｜>{...}<｜tool▁call▁end｜>
  * V3/R1: <｜tool▁call▁begin｜>function<｜tool▁sep｜>N\n```json\n{...}\n```<｜tool▁call▁end｜>
@@ -471,7 +472,7 @@ static scan_result deepseek_block(const json_t *tools, const char *s, size_t n, 
         } else {
             TRY(cur_json_object(&c, &out->resume, &b, &e));
         }
-        if (!valid_name(s + nb, ne - nb)) return SCAN_FAIL;
+        if (!chat_markup_name_ok(s + nb, ne - nb)) return SCAN_FAIL;
         cur_ws(&c);
         TRY(cur_lit(&c, DS_CALL_END));
         TRY(push_call(out, s + nb, ne - nb, s + b, e - b));
@@ -486,12 +487,12 @@ static scan_result minimax_block(const json_t *tools, const char *s, size_t n, i
                                  size_t *used, chat_calls *out) {
     static const xml_syntax syntax = {"<parameter name=\"", "\">", "</parameter>", "</invoke>"};
     cursor c = {s, n, 0, eof};
-    TRY(cur_lit(&c, "<minimax:tool_call>"));
+    TRY(cur_lit(&c, MINIMAX_OPEN));
     for (int k = 0;; k++) {
         size_t nb, ne;
         cur_ws(&c);
         if (k > 0) {
-            scan_result r = cur_lit(&c, "</minimax:tool_call>");
+            scan_result r = cur_lit(&c, MINIMAX_CLOSE);
             if (r == SCAN_OK) break;
             if (r == SCAN_MORE) return r;
         }
@@ -507,14 +508,14 @@ static const chat_opener hermes_openers[] = {{HERMES_OPEN, 0}, {NULL, 0}};
 static const chat_opener llama3_openers[] = {{LLAMA3_OPEN, 0}, {"{", 1}, {NULL, 0}};
 static const chat_opener mistral_openers[] = {{MISTRAL_OPEN, 0}, {NULL, 0}};
 static const chat_opener deepseek_openers[] = {{DS_CALLS_BEGIN, 0}, {NULL, 0}};
-static const chat_opener minimax_openers[] = {{"<minimax:tool_call>", 0}, {NULL, 0}};
+static const chat_opener minimax_openers[] = {{MINIMAX_OPEN, 0}, {NULL, 0}};
 
 static const chat_family hermes = {hermes_openers, {HERMES_CLOSE}, 0, hermes_block};
 static const chat_family qwen3_coder = {hermes_openers, {HERMES_CLOSE}, 0, qwen3_coder_block};
 static const chat_family llama3 = {llama3_openers, {NULL}, 0, llama3_block};
 static const chat_family mistral = {mistral_openers, {"]", "}"}, 1, mistral_block};
 static const chat_family deepseek = {deepseek_openers, {DS_CALLS_END}, 0, deepseek_block};
-static const chat_family minimax = {minimax_openers, {"</minimax:tool_call>"}, 0, minimax_block};
+static const chat_family minimax = {minimax_openers, {MINIMAX_CLOSE}, 0, minimax_block};
 
 const chat_family *chat_family_of(chat_format f) {
     switch (f) {
@@ -531,18 +532,34 @@ const chat_family *chat_family_of(chat_format f) {
 
 /* The JSON families' blocks as the parsers above read them (Mistral in its
  * array form). */
-static const chat_call_syntax hermes_syntax = {{HERMES_OPEN}, {0}, "arguments", NULL, 0, HERMES_CLOSE};
-static const chat_call_syntax llama3_syntax = {{LLAMA3_OPEN, "{"}, {0, 1}, "parameters", ";", 0, NULL};
-static const chat_call_syntax mistral_syntax = {{MISTRAL_OPEN}, {0}, "arguments", NULL, 1, NULL};
+static const chat_call_syntax hermes_syntax = {
+    .shape = CHAT_CALLS_JSON, .triggers = {HERMES_OPEN}, .args_key = "arguments", .closer = HERMES_CLOSE};
+static const chat_call_syntax llama3_syntax = {
+    .shape = CHAT_CALLS_JSON, .triggers = {LLAMA3_OPEN, "{"}, .at_start_only = {0, 1}, .args_key = "parameters",
+    .separator = ";"};
+static const chat_call_syntax mistral_syntax = {
+    .shape = CHAT_CALLS_JSON, .triggers = {MISTRAL_OPEN}, .args_key = "arguments", .array = 1};
+static const chat_call_syntax qwen3_coder_syntax = {
+    .shape = CHAT_CALLS_XML, .triggers = {HERMES_OPEN}, .call_open = "<function=", .name_close = ">\n",
+    .call_close = "</function>", .param_open = "<parameter=", .key_close = ">\n", .value_close = "\n</parameter>\n",
+    .end_tag = "</parameter>", .closer = HERMES_CLOSE};
+static const chat_call_syntax minimax_syntax = {
+    .shape = CHAT_CALLS_XML, .triggers = {MINIMAX_OPEN}, .separator = "", .call_open = "<invoke name=\"",
+    .name_close = "\">\n", .call_close = "</invoke>", .param_open = "<parameter name=\"", .key_close = "\">",
+    .value_close = "</parameter>\n", .end_tag = "</parameter>", .closer = MINIMAX_CLOSE};
+/* The V3.1 form. */
+static const chat_call_syntax deepseek_syntax = {
+    .shape = CHAT_CALLS_NAMED, .triggers = {DS_CALLS_BEGIN}, .separator = "", .call_open = DS_CALL_BEGIN,
+    .name_close = DS_SEP, .call_close = DS_CALL_END, .closer = DS_CALLS_END};
 
 const chat_call_syntax *chat_format_call_syntax(chat_format f) {
     switch (f) {
     case CHAT_FORMAT_HERMES: return &hermes_syntax;
     case CHAT_FORMAT_LLAMA3: return &llama3_syntax;
     case CHAT_FORMAT_MISTRAL: return &mistral_syntax;
-    case CHAT_FORMAT_QWEN3_CODER:
-    case CHAT_FORMAT_DEEPSEEK_V3:
-    case CHAT_FORMAT_MINIMAX_M2:
+    case CHAT_FORMAT_QWEN3_CODER: return &qwen3_coder_syntax;
+    case CHAT_FORMAT_DEEPSEEK_V3: return &deepseek_syntax;
+    case CHAT_FORMAT_MINIMAX_M2: return &minimax_syntax;
     case CHAT_FORMAT_CONTENT: break;
     }
     return NULL;

@@ -1,7 +1,8 @@
 /* train/ops.c — forward/backward pairs of the decoder's ops (see ops.h).
- * f32 GEMMs go to OpenBLAS (cblas_sgemm); everything else is plain loops,
- * single-threaded, so results depend only on the inputs and the BLAS
- * thread count. */
+ * f32 GEMMs go to OpenBLAS (cblas_sgemm); attention splits its work over a
+ * thread pool in units computed alike on any thread; everything else is
+ * plain loops, single-threaded, so results depend only on the inputs and the
+ * BLAS thread count. */
 #include "train/ops.h"
 
 #include <cblas.h>
@@ -181,68 +182,119 @@ void rope_backward(float *dx, const int *pos, int T, int n_heads, int hd, const 
 /* First key position row i of a sequence may attend to. */
 static int window_start(int i, int window) { return window && i >= window ? i - window + 1 : 0; }
 
-/* q[T][H][hd], k,v[T][KV][hd] -> out[T][H][hd], lse[T][H]; one pass with a
- * running max (online softmax), so no score buffer. */
-void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const attn_shape *s) {
+typedef struct attn_job {
+    float *out, *lse, *dq, *dk, *dv;                    /* what the pass writes */
+    const float *saved_out, *saved_lse, *dout, *q, *k, *v; /* what it reads */
+    const attn_shape *s;
+} attn_job;
+
+/* Run fn on the shape's first n_threads pool threads, or on this one. */
+static void attn_run(const attn_shape *s, bs_parallel_fn fn, attn_job *job) {
+    if (s->pool && s->n_threads > 1)
+        bs_threadpool_run(s->pool, fn, job);
+    else
+        fn(job, 0, 1);
+}
+
+/* Threads of the run that take part (the pool may be larger). */
+static int attn_threads(const attn_shape *s, int nth) { return s->n_threads < nth ? s->n_threads : nth; }
+
+/* Forward of row t (position i of the sequence starting at row0), head h:
+ * one pass with a running max (online softmax), so no score buffer. */
+static void attn_forward_row(const attn_job *jb, int row0, int i, int h) {
+    const attn_shape *s = jb->s;
     int H = s->H, KV = s->KV, hd = s->hd, group = H / KV;
     float scale = 1.0f / sqrtf((float)hd);
+    size_t t = (size_t)row0 + i;
+    const float *qh = jb->q + (t * H + h) * hd;
+    float *o = jb->out + (t * H + h) * hd;
+    memset(o, 0, (size_t)hd * sizeof *o);
+    float m = -INFINITY, l = 0;
+    for (int j = window_start(i, s->window); j <= i; j++) {
+        size_t kv = (((size_t)row0 + j) * KV + h / group) * hd;
+        float sc = kern_dot_f32(qh, jb->k + kv, hd) * scale;
+        if (sc > m) {
+            float r = expf(m - sc);
+            l *= r;
+            for (int d = 0; d < hd; d++) o[d] *= r;
+            m = sc;
+        }
+        float p = expf(sc - m);
+        l += p;
+        for (int d = 0; d < hd; d++) o[d] += p * jb->v[kv + d];
+    }
+    for (int d = 0; d < hd; d++) o[d] /= l;
+    jb->lse[t * H + h] = m + logf(l);
+}
+
+/* Thread ith takes every nth (row, head) unit: causal rows grow in cost, so
+ * interleaving balances them. */
+static void attn_forward_part(void *ctx, int ith, int nth) {
+    const attn_job *jb = ctx;
+    const attn_shape *s = jb->s;
+    nth = attn_threads(s, nth);
+    long u = 0;
     for (int sq = 0; sq < s->n_seq; sq++) {
         int row0 = s->seq_start[sq], n = s->seq_start[sq + 1] - row0;
-        for (int i = 0; i < n; i++) {
-            size_t t = (size_t)row0 + i;
-            for (int h = 0; h < H; h++) {
-                const float *qh = q + (t * H + h) * hd;
-                float *o = out + (t * H + h) * hd;
-                memset(o, 0, (size_t)hd * sizeof *o);
-                float m = -INFINITY, l = 0;
-                for (int j = window_start(i, s->window); j <= i; j++) {
-                    size_t kv = (((size_t)row0 + j) * KV + h / group) * hd;
-                    float sc = kern_dot_f32(qh, k + kv, hd) * scale;
-                    if (sc > m) {
-                        float r = expf(m - sc);
-                        l *= r;
-                        for (int d = 0; d < hd; d++) o[d] *= r;
-                        m = sc;
-                    }
-                    float p = expf(sc - m);
-                    l += p;
-                    for (int d = 0; d < hd; d++) o[d] += p * v[kv + d];
+        for (int i = 0; i < n; i++)
+            for (int h = 0; h < s->H; h++, u++)
+                if (u % nth == ith) attn_forward_row(jb, row0, i, h);
+    }
+}
+
+/* q[T][H][hd], k,v[T][KV][hd] -> out[T][H][hd], lse[T][H] */
+void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const attn_shape *s) {
+    attn_job jb = {.out = out, .lse = lse, .q = q, .k = k, .v = v, .s = s};
+    attn_run(s, attn_forward_part, &jb);
+}
+
+/* Backward of sequence sq for the query heads of kv head g (they alone
+ * write its dk, dv rows), in a fixed order:
+ * p_j = exp(s_j - lse), D = dout·out:
+ * ds_j = p_j (dout·v_j - D);  dq += scale Σ ds_j k_j;  dk_j += scale ds_j q;  dv_j += p_j dout */
+static void attn_backward_group(const attn_job *jb, int sq, int g) {
+    const attn_shape *s = jb->s;
+    int H = s->H, KV = s->KV, hd = s->hd, group = H / KV;
+    float scale = 1.0f / sqrtf((float)hd);
+    const float *q = jb->q, *k = jb->k, *v = jb->v;
+    float *dk = jb->dk, *dv = jb->dv;
+    int row0 = s->seq_start[sq], n = s->seq_start[sq + 1] - row0;
+    for (int i = 0; i < n; i++) {
+        size_t t = (size_t)row0 + i;
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            size_t qo = (t * H + h) * hd;
+            const float *qh = q + qo, *gr = jb->dout + qo;
+            float *dqh = jb->dq + qo;
+            float D = kern_dot_f32(gr, jb->saved_out + qo, hd), L = jb->saved_lse[t * H + h];
+            for (int j = window_start(i, s->window); j <= i; j++) {
+                size_t kv = (((size_t)row0 + j) * KV + g) * hd;
+                float p = expf(kern_dot_f32(qh, k + kv, hd) * scale - L);
+                float ds = p * (kern_dot_f32(gr, v + kv, hd) - D) * scale;
+                for (int d = 0; d < hd; d++) {
+                    dqh[d] += ds * k[kv + d];
+                    dk[kv + d] += ds * qh[d];
+                    dv[kv + d] += p * gr[d];
                 }
-                for (int d = 0; d < hd; d++) o[d] /= l;
-                lse[t * H + h] = m + logf(l);
             }
         }
     }
 }
 
-/* p_j = exp(s_j - lse), D = dout·out:
- * ds_j = p_j (dout·v_j - D);  dq += scale Σ ds_j k_j;  dk_j += scale ds_j q;  dv_j += p_j dout */
+static void attn_backward_part(void *ctx, int ith, int nth) {
+    const attn_job *jb = ctx;
+    const attn_shape *s = jb->s;
+    nth = attn_threads(s, nth);
+    long u = 0;
+    for (int sq = 0; sq < s->n_seq; sq++)
+        for (int g = 0; g < s->KV; g++, u++)
+            if (u % nth == ith) attn_backward_group(jb, sq, g);
+}
+
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                         const float *q, const float *k, const float *v, const attn_shape *s) {
-    int H = s->H, KV = s->KV, hd = s->hd, group = H / KV;
-    float scale = 1.0f / sqrtf((float)hd);
-    for (int sq = 0; sq < s->n_seq; sq++) {
-        int row0 = s->seq_start[sq], n = s->seq_start[sq + 1] - row0;
-        for (int i = 0; i < n; i++) {
-            size_t t = (size_t)row0 + i;
-            for (int h = 0; h < H; h++) {
-                size_t qo = (t * H + h) * hd;
-                const float *qh = q + qo, *g = dout + qo;
-                float *dqh = dq + qo;
-                float D = kern_dot_f32(g, out + qo, hd), L = lse[t * H + h];
-                for (int j = window_start(i, s->window); j <= i; j++) {
-                    size_t kv = (((size_t)row0 + j) * KV + h / group) * hd;
-                    float p = expf(kern_dot_f32(qh, k + kv, hd) * scale - L);
-                    float ds = p * (kern_dot_f32(g, v + kv, hd) - D) * scale;
-                    for (int d = 0; d < hd; d++) {
-                        dqh[d] += ds * k[kv + d];
-                        dk[kv + d] += ds * qh[d];
-                        dv[kv + d] += p * g[d];
-                    }
-                }
-            }
-        }
-    }
+    attn_job jb = {.dq = dq, .dk = dk, .dv = dv, .saved_out = out, .saved_lse = lse, .dout = dout,
+                   .q = q, .k = k, .v = v, .s = s};
+    attn_run(s, attn_backward_part, &jb);
 }
 
 /* ---- SwiGLU -------------------------------------------------------------- */

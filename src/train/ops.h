@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 
+#include "base/threadpool.h"
 #include "engine/model.h"
 
 /* Rows of a non-f32 weight dequantized at a time by matmul_*: scratch for a
@@ -64,10 +65,16 @@ void rope_backward(float *dx, const int *pos, int T, int n_heads, int hd, const 
 
 /* Packed causal grouped-query attention: sequence s owns rows
  * [seq_start[s], seq_start[s+1]); query head h reads kv head h/(H/KV);
- * window > 0 attends only to the last `window` positions. */
+ * window > 0 attends only to the last `window` positions.  With a pool the
+ * work is split over its first n_threads threads (NULL: the caller's thread
+ * alone); each (row, head) of the forward and (sequence, kv head) of the
+ * backward is computed the same way whichever thread runs it, so results do
+ * not depend on the thread count. */
 typedef struct attn_shape {
     const int *seq_start; /* [n_seq + 1] */
     int n_seq, H, KV, hd, window;
+    bs_threadpool *pool;
+    int n_threads;
 } attn_shape;
 
 /* out[T][H][hd] = softmax(q k^T / sqrt(hd)) v; lse[T][H] (log-sum-exp of

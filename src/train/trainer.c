@@ -11,12 +11,14 @@
  * layer is kept and one layer_acts is refilled from it during the backward. */
 #include "train/trainer.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/threadpool.h"
 #include "kernels/kernels.h"
 #include "train/ops.h"
 #include "train/optim.h"
@@ -95,6 +97,8 @@ struct bs_trainer {
     int *pos, *seq_start;      /* [T], [n_seq+1] */
     int n_seq;
     int logit_rows;
+    float *head_f32;           /* [n_vocab][dim] a frozen non-f32 head dequantized once at open, or NULL */
+    bs_threadpool *pool;       /* attention; as many of its threads take part as OpenBLAS uses */
 
     int n_micro;               /* micro-batches accumulated since the last step */
     uint64_t n_batches;        /* forward_backward calls so far: dropout mask keys */
@@ -315,7 +319,7 @@ static bs_status alloc_acts(bs_trainer *t, bs_error *err) {
     if (F > max_in) max_in = F; /* widest input of a projection */
     int drop = !t->tc.full && t->tc.lora.dropout > 0;
     t->n_act_layers = t->tc.recompute ? 1 : c->n_layers;
-    t->logit_rows = (1 << 22) / c->n_vocab;
+    t->logit_rows = (1 << 24) / c->n_vocab;
     if (t->logit_rows < 32) t->logit_rows = 32;
     if (t->logit_rows > t->tc.max_tokens) t->logit_rows = t->tc.max_tokens;
     t->acts = calloc((size_t)t->n_act_layers, sizeof *t->acts);
@@ -407,6 +411,20 @@ static void fill_rope_tables(bs_trainer *t, const bs_model *m) {
         }
 }
 
+/* Largest frozen head kept as an f32 copy (else it is dequantized in chunks
+ * for every group of logit rows, forward and backward). */
+#define HEAD_CACHE_MAX_BYTES ((size_t)1 << 30)
+
+/* A frozen non-f32 head, dequantized once here when memory allows. */
+static void cache_head(bs_trainer *t) {
+    size_t n = (size_t)t->head.rows * t->head.cols;
+    if (t->head.dtype == BS_DTYPE_F32 || n * sizeof(float) > HEAD_CACHE_MAX_BYTES) return;
+    t->head_f32 = malloc(n * sizeof(float));
+    if (!t->head_f32) return;
+    kern_dequant(t->head.dtype, t->head.data, t->head_f32, (int64_t)n);
+    t->head = f32_view(t->head_f32, t->head.rows, t->head.cols);
+}
+
 /* ---- lifecycle ----------------------------------------------------------- */
 
 bs_status trainer_open(bs_model *base, const bs_train_config *c, bs_trainer **out, bs_error *err) {
@@ -445,6 +463,12 @@ bs_status trainer_open(bs_model *base, const bs_train_config *c, bs_trainer **ou
         return st;
     }
     fill_rope_tables(t, base);
+    cache_head(t);
+    st = bs_threadpool_open(bs_cpu_count(), &t->pool, err);
+    if (st) {
+        trainer_close(t);
+        return st;
+    }
     *out = t;
     return BS_OK;
 }
@@ -463,17 +487,19 @@ void trainer_close(bs_trainer *t) {
     free(t->target);
     free(t->pos);
     free(t->seq_start);
+    free(t->head_f32);
+    bs_threadpool_close(t->pool);
     free(t);
 }
 
 /* ---- batch geometry ------------------------------------------------------ */
 
 /* Pack the sequences into rows; row t's target is the next token of its
- * sequence with that token's mask as weight (none after the last token).
- * Sets *T and *wsum (the sum of weights). */
+ * sequence with that token's mask as weight (none after the last token;
+ * every weight 0 without a mask).  Sets *T and *wsum (the sum of weights). */
 static bs_status pack_batch(bs_trainer *t, const int32_t *const *tokens, const float *const *loss_mask,
                             const int *lengths, int B, int *T, double *wsum, bs_error *err) {
-    if (B < 1 || !tokens || !loss_mask || !lengths)
+    if (B < 1 || !tokens || !lengths)
         return bs_fail(err, BS_EINVAL, "trainer: a micro-batch needs at least one sequence");
     long total = 0;
     for (int b = 0; b < B; b++) {
@@ -493,7 +519,7 @@ static bs_status pack_batch(bs_trainer *t, const int32_t *const *tokens, const f
                 return bs_fail(err, BS_EINVAL, "trainer: sequence %d token %d: id %d is outside the vocabulary (0..%d)",
                                b, i, id, t->cfg.n_vocab - 1);
             int last = i == lengths[b] - 1;
-            float w = last ? 0 : loss_mask[b][i + 1];
+            float w = last || !loss_mask ? 0 : loss_mask[b][i + 1];
             if (!(w >= 0) || !isfinite(w))
                 return bs_fail(err, BS_EINVAL, "trainer: sequence %d loss weight %d is %g (must be >= 0)", b, i + 1,
                                w);
@@ -543,7 +569,7 @@ static void layer_forward(bs_trainer *t, int l, layer_acts *a, int T, int train)
     const layer_view *L = &t->layers[l];
     int D = c->dim, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim;
     const float *x = xs_at(t, l);
-    attn_shape as = {t->seq_start, t->n_seq, H, KV, hd, c->sliding_window};
+    attn_shape as = {t->seq_start, t->n_seq, H, KV, hd, c->sliding_window, t->pool, openblas_get_num_threads()};
 
     rmsnorm_forward(a->xn1, a->rstd1, x, L->attn_norm, T, D, c->rms_eps);
     float *ql = c->qk_norm ? a->q_lin : a->q, *kl = c->qk_norm ? a->k_lin : a->k;
@@ -621,7 +647,7 @@ static void layer_backward(bs_trainer *t, int l, layer_acts *a, int T) {
     const layer_view *L = &t->layers[l];
     size_t D = (size_t)c->dim, F = (size_t)c->ffn_dim, qd = (size_t)t->q_dim, kvd = (size_t)t->kv_dim;
     int H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim;
-    attn_shape as = {t->seq_start, t->n_seq, H, KV, hd, c->sliding_window};
+    attn_shape as = {t->seq_start, t->n_seq, H, KV, hd, c->sliding_window, t->pool, openblas_get_num_threads()};
 
     zero(t->dh, T * F);
     zero(t->dg, T * F);
@@ -657,18 +683,10 @@ static void layer_backward(bs_trainer *t, int l, layer_acts *a, int T) {
     rmsnorm_backward(t->dx, L->d_attn_norm, t->dxn, xs_at(t, l), L->attn_norm, a->rstd1, T, (int)D);
 }
 
-bs_status trainer_forward_backward(bs_trainer *t, const int32_t *const *tokens, const float *const *loss_mask,
-                                   const int *lengths, int B, float *loss, bs_error *err) {
-    int T = 0;
-    double wsum = 0;
-    *loss = 0;
-    bs_status st = pack_batch(t, tokens, loss_mask, lengths, B, &T, &wsum, err);
-    if (st || wsum == 0) return st;
+/* From dxn = dL/dxf (left by head_loss) down to the embedding; counts the micro-batch. */
+static void backward(bs_trainer *t, int T) {
     const bs_model_config *c = &t->cfg;
     size_t D = (size_t)c->dim;
-    forward(t, T, 1);
-    zero(t->dxn, T * D);
-    *loss = (float)(head_loss(t, T, (float)(1.0 / wsum)) / wsum);
     zero(t->dx, T * D);
     rmsnorm_backward(t->dx, t->d_out_norm, t->dxn, xs_at(t, c->n_layers), t->out_norm, t->rstdf, T, (int)D);
     for (int l = c->n_layers - 1; l >= 0; l--) {
@@ -678,6 +696,19 @@ bs_status trainer_forward_backward(bs_trainer *t, const int32_t *const *tokens, 
     if (t->d_embed) embedding_backward(t->d_embed, t->dx, t->tok, T, (int)D);
     t->n_micro++;
     t->n_batches++;
+}
+
+bs_status trainer_forward_backward(bs_trainer *t, const int32_t *const *tokens, const float *const *loss_mask,
+                                   const int *lengths, int B, float *loss, bs_error *err) {
+    int T = 0;
+    double wsum = 0;
+    *loss = 0;
+    bs_status st = pack_batch(t, tokens, loss_mask, lengths, B, &T, &wsum, err);
+    if (st || wsum == 0) return st;
+    forward(t, T, 1);
+    zero(t->dxn, (size_t)T * t->cfg.dim);
+    *loss = (float)(head_loss(t, T, (float)(1.0 / wsum)) / wsum);
+    backward(t, T);
     return BS_OK;
 }
 
@@ -690,6 +721,82 @@ bs_status trainer_eval_loss(bs_trainer *t, const int32_t *const *tokens, const f
     if (st || wsum == 0) return st;
     forward(t, T, 0);
     *loss = (float)(head_loss(t, T, 0) / wsum);
+    return BS_OK;
+}
+
+/* ---- per-token log-probs and weighted objectives (RFT) ------------------- */
+
+/* log softmax(z)[target] of one row z[V]; *entropy = -sum p log p. */
+static float row_logprob(const float *z, int32_t target, int V, float *entropy) {
+    float mx = z[0];
+    for (int i = 1; i < V; i++)
+        if (z[i] > mx) mx = z[i];
+    double sum = 0, pz = 0;
+    for (int i = 0; i < V; i++) {
+        double e = exp((double)z[i] - mx);
+        sum += e;
+        pz += e * z[i];
+    }
+    double lse = mx + log(sum);
+    *entropy = (float)(lse - pz / sum);
+    return (float)(z[target] - lse);
+}
+
+bs_status trainer_token_logprobs(bs_trainer *t, const int32_t *const *tokens, const int *lengths, int B,
+                                 int adapter_on, float *const *logprobs, float *const *entropy, bs_error *err) {
+    if (!adapter_on && t->tc.full)
+        return bs_fail(err, BS_EINVAL, "trainer: full training keeps no frozen base to compute log-probs with");
+    int T = 0;
+    double wsum = 0;
+    bs_status st = pack_batch(t, tokens, NULL, lengths, B, &T, &wsum, err);
+    if (st) return st;
+    float scale = t->lora_scale;
+    if (!adapter_on) t->lora_scale = 0; /* B·A·x scaled by zero: exactly the frozen base */
+    forward(t, T, 0);
+    t->lora_scale = scale;
+    int D = t->cfg.dim, V = t->cfg.n_vocab, b = 0;
+    for (int r0 = 0; r0 < T; r0 += t->logit_rows) {
+        int n = T - r0 < t->logit_rows ? T - r0 : t->logit_rows;
+        matmul_forward(t->logits, t->xf + (size_t)r0 * D, &t->head, NULL, n, t->scratch);
+        for (int row = r0; row < r0 + n; row++) {
+            while (row >= t->seq_start[b + 1]) b++;
+            int i = t->pos[row];
+            float h = 0;
+            if (i == 0) {
+                logprobs[b][0] = 0;
+                if (entropy) entropy[b][0] = 0;
+            }
+            if (t->target[row] < 0) continue;
+            logprobs[b][i + 1] = row_logprob(t->logits + (size_t)(row - r0) * V, t->target[row], V, &h);
+            if (entropy) entropy[b][i + 1] = h;
+        }
+    }
+    return BS_OK;
+}
+
+bs_status trainer_forward_backward_weighted(bs_trainer *t, const int32_t *const *tokens,
+                                            const float *const *token_weights, const int *lengths, int B,
+                                            float *objective, bs_error *err) {
+    int T = 0;
+    double wsum = 0;
+    *objective = 0;
+    bs_status st = pack_batch(t, tokens, NULL, lengths, B, &T, &wsum, err);
+    if (st) return st;
+    int any = 0;
+    for (int b = 0; b < B; b++)
+        for (int i = 1; i < lengths[b]; i++) {
+            float w = token_weights[b][i];
+            if (!isfinite(w))
+                return bs_fail(err, BS_EINVAL, "trainer: sequence %d token weight %d is %g", b, i, w);
+            /* cross-entropy with weight -w is w · log p: its gradient is w · (onehot - softmax) */
+            t->weight[t->seq_start[b] + i - 1] = -w;
+            any |= w != 0;
+        }
+    if (!any) return BS_OK;
+    forward(t, T, 1);
+    zero(t->dxn, (size_t)T * t->cfg.dim);
+    *objective = (float)head_loss(t, T, 1.0f);
+    backward(t, T);
     return BS_OK;
 }
 

@@ -69,6 +69,25 @@ bs_status trainer_forward_backward(bs_trainer *t, const int32_t *const *tokens, 
 bs_status trainer_eval_loss(bs_trainer *t, const int32_t *const *tokens, const float *const *loss_mask,
                             const int *lengths, int B, float *loss, bs_error *err);
 
+/* Reinforcement fine-tuning.  Per-token log-probs, forward only (no
+ * dropout, gradients untouched): logprobs[b][i] = log p(tokens[b][i] |
+ * tokens[b][<i]) for 1 <= i < lengths[b], [b][0] = 0; entropy (NULL: not
+ * wanted) the same for the entropy of the predicting softmax.  adapter_on 0
+ * computes them with the LoRA delta switched off: the frozen base, GRPO's
+ * reference policy without a second copy of the model (BS_EINVAL in full
+ * training, which keeps no frozen base). */
+bs_status trainer_token_logprobs(bs_trainer *t, const int32_t *const *tokens, const int *lengths, int B,
+                                 int adapter_on, float *const *logprobs, float *const *entropy, bs_error *err);
+
+/* The generalised loss: objective = sum_b sum_{i>=1} token_weights[b][i] ·
+ * logprobs[b][i] (any sign; indexed like loss_mask).  Adds its gradient and
+ * returns it; trainer_forward_backward is the case -mask/sum(mask).  A
+ * policy-gradient loss passes its dLoss/dlogp here.  All-zero weights: 0 and
+ * no gradient. */
+bs_status trainer_forward_backward_weighted(bs_trainer *t, const int32_t *const *tokens,
+                                            const float *const *token_weights, const int *lengths, int B,
+                                            float *objective, bs_error *err);
+
 /* One optimizer update from the micro-batches since the last step: average
  * their gradients, clip by global norm, AdamW at the scheduled learning
  * rate, zero the gradients.  Reports the global norm before clipping and the

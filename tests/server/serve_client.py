@@ -66,15 +66,19 @@ def make_model(out, max_pos=None):
         json.dump({"chat_template": TEMPLATE, "eos_token": "<|endoftext|>", "bos_token": None}, f)
 
 
-def make_tool_model(out):
+def make_tool_model(out, template=None, tokens=("Sure. <tool_call>\n", "</tool_call>")):
     """The tiny model with a 2048-position limit and two added (non-special)
     tokens: 257 "Sure. <tool_call>\n", which straddles the Hermes trigger
-    (text before it, a newline after it), and 258 "</tool_call>"."""
+    (text before it, a newline after it), and 258 "</tool_call>" (or a
+    family's own template and trigger/closer tokens)."""
     make_model(out, max_pos=2048)
+    if template:
+        with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+            json.dump({"chat_template": template, "eos_token": "<|endoftext|>", "bos_token": None}, f)
     path = os.path.join(out, "tokenizer.json")
     with open(path) as f:
         tok = json.load(f)
-    for i, text in ((257, "Sure. <tool_call>\n"), (258, "</tool_call>")):
+    for i, text in zip((257, 258), tokens):
         tok["added_tokens"].append({"id": i, "content": text, "single_word": False, "lstrip": False,
                                     "rstrip": False, "normalized": False, "special": False})
     with open(path, "w") as f:
@@ -280,6 +284,18 @@ def main():
         assert st == 200
         c.close()
     check("413_body_limit", too_large)
+
+    def url_header_limits():
+        st, e, _ = q("GET", "/v1/models?q=" + "x" * 9000)
+        assert st == 414 and e["error"]["code"] == "url_too_long", e
+        c = srv.conn()
+        c.request("GET", "/v1/models", headers={"X-Big-%d" % i: "y" * 4000 for i in range(10)})
+        r = c.getresponse()
+        e = json.loads(r.read())
+        assert r.status == 431 and e["error"]["code"] == "request_header_fields_too_large", e
+        c.close()
+        assert q("GET", "/v1/models")[0] == 200
+    check("414_431_openai_errors", url_header_limits)
 
     def too_long():
         st, e, _ = q("POST", "/v1/chat/completions", dict(chat_body, max_tokens=1000))
@@ -516,6 +532,7 @@ def main():
         srv.proc.kill()
     if results["fail"]:
         sys.stdout.write("---- server log (tail) ----\n" + "".join(open(srv.log_path).readlines()[-30:]))
+    family_servers(binary, work)
     tools_dir = os.path.join(work, "tools")
     make_tool_model(tools_dir)
     srv2 = Server(binary, [("tools", tools_dir), ("other", tools_dir)], work,
@@ -647,6 +664,69 @@ def second_server(srv):
         assert any('model="tools",endpoint="/v1/chat/completions",status="200"' in l
                    for l in fams["basalt_requests_total"]), fams["basalt_requests_total"]
     check("metrics_valid_exposition_two_models", metrics_two_models)
+
+
+# Families whose calls are not Hermes JSON: a template that names the
+# family's markup, and the trigger (after "Sure. ") and closer as tokens.
+FAMILIES = {
+    "qwen3_coder": ("Call as <tool_call>\n<function=NAME>\n<parameter=KEY>\nvalue\n</parameter>\n</function>\n"
+                    "</tool_call>", ("Sure. <tool_call>\n", "</tool_call>")),
+    "minimax_m2": ('Call as <minimax:tool_call>\n<invoke name="NAME">\n<parameter name="KEY">value</parameter>\n'
+                   "</invoke>\n</minimax:tool_call>", ("Sure. <minimax:tool_call>\n", "</minimax:tool_call>")),
+    "deepseek_v3": ("Call as <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{args}<｜tool▁call▁end｜>"
+                    "<｜tool▁calls▁end｜>", ("Sure. <｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>")),
+}
+
+
+def family_servers(binary, work):
+    """Strict tools under auto in the XML and DeepSeek families, served with
+    --quantize q8_0 and --train-threads."""
+    models = []
+    for fam, (markup, tokens) in FAMILIES.items():
+        d = os.path.join(work, fam)
+        make_tool_model(d, TEMPLATE.replace("You may call tools:", markup), tokens)
+        models.append((fam, d))
+    srv = Server(binary, models, work, ["--ctx", "1024", "--quantize", "q8_0", "--train-threads", "1"],
+                 log="serve3.log")
+    q = srv.request
+    no_space = {str(b): -100 for b in (9, 10, 13, 32)}
+
+    def quantized_models():
+        st, r, _ = q("GET", "/v1/models")
+        assert st == 200 and sorted(m["id"] for m in r["data"]) == sorted(FAMILIES), r
+    check("serve_quantize_q8_0_models", quantized_models)
+
+    def strict_families():
+        for fam in FAMILIES:
+            base = {"model": fam, "messages": [{"role": "user", "content": "hi"}], "tools": [STRICT_TOOL],
+                    "logit_bias": dict(no_space, **{"257": 100}), "max_tokens": 150, "temperature": 0}
+            st, r, _ = q("POST", "/v1/chat/completions", dict(base, parallel_tool_calls=False))
+            assert st == 200, (fam, r)
+            c = r["choices"][0]
+            calls = c["message"].get("tool_calls") or []
+            assert c["message"]["content"] == "Sure." and c["finish_reason"] == "tool_calls", (fam, c)
+            assert len(calls) == 1 and calls[0]["function"]["name"] == "f", (fam, calls)
+            assert valid_f_args(calls[0]["function"]["arguments"]), (fam, calls)
+            # parallel: Qwen3-Coder's grammar lets go after each block; the
+            # others take several calls in one block (the closer token ends it)
+            par = dict(base, max_tokens=300) if fam == "qwen3_coder" else \
+                dict(base, logit_bias=dict(base["logit_bias"], **{"258": 100}))
+            st, r, _ = q("POST", "/v1/chat/completions", par)
+            calls = r["choices"][0]["message"].get("tool_calls") or []
+            assert st == 200 and len(calls) >= (2 if fam == "qwen3_coder" else 1), (fam, r)
+            assert all(valid_f_args(x["function"]["arguments"]) for x in calls), (fam, calls)
+            # what the markup cannot carry is a 400 naming the tool, never unenforced
+            if fam != "deepseek_v3":
+                bad = dict(STRICT_TOOL, function=dict(STRICT_TOOL["function"], name="g", parameters={
+                    "type": "object", "properties": {"s": {"type": "string", "pattern": "^a+$"}}}))
+                st, e, _ = q("POST", "/v1/chat/completions", dict(base, tools=[STRICT_TOOL, bad]))
+                assert st == 400 and e["error"]["param"] == "tools", (fam, e)
+                assert "tools[1] (g)" in e["error"]["message"] and "'pattern'" in e["error"]["message"], e
+    check("strict_tools_xml_deepseek_families", strict_families)
+    srv.proc.kill()
+    srv.proc.wait()
+    if results["fail"]:
+        sys.stdout.write("---- server log (tail) ----\n" + "".join(open(srv.log_path).readlines()[-30:]))
 
 
 if __name__ == "__main__":

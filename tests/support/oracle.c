@@ -1,5 +1,7 @@
 #include "oracle.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,4 +77,44 @@ const char *test_oracle_models(const char **skip) {
     }
     state = 1;
     return dir;
+}
+
+int test_read_named(const char *path, void **buf, test_named *out, int cap) {
+    long size = 0;
+    unsigned char *p = *buf = test_read_file(path, &size), *end = p + size;
+    int n = 0;
+    while (p && p + 4 <= end && n < cap) {
+        uint32_t len, rows, cols;
+        memcpy(&len, p, 4);
+        if (len >= sizeof out->name || p + 12 + len > end) return -1;
+        memcpy(out[n].name, p + 4, len);
+        out[n].name[len] = 0;
+        memcpy(&rows, p + 4 + len, 4);
+        memcpy(&cols, p + 8 + len, 4);
+        out[n].rows = (int)rows;
+        out[n].cols = (int)cols;
+        out[n].data = p + 12 + len;
+        p += 12 + len + (size_t)rows * cols * 4;
+        if (p > end) return -1;
+        n++;
+    }
+    return p ? n : -1;
+}
+
+const test_named *test_find_named(const test_named *t, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(t[i].name, name) == 0) return &t[i];
+    return NULL;
+}
+
+double test_max_rel(const float *got, const unsigned char *ref_bytes, size_t n) {
+    double d = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        float ref;
+        memcpy(&ref, ref_bytes + 4 * i, 4);
+        double e = fabs((double)got[i] - ref);
+        if (!(e <= d)) d = e;
+        if (fabs(ref) > r) r = fabs(ref);
+    }
+    return r > 0 ? d / r : d;
 }

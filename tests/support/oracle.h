@@ -6,6 +6,8 @@
 #ifndef BASALT_TESTS_ORACLE_H
 #define BASALT_TESTS_ORACLE_H
 
+#include <stddef.h>
+
 const char *test_python(void);
 
 /* NULL when torch and numpy import, else the reason to SKIP. */
@@ -22,5 +24,22 @@ void *test_read_file(const char *path, long *size);
  * models, tokens.bin, *.ref and manifest.txt.  NULL when it cannot run;
  * *skip then says why when the reason is a missing torch (else a failure). */
 const char *test_oracle_models(const char **skip);
+
+/* A file of named tensors as train_ref.py's write_named writes them:
+ * repeated {u32 name length, name, u32 rows, u32 cols, f32 data}.  *buf
+ * (free it) holds the file; each entry's data points into it, unaligned.
+ * Returns the entries read (at most cap), -1 for a malformed file. */
+typedef struct test_named {
+    char name[128];
+    int rows, cols;
+    const unsigned char *data;
+} test_named;
+
+int test_read_named(const char *path, void **buf, test_named *out, int cap);
+const test_named *test_find_named(const test_named *t, int n, const char *name);
+
+/* max |got - ref| / max |ref| (the absolute error when ref is all zero);
+ * ref_bytes is unaligned f32. */
+double test_max_rel(const float *got, const unsigned char *ref_bytes, size_t n);
 
 #endif

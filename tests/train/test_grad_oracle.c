@@ -62,53 +62,6 @@ static int setup(void) {
     return setup_ok = 1;
 }
 
-/* A file of named tensors (see train_ref.py); data is unaligned f32. */
-typedef struct named {
-    char name[128];
-    int rows, cols;
-    const unsigned char *data;
-} named;
-
-static int read_named(const char *path, void **buf, named *out, int cap) {
-    long size = 0;
-    unsigned char *p = *buf = test_read_file(path, &size), *end = p + size;
-    int n = 0;
-    while (p && p + 4 <= end && n < cap) {
-        uint32_t len, rows, cols;
-        memcpy(&len, p, 4);
-        if (len >= sizeof out->name || p + 12 + len > end) return -1;
-        memcpy(out[n].name, p + 4, len);
-        out[n].name[len] = 0;
-        memcpy(&rows, p + 4 + len, 4);
-        memcpy(&cols, p + 8 + len, 4);
-        out[n].rows = (int)rows;
-        out[n].cols = (int)cols;
-        out[n].data = p + 12 + len;
-        p += 12 + len + (size_t)rows * cols * 4;
-        if (p > end) return -1;
-        n++;
-    }
-    return p ? n : -1;
-}
-
-static const named *find_named(const named *t, int n, const char *name) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(t[i].name, name) == 0) return &t[i];
-    return NULL;
-}
-
-static double max_rel(const float *got, const unsigned char *ref_bytes, size_t n) {
-    double d = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        float ref;
-        memcpy(&ref, ref_bytes + 4 * i, 4);
-        double e = fabs((double)got[i] - ref);
-        if (!(e <= d)) d = e;
-        if (fabs(ref) > r) r = fabs(ref);
-    }
-    return r > 0 ? d / r : d;
-}
-
 enum { MAX_NAMED = 512 };
 
 static void run_case(const char *name) {
@@ -158,24 +111,24 @@ static void run_case(const char *name) {
     bs_trainer *t = NULL;
     CHECK_OK(trainer_open(m, &tc, &t, &err), &err);
     void *init_buf = NULL, *grad_buf = NULL;
-    named *init = calloc(MAX_NAMED, sizeof *init), *grad = calloc(MAX_NAMED, sizeof *grad);
+    test_named *init = calloc(MAX_NAMED, sizeof *init), *grad = calloc(MAX_NAMED, sizeof *grad);
     if (!t || !init || !grad) goto done;
 
     int n_init = 0;
     if (!tc.full) {
         snprintf(path, sizeof path, "%s/%s.init", out_dir, name);
-        n_init = read_named(path, &init_buf, init, MAX_NAMED);
+        n_init = test_read_named(path, &init_buf, init, MAX_NAMED);
         CHECK_INT(n_init, trainer_n_tensors(t));
         for (int i = 0; i < trainer_n_tensors(t); i++) {
             const bs_train_tensor *x = trainer_tensor(t, i);
-            const named *r = find_named(init, n_init, x->name);
+            const test_named *r = test_find_named(init, n_init, x->name);
             CHECK(r && r->rows == x->rows && r->cols == x->cols);
             if (r && r->rows == x->rows && r->cols == x->cols)
                 memcpy(x->data, r->data, (size_t)x->rows * x->cols * sizeof(float));
         }
     }
     snprintf(path, sizeof path, "%s/%s.grad", out_dir, name);
-    int n_grad = read_named(path, &grad_buf, grad, MAX_NAMED);
+    int n_grad = test_read_named(path, &grad_buf, grad, MAX_NAMED);
     CHECK_INT(n_grad, trainer_n_tensors(t));
     snprintf(path, sizeof path, "%s/%s.loss", out_dir, name);
     long lsize = 0;
@@ -195,10 +148,10 @@ static void run_case(const char *name) {
         if (s == 0)
             for (int i = 0; i < trainer_n_tensors(t); i++) {
                 const bs_train_tensor *x = trainer_tensor(t, i);
-                const named *r = find_named(grad, n_grad, x->name);
+                const test_named *r = test_find_named(grad, n_grad, x->name);
                 CHECK(r && r->rows == x->rows && r->cols == x->cols);
                 if (!r || r->rows != x->rows || r->cols != x->cols) continue;
-                double e = max_rel(x->grad, r->data, (size_t)x->rows * x->cols);
+                double e = test_max_rel(x->grad, r->data, (size_t)x->rows * x->cols);
                 if (!(e <= worst_grad)) {
                     worst_grad = e;
                     worst_name = x->name;

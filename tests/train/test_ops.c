@@ -185,7 +185,7 @@ static void test_rope(void) {
 enum { AT = 7, AH = 4, AKV = 2, AD = 4 };
 static float at_q[AT * AH * AD], at_k[AT * AKV * AD], at_v[AT * AKV * AD], at_c[AT * AH * AD];
 static const int at_seq[3] = {0, 4, 7};
-static attn_shape at_shape = {at_seq, 2, AH, AKV, AD, 0};
+static attn_shape at_shape = {at_seq, 2, AH, AKV, AD, 0, NULL, 1};
 static double at_obj(void) {
     float out[AT * AH * AD], lse[AT * AH];
     attention_forward(out, lse, at_q, at_k, at_v, &at_shape);
