@@ -11,10 +11,6 @@
 #include "base/dtype.h"
 #include "kernels/qdot.h"
 
-/* Weight rows handled together by kern_isa_ops.dot4: each loaded x vector is
- * reused against this many rows. */
-enum { KERN_ROW_TILE = 4 };
-
 /* Convert n elements (a multiple of the block size) of one dtype to f32. */
 typedef void (*kern_dequant_fn)(const void *src, float *dst, int64_t n);
 /* One column chunk of a matmul over float weight rows (F32, F16, BF16):
@@ -32,8 +28,6 @@ typedef struct kern_isa_ops {
     /* Indexed by bs_dtype; every variant is bit-exact with the reference. */
     kern_dequant_fn dequant[BS_DTYPE_COUNT];
     float (*dot)(const float *a, const float *b, int n);
-    /* out[r] = dot(x, w[r]) for r < KERN_ROW_TILE. */
-    void (*dot4)(const float *x, const float *const w[KERN_ROW_TILE], int n, float out[KERN_ROW_TILE]);
     /* Register-tiled matmul chunks, one per float weight type. */
     kern_gemm_fn gemm_f32, gemm_f16, gemm_bf16;
     /* y[i] += a * x[i], and y[i] *= a: attention's running output. */

@@ -137,26 +137,6 @@ AVX2 static float avx2_dot(const float *a, const float *b, int n) {
     return s;
 }
 
-AVX2 static void avx2_dot4(const float *x, const float *const w[KERN_ROW_TILE], int n,
-                           float out[KERN_ROW_TILE]) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 xv = _mm256_loadu_ps(x + i);
-        s0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w[0] + i), s0);
-        s1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w[1] + i), s1);
-        s2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w[2] + i), s2);
-        s3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w[3] + i), s3);
-    }
-    out[0] = hsum(s0);
-    out[1] = hsum(s1);
-    out[2] = hsum(s2);
-    out[3] = hsum(s3);
-    for (; i < n; i++)
-        for (int r = 0; r < KERN_ROW_TILE; r++) out[r] += x[i] * w[r][i];
-}
-
 /* ---- register-tiled matmul chunks (kern_gemm_fn) ----------------------
  * TILE_ROWS weight rows x up to TILE_COLS tokens of ymm accumulators, one per
  * (row, token) pair; columns past the last multiple of 8 are added one by one
@@ -274,7 +254,6 @@ const kern_isa_ops kern_isa_avx2 = {
         [BS_DTYPE_Q6_K] = kern_avx2_dequant_q6_k,
     },
     .dot = avx2_dot,
-    .dot4 = avx2_dot4,
     .gemm_f32 = avx2_gemm_f32,
     .gemm_f16 = avx2_gemm_f16,
     .gemm_bf16 = avx2_gemm_bf16,

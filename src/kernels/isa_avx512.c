@@ -53,32 +53,6 @@ AVX512 static float avx512_dot(const float *a, const float *b, int n) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 
-AVX512 static void avx512_dot4(const float *x, const float *const w[KERN_ROW_TILE], int n,
-                               float out[KERN_ROW_TILE]) {
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    __m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 xv = _mm512_loadu_ps(x + i);
-        s0 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w[0] + i), s0);
-        s1 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w[1] + i), s1);
-        s2 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w[2] + i), s2);
-        s3 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w[3] + i), s3);
-    }
-    if (i < n) {
-        __mmask16 m = tail_mask(n - i);
-        __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
-        s0 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w[0] + i), s0);
-        s1 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w[1] + i), s1);
-        s2 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w[2] + i), s2);
-        s3 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, w[3] + i), s3);
-    }
-    out[0] = _mm512_reduce_add_ps(s0);
-    out[1] = _mm512_reduce_add_ps(s1);
-    out[2] = _mm512_reduce_add_ps(s2);
-    out[3] = _mm512_reduce_add_ps(s3);
-}
-
 /* ---- register-tiled matmul chunks (kern_gemm_fn) ----------------------
  * A tile is R weight rows x C tokens of accumulators, one zmm per (row,
  * token) pair, so every weight vector loaded is used C times and every x
@@ -282,7 +256,6 @@ const kern_isa_ops kern_isa_avx512 = {
         [BS_DTYPE_Q6_K] = kern_avx2_dequant_q6_k,
     },
     .dot = avx512_dot,
-    .dot4 = avx512_dot4,
     .gemm_f32 = avx512_gemm_f32,
     .gemm_f16 = avx512_gemm_f16,
     .gemm_bf16 = avx512_gemm_bf16,

@@ -21,10 +21,6 @@ static float ref_dot(const float *a, const float *b, int n) {
     return s;
 }
 
-static void ref_dot4(const float *x, const float *const w[KERN_ROW_TILE], int n, float out[KERN_ROW_TILE]) {
-    for (int r = 0; r < KERN_ROW_TILE; r++) out[r] = ref_dot(x, w[r], n);
-}
-
 /* Element k of weight row w as f32, for each float weight type. */
 static float ref_weight(bs_dtype type, const void *w, int k) {
     switch (type) {
@@ -86,7 +82,6 @@ const kern_isa_ops kern_isa_ref = {
         [BS_DTYPE_Q6_K] = kern_ref_dequant_q6_k,
     },
     .dot = ref_dot,
-    .dot4 = ref_dot4,
     .gemm_f32 = ref_gemm_f32,
     .gemm_f16 = ref_gemm_f16,
     .gemm_bf16 = ref_gemm_bf16,

@@ -47,9 +47,6 @@ void kern_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
  * (Hugging Face rotate_half); neox == 0 pairs 2i with 2i+1 (GGUF llama). */
 void kern_rope(float *x, int n_heads, int head_dim, int pos, const float *inv_freq, int neox);
 
-/* In-place softmax over n values. */
-void kern_softmax(float *x, int n);
-
 /* out[i] = silu(gate[i]) * up[i]. */
 void kern_swiglu(float *out, const float *gate, const float *up, int n);
 

@@ -12,13 +12,16 @@
  * registers and used against all the tokens.  (Rounding x to bf16 for the
  * vdpbf16ps instruction would halve BF16 prefill's arithmetic, but its
  * 2^-9 relative error per activation breaks the 1e-3 oracle tolerance.)
- * Quantized rows are converted chunk by chunk into a small stack buffer that
- * stays in L1 and dotted with every token (dot4). */
+ * Block-quantized weights go to int8 dot products (qdot.c). */
 #include "kernels/isa.h"
 #include "kernels/kernels.h"
 
-/* Columns per chunk; a multiple of every block size (256). */
+/* Columns per chunk: a weight tile's chunk stays in L1 while every token
+ * passes over it. */
 enum { MATMUL_K_CHUNK = 1024 };
+/* Tokens per pass over the weights: their f32 x chunk (512 KB) stays in L2
+ * while the row tiles go by; longer prompts read the weights again per pass. */
+enum { MATMUL_T_BLOCK = 128 };
 /* Thread ranges start at multiples of this many rows (whole gemm tiles). */
 enum { MATMUL_ROW_ALIGN = 16 };
 
@@ -41,45 +44,21 @@ static void matmul_rows_float(const matmul_job *job, long n, int rows) {
                                                      : job->isa->gemm_bf16;
     size_t elem = job->wtype == BS_DTYPE_F32 ? 4 : 2;
     const unsigned char *w = job->W + (size_t)n * job->row_bytes;
-    for (int k0 = 0; k0 < job->K; k0 += MATMUL_K_CHUNK)
-        gemm(job->y + n, (size_t)job->N, job->x + k0, (size_t)job->K, job->T, w + (size_t)k0 * elem,
-             job->row_bytes, rows, chunk_len(job->K, k0), k0 == 0);
-}
-
-static void matmul_tile_converted(const matmul_job *job, int n, int rows) {
-    float buf[KERN_ROW_TILE][MATMUL_K_CHUNK];
-    const float *w[KERN_ROW_TILE];
-    size_t chunk_bytes = bs_dtype_row_bytes(job->wtype, MATMUL_K_CHUNK);
-    for (int r = 0; r < KERN_ROW_TILE; r++) w[r] = buf[r < rows ? r : 0];
-    for (int k0 = 0; k0 < job->K; k0 += MATMUL_K_CHUNK) {
-        int len = job->K - k0 < MATMUL_K_CHUNK ? job->K - k0 : MATMUL_K_CHUNK;
-        for (int r = 0; r < rows; r++) {
-            const unsigned char *src = job->W + (size_t)(n + r) * job->row_bytes +
-                                       (size_t)(k0 / MATMUL_K_CHUNK) * chunk_bytes;
-            job->isa->dequant[job->wtype](src, buf[r], len);
-        }
-        for (int t = 0; t < job->T; t++) {
-            float out[KERN_ROW_TILE];
-            job->isa->dot4(job->x + (size_t)t * job->K + k0, w, len, out);
-            float *yt = job->y + (size_t)t * job->N + n;
-            for (int r = 0; r < rows; r++) yt[r] = k0 == 0 ? out[r] : yt[r] + out[r];
-        }
+    for (int t0 = 0; t0 < job->T; t0 += MATMUL_T_BLOCK) {
+        int nt = job->T - t0 < MATMUL_T_BLOCK ? job->T - t0 : MATMUL_T_BLOCK;
+        const float *x = job->x + (size_t)t0 * job->K;
+        float *y = job->y + (size_t)t0 * job->N + n;
+        for (int k0 = 0; k0 < job->K; k0 += MATMUL_K_CHUNK)
+            gemm(y, (size_t)job->N, x + k0, (size_t)job->K, nt, w + (size_t)k0 * elem, job->row_bytes, rows,
+                 chunk_len(job->K, k0), k0 == 0);
     }
 }
 
 static void matmul_thread(void *ctx, int ith, int nth) {
     const matmul_job *job = ctx;
     long begin, end;
-    if (job->wtype == BS_DTYPE_F32 || job->wtype == BS_DTYPE_F16 || job->wtype == BS_DTYPE_BF16) {
-        bs_split_range(job->N, ith, nth, MATMUL_ROW_ALIGN, &begin, &end);
-        if (begin < end) matmul_rows_float(job, begin, (int)(end - begin));
-        return;
-    }
-    bs_split_range(job->N, ith, nth, KERN_ROW_TILE, &begin, &end);
-    for (long n = begin; n < end; n += KERN_ROW_TILE) {
-        int rows = end - n < KERN_ROW_TILE ? (int)(end - n) : KERN_ROW_TILE;
-        matmul_tile_converted(job, (int)n, rows);
-    }
+    bs_split_range(job->N, ith, nth, MATMUL_ROW_ALIGN, &begin, &end);
+    if (begin < end) matmul_rows_float(job, begin, (int)(end - begin));
 }
 
 void kern_matmul(bs_threadpool *pool, float *y, const float *x, int T, const void *W,

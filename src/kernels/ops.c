@@ -1,5 +1,6 @@
 /* kernels/ops.c — the element-wise and reduction ops of a transformer layer:
- * RMSNorm, rotary embedding, softmax, SwiGLU and the f32 dot product. */
+ * RMSNorm, rotary embedding, SwiGLU and the f32 dot product (attention's
+ * softmax is online, in attention.c). */
 #include <math.h>
 
 #include "kernels/isa.h"
@@ -28,18 +29,6 @@ void kern_rope(float *x, int n_heads, int head_dim, int pos, const float *inv_fr
             v[b] = va * s + vb * c;
         }
     }
-}
-
-void kern_softmax(float *x, int n) {
-    float max = -INFINITY;
-    for (int i = 0; i < n; i++) max = fmaxf(max, x[i]);
-    float sum = 0;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - max);
-        sum += x[i];
-    }
-    float inv = 1.0f / sum;
-    for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
 void kern_swiglu(float *out, const float *gate, const float *up, int n) { kern_isa()->swiglu(out, gate, up, n); }
