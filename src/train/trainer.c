@@ -98,7 +98,8 @@ struct bs_trainer {
     int n_seq;
     int logit_rows;
     float *head_f32;           /* [n_vocab][dim] a frozen non-f32 head dequantized once at open, or NULL */
-    bs_threadpool *pool;       /* attention; as many of its threads take part as OpenBLAS uses */
+    bs_threadpool *pool;       /* attention, SwiGLU, cross-entropy: as many threads take part as OpenBLAS uses */
+    double *thread_loss;       /* [pool size] each thread's share of a chunk's cross-entropy */
 
     int n_micro;               /* micro-batches accumulated since the last step */
     uint64_t n_batches;        /* forward_backward calls so far: dropout mask keys */
@@ -469,6 +470,11 @@ bs_status trainer_open(bs_model *base, const bs_train_config *c, bs_trainer **ou
         trainer_close(t);
         return st;
     }
+    t->thread_loss = calloc((size_t)bs_threadpool_size(t->pool), sizeof *t->thread_loss);
+    if (!t->thread_loss) {
+        trainer_close(t);
+        return bs_fail(err, BS_ENOMEM, "trainer: out of memory");
+    }
     *out = t;
     return BS_OK;
 }
@@ -488,6 +494,7 @@ void trainer_close(bs_trainer *t) {
     free(t->pos);
     free(t->seq_start);
     free(t->head_f32);
+    free(t->thread_loss);
     bs_threadpool_close(t->pool);
     free(t);
 }
@@ -536,6 +543,63 @@ static bs_status pack_batch(bs_trainer *t, const int32_t *const *tokens, const f
     return BS_OK;
 }
 
+/* ---- threads ------------------------------------------------------------- */
+
+/* The element-wise passes use as many pool threads as OpenBLAS does, so a
+ * run held to N cores (sft.h) stays on N. */
+static int pool_threads(const bs_trainer *t) {
+    int n = openblas_get_num_threads(), p = bs_threadpool_size(t->pool);
+    return n < p ? n : p;
+}
+
+typedef struct par_job {
+    int nth;                            /* threads taking part */
+    int64_t n;                          /* elements (SwiGLU) or rows (cross-entropy) */
+    float *h, *dg, *du;                 /* SwiGLU outputs */
+    const float *dh, *g, *u;            /* SwiGLU inputs */
+    float *logits, dscale;              /* cross-entropy, as crossentropy_forward_backward */
+    const int32_t *target;
+    const float *w;
+    int V;
+    double *loss;                       /* [nth] */
+} par_job;
+
+static void run_par(const bs_trainer *t, bs_parallel_fn fn, par_job *j) {
+    if (j->nth > 1)
+        bs_threadpool_run(t->pool, fn, j);
+    else
+        fn(j, 0, 1);
+}
+
+/* Pool callbacks: thread ith of the j->nth taking part (the pool may be larger). */
+static void swiglu_forward_part(void *ctx, int ith, int nth) {
+    const par_job *j = ctx;
+    long b, e;
+    (void)nth;
+    if (ith >= j->nth) return;
+    bs_split_range(j->n, ith, j->nth, 16, &b, &e);
+    swiglu_forward(j->h + b, j->g + b, j->u + b, e - b);
+}
+
+static void swiglu_backward_part(void *ctx, int ith, int nth) {
+    const par_job *j = ctx;
+    long b, e;
+    (void)nth;
+    if (ith >= j->nth) return;
+    bs_split_range(j->n, ith, j->nth, 16, &b, &e);
+    swiglu_backward(j->dg + b, j->du + b, j->dh + b, j->g + b, j->u + b, e - b);
+}
+
+static void crossentropy_part(void *ctx, int ith, int nth) {
+    const par_job *j = ctx;
+    long b, e;
+    (void)nth;
+    if (ith >= j->nth) return;
+    bs_split_range(j->n, ith, j->nth, 1, &b, &e);
+    j->loss[ith] = crossentropy_forward_backward(j->logits + b * j->V, j->target + b, j->w + b, (int)(e - b), j->V,
+                                                 j->dscale);
+}
+
 /* ---- forward ------------------------------------------------------------- */
 
 static float *xs_at(const bs_trainer *t, int l) { return t->xs + (size_t)l * t->tc.max_tokens * t->cfg.dim; }
@@ -569,7 +633,7 @@ static void layer_forward(bs_trainer *t, int l, layer_acts *a, int T, int train)
     const layer_view *L = &t->layers[l];
     int D = c->dim, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim;
     const float *x = xs_at(t, l);
-    attn_shape as = {t->seq_start, t->n_seq, H, KV, hd, c->sliding_window, t->pool, openblas_get_num_threads()};
+    attn_shape as = {t->seq_start, t->n_seq, H, KV, hd, c->sliding_window, t->pool, pool_threads(t)};
 
     rmsnorm_forward(a->xn1, a->rstd1, x, L->attn_norm, T, D, c->rms_eps);
     float *ql = c->qk_norm ? a->q_lin : a->q, *kl = c->qk_norm ? a->k_lin : a->k;
@@ -589,7 +653,8 @@ static void layer_forward(bs_trainer *t, int l, layer_acts *a, int T, int train)
     rmsnorm_forward(a->xn2, a->rstd2, a->x_mid, L->ffn_norm, T, D, c->rms_eps);
     lin_forward(t, a, l, BS_LIN_GATE, a->g, a->xn2, T, train);
     lin_forward(t, a, l, BS_LIN_UP, a->u, a->xn2, T, train);
-    swiglu_forward(a->h, a->g, a->u, (int64_t)T * c->ffn_dim);
+    par_job sj = {.nth = pool_threads(t), .n = (int64_t)T * c->ffn_dim, .h = a->h, .g = a->g, .u = a->u};
+    run_par(t, swiglu_forward_part, &sj);
     float *y = xs_at(t, l + 1);
     lin_forward(t, a, l, BS_LIN_DOWN, y, a->h, T, train);
     add_rows(y, a->x_mid, (size_t)T * D);
@@ -611,7 +676,10 @@ static double head_loss(bs_trainer *t, int T, float dscale) {
         int n = T - r0 < t->logit_rows ? T - r0 : t->logit_rows;
         const float *xf = t->xf + (size_t)r0 * D;
         matmul_forward(t->logits, xf, &t->head, NULL, n, t->scratch);
-        loss += crossentropy_forward_backward(t->logits, t->target + r0, t->weight + r0, n, V, dscale);
+        par_job cj = {.nth = pool_threads(t), .n = n, .logits = t->logits, .dscale = dscale, .target = t->target + r0,
+                      .w = t->weight + r0, .V = V, .loss = t->thread_loss};
+        run_par(t, crossentropy_part, &cj);
+        for (int i = 0; i < cj.nth; i++) loss += t->thread_loss[i];
         if (dscale != 0)
             matmul_backward(t->dxn + (size_t)r0 * D, t->d_head, NULL, t->logits, xf, &t->head, n, t->scratch);
     }
@@ -647,14 +715,16 @@ static void layer_backward(bs_trainer *t, int l, layer_acts *a, int T) {
     const layer_view *L = &t->layers[l];
     size_t D = (size_t)c->dim, F = (size_t)c->ffn_dim, qd = (size_t)t->q_dim, kvd = (size_t)t->kv_dim;
     int H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim;
-    attn_shape as = {t->seq_start, t->n_seq, H, KV, hd, c->sliding_window, t->pool, openblas_get_num_threads()};
+    attn_shape as = {t->seq_start, t->n_seq, H, KV, hd, c->sliding_window, t->pool, pool_threads(t)};
 
     zero(t->dh, T * F);
     zero(t->dg, T * F);
     zero(t->du, T * F);
     zero(t->dxn, T * D);
     lin_backward(t, a, l, BS_LIN_DOWN, t->dh, t->dx, a->h, T);
-    swiglu_backward(t->dg, t->du, t->dh, a->g, a->u, (int64_t)T * F);
+    par_job sj = {.nth = pool_threads(t), .n = (int64_t)T * F, .dg = t->dg, .du = t->du, .dh = t->dh, .g = a->g,
+                  .u = a->u};
+    run_par(t, swiglu_backward_part, &sj);
     lin_backward(t, a, l, BS_LIN_GATE, t->dxn, t->dg, a->xn2, T);
     lin_backward(t, a, l, BS_LIN_UP, t->dxn, t->du, a->xn2, T);
     rmsnorm_backward(t->dx, L->d_ffn_norm, t->dxn, a->x_mid, L->ffn_norm, a->rstd2, T, (int)D);
