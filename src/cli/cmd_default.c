@@ -10,7 +10,7 @@
 #include "train/default_model.h"
 
 static const cli_command build_default_cmd = {
-    "build-default", "[--out DIR] [--data DIR] [--threads N] [--seconds S] [--force] [--tiny]",
+    "build-default", "[--out DIR] [--data DIR] [--threads N] [--steps N] [--seconds S] [--force] [--tiny]",
     "Build basalt's embedded default model from nothing: generate the\n"
     "synthetic instruction corpus, train a byte-level BPE tokenizer on it,\n"
     "train a small Llama full-parameter on it, score it on the held-out\n"
@@ -20,8 +20,9 @@ static const cli_command build_default_cmd = {
     "with the same recipe and config is kept unless --force.  The same\n"
     "config and thread count always give the same model; --seconds stops\n"
     "training early (the result is marked incomplete and is not reused by\n"
-    "`basalt run`).  About 4-5 minutes on 2 cores; --tiny builds a toy\n"
-    "variant in seconds (for tests).",
+    "`basalt run`).  About 3.5 minutes of one core's time (training is\n"
+    "single-threaded by default); --tiny builds a toy variant in seconds\n"
+    "(for tests).",
 };
 
 static void print_progress(void *user, const char *line) {

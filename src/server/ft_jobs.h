@@ -30,6 +30,7 @@
 #include "base/error.h"
 #include "server/openai_request.h"
 #include "store/store.h"
+#include "train/rft.h"
 #include "train/sft.h"
 
 typedef struct basalt_server basalt_server;
@@ -48,6 +49,14 @@ void ft_runner_close(ft_runner *r);
  * eval_every.  Checks every field (param names it under prefix) and fills c
  * (absent and "auto" leave c's auto value); c may be NULL to check only. */
 bs_status ft_hparams_decode(const json_t *h, const char *prefix, sft_config *c, api_error *a);
+
+/* The same for method "reinforcement": OpenAI's n_epochs, batch_size,
+ * learning_rate_multiplier, eval_interval, eval_samples, compute_multiplier
+ * (scales the auto group size of 8) and reasoning_effort (only "auto") plus
+ * basalt's group_size, max_completion_tokens, temperature, top_p, beta,
+ * epsilon, epsilon_high, loss_type, scale_rewards, lora_rank, lora_alpha,
+ * max_length, warmup_ratio, max_unscored_fraction and checkpoint_every. */
+bs_status ft_rft_hparams_decode(const json_t *h, const char *prefix, rft_config *c, api_error *a);
 
 /* Store a new job (status validating_files) with its first event and wake
  * the runner. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "reward/reward.h"
 #include "server/ft_jobs.h"
 #include "server/openai_response.h"
 #include "server/server_impl.h"
@@ -22,22 +23,38 @@ static json_t *int_or_null(int64_t v) { return v == STORE_NULL_INT ? json_null()
 
 /* The hyperparameters object OpenAI shows: its three fields ("auto" until
  * the runner resolves them), plus basalt's when given or resolved. */
-static json_t *job_hparams(const store_job *j) {
+static json_t *job_hparams(const store_job *j, int rft) {
     json_t *h = json_or_null(j->hyperparameters);
     if (!json_is_object(h)) {
         json_decref(h);
         h = json_object();
     }
-    static const char *const openai[] = {"n_epochs", "batch_size", "learning_rate_multiplier"};
-    for (size_t i = 0; i < 3; i++)
+    static const char *const openai[] = {"n_epochs",      "batch_size",   "learning_rate_multiplier",
+                                         "eval_interval", "eval_samples", "compute_multiplier",
+                                         "reasoning_effort"};
+    for (size_t i = 0; i < (rft ? 7u : 3u); i++)
         if (!json_object_get(h, openai[i])) json_object_set_new(h, openai[i], json_string("auto"));
     return h;
 }
 
+/* OpenAI's method object, {"type", "<type>": {..., "hyperparameters"}},
+ * from the stored one (m, stolen). */
+static json_t *job_method(json_t *m, int rft, json_t *h) {
+    if (!rft) {
+        json_decref(m);
+        return json_pack("{s:s,s:{s:O}}", "type", "supervised", "supervised", "hyperparameters", h);
+    }
+    json_object_set(json_object_get(m, "reinforcement"), "hyperparameters", h);
+    return m;
+}
+
 static json_t *job_object(basalt_server *s, const store_job *j) {
-    json_t *h = job_hparams(j);
+    json_t *m = json_or_null(j->method);
+    const char *type = json_string_value(json_object_get(m, "type"));
+    int rft = type && strcmp(type, "reinforcement") == 0;
+    json_t *h = job_hparams(j, rft);
     long long eta = j->status == STORE_JOB_RUNNING ? ft_runner_estimate(s->ft, j->id) : -1;
-    json_t *method = json_pack("{s:s,s:{s:O}}", "type", "supervised", "supervised", "hyperparameters", h);
+    json_t *method = job_method(m, rft, h);
     return json_pack("{s:s,s:s,s:s,s:I,s:o,s:o,s:s?,s:s,s:[],s:s,s:s,s:s?,s:o,s:I,s:o,s:o,s:o,s:[],s:n,s:s?,s:b}",
                      "object", "fine_tuning.job", "id", j->id, "model", j->model, "created_at",
                      (json_int_t)j->created_at, "finished_at", int_or_null(j->finished_at), "estimated_finish",
@@ -92,18 +109,50 @@ static bs_status check_file(basalt_server *s, const char *param, const char *id,
     return st;
 }
 
-/* The supervised hyperparameters object of the request: method's or the
- * deprecated top-level one (not both). */
-static bs_status request_hparams(const json_t *body, const json_t **out, api_error *a) {
+/* The reinforcement method: a grader reward_grader_parse accepts (its errors
+ * name the field under method.reinforcement) and the hyperparameters. */
+static bs_status request_rft(const json_t *method, const json_t **out, json_t **stored, api_error *a) {
+    const json_t *rft = json_object_get(method, "reinforcement");
+    if (!json_is_object(rft))
+        return api_fail(a, BS_EINVAL, "method.reinforcement", NULL,
+                        "method.reinforcement: expected an object with a grader");
+    const json_t *grader = json_object_get(rft, "grader");
+    if (!grader) return api_fail(a, BS_EINVAL, "method.reinforcement.grader", NULL, "method.reinforcement.grader: required");
+    bs_reward_grader *g = NULL;
+    bs_error err = {0};
+    if (reward_grader_parse(grader, &g, &err) != BS_OK)
+        return api_fail(a, err.status == BS_ENOMEM ? BS_ENOMEM : BS_EINVAL, "method.reinforcement.grader", NULL,
+                        "method.reinforcement.%s", err.msg);
+    reward_grader_free(g);
+    const json_t *mh = json_object_get(rft, "hyperparameters");
+    if (*out)
+        return api_fail(a, BS_EINVAL, "hyperparameters", NULL,
+                        "hyperparameters: give them in method.reinforcement.hyperparameters");
+    *out = mh && !json_is_null(mh) ? mh : NULL;
+    if (ft_rft_hparams_decode(*out, "method.reinforcement.hyperparameters", NULL, a) != BS_OK) return a->e.status;
+    *stored = json_pack("{s:s,s:{s:O}}", "type", "reinforcement", "reinforcement", "grader", grader);
+    return *stored ? BS_OK : api_fail(a, BS_ENOMEM, NULL, NULL, "out of memory");
+}
+
+/* The hyperparameters object of the request (method's or, for supervised,
+ * the deprecated top-level one, not both) and the method as the job stores
+ * it (*stored: NULL for supervised). */
+static bs_status request_hparams(const json_t *body, const json_t **out, json_t **stored, api_error *a) {
     const json_t *method = json_object_get(body, "method"), *top = json_object_get(body, "hyperparameters");
     *out = top && !json_is_null(top) ? top : NULL;
+    *stored = NULL;
     if (!method || json_is_null(method)) return ft_hparams_decode(*out, "hyperparameters", NULL, a);
     if (!json_is_object(method)) return api_fail(a, BS_EINVAL, "method", NULL, "method: expected an object");
     const char *type = json_string_value(json_object_get(method, "type"));
-    if (!type) return api_fail(a, BS_EINVAL, "method.type", NULL, "method.type: expected a string (\"supervised\")");
+    if (!type)
+        return api_fail(a, BS_EINVAL, "method.type", NULL,
+                        "method.type: expected a string (\"supervised\" or \"reinforcement\")");
+    if (strcmp(type, "reinforcement") == 0) return request_rft(method, out, stored, a);
     if (strcmp(type, "supervised") != 0)
         return api_fail(a, BS_EUNSUPPORTED, "method.type", NULL,
-                        "method.type: \"%s\" is not supported; basalt fine-tunes with \"supervised\"", type);
+                        "method.type: \"%s\" is not supported; basalt fine-tunes with \"supervised\" or "
+                        "\"reinforcement\"",
+                        type);
     const json_t *sup = json_object_get(method, "supervised");
     if (sup && !json_is_null(sup) && !json_is_object(sup))
         return api_fail(a, BS_EINVAL, "method.supervised", NULL, "method.supervised: expected an object");
@@ -140,7 +189,11 @@ static bs_status check_create(basalt_server *s, http_request *r, const json_t *b
         return api_fail(a, BS_EUNSUPPORTED, "integrations", NULL, "integrations: not supported by basalt");
     if ((v = json_object_get(body, "metadata")) && !json_is_null(v))
         return api_fail(a, BS_EUNSUPPORTED, "metadata", NULL, "metadata: not supported by basalt fine-tuning jobs");
-    if (request_hparams(body, &h, a) != BS_OK) return a->e.status;
+    json_t *stored = NULL;
+    if (request_hparams(body, &h, &stored, a) != BS_OK) return a->e.status;
+    j->method = stored ? json_dumps(stored, JSON_COMPACT) : strdup("{\"type\":\"supervised\"}");
+    json_decref(stored);
+    if (!j->method) return api_fail(a, BS_ENOMEM, NULL, NULL, "out of memory");
     if (strncmp(model, "ft:", 3) == 0)
         return api_fail(a, BS_EUNSUPPORTED, "model", NULL,
                         "model: fine-tuning a fine-tuned model (%s) is not supported; name its base model", model);
@@ -165,7 +218,7 @@ void handle_ft_create(basalt_server *s, http_request *r) {
     for (const char *p = id + 6; *p; p++) seed_bytes = seed_bytes * 31 + (unsigned char)*p;
     store_job j = {.id = id, .owner = "", .seed = (int64_t)(seed_bytes & 0x7fffffff), .status =
                    STORE_JOB_VALIDATING_FILES, .created_at = unix_now(), .finished_at = STORE_NULL_INT,
-                   .trained_tokens = STORE_NULL_INT, .method = "{\"type\":\"supervised\"}"};
+                   .trained_tokens = STORE_NULL_INT};
     api_error a = {0};
     bs_status st = check_create(s, r, body, &j, &a);
     if (st == BS_ENOTFOUND) {
@@ -177,6 +230,7 @@ void handle_ft_create(basalt_server *s, http_request *r) {
         respond_json(r, 200, job_object(s, &j));
     }
     free(j.hyperparameters);
+    free(j.method);
     json_decref(body);
 }
 

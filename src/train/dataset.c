@@ -294,7 +294,7 @@ static bs_status turn_span(const chat_template *t, const json_t *msgs, size_t k,
     return BS_OK;
 }
 
-static int chat_flags(const bs_tokenizer *tok, const char *text) {
+int dataset_chat_flags(const bs_tokenizer *tok, const char *text) {
     int32_t bos = tok_bos_id(tok);
     const char *bos_text = bos >= 0 ? tok_token_text(tok, bos) : NULL;
     int has_bos = bos_text && *bos_text && strncmp(text, bos_text, strlen(bos_text)) == 0;
@@ -321,7 +321,7 @@ static bs_status add_chat(dataset *ds, const dataset_opts *o, const bs_tokenizer
     if (chat_template_render(t, msgs, tools, 0, NULL, &full, &full_len, &rerr) != BS_OK) goto render_failed;
     if (!o->assistant_only) {
         span all = {0, full_len};
-        st = add_text(ds, o, tok, full, full_len, chat_flags(tok, full), &all, 1, 0, line, pr, err);
+        st = add_text(ds, o, tok, full, full_len, dataset_chat_flags(tok, full), &all, 1, 0, line, pr, err);
         goto done;
     }
     for (size_t k = 0; k < n; k++) {
@@ -336,7 +336,7 @@ static bs_status add_chat(dataset *ds, const dataset_opts *o, const bs_tokenizer
         n_spans++;
     }
     if (consistent) {
-        st = add_text(ds, o, tok, full, full_len, chat_flags(tok, full), spans, (int)n_spans, 0, line, pr, err);
+        st = add_text(ds, o, tok, full, full_len, dataset_chat_flags(tok, full), spans, (int)n_spans, 0, line, pr, err);
         goto done;
     }
     /* The template rewrites earlier turns: one example per trained turn. */
@@ -347,7 +347,7 @@ static bs_status add_chat(dataset *ds, const dataset_opts *o, const bs_tokenizer
         size_t with_len;
         span sp;
         if (turn_span(t, msgs, k, tools, &with, &with_len, &sp, &rerr) != BS_OK) goto render_failed;
-        st = add_text(ds, o, tok, with, with_len, chat_flags(tok, with), &sp, 1, 0, line, pr, err);
+        st = add_text(ds, o, tok, with, with_len, dataset_chat_flags(tok, with), &sp, 1, 0, line, pr, err);
         free(with);
     }
     goto done;

@@ -101,4 +101,8 @@ size_t dataset_count(const dataset *ds);
 /* Sequence i < dataset_count(ds); the arrays point into ds. */
 void dataset_get(const dataset *ds, size_t i, dataset_seq *out);
 
+/* tok_encode flags for a rendered chat text: special tokens parsed, BOS
+ * added only when the template did not write it (the server's rule). */
+int dataset_chat_flags(const bs_tokenizer *tok, const char *text);
+
 #endif

@@ -4,20 +4,17 @@
 #include "train/sft.h"
 
 #include <cblas.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "base/file.h"
 #include "base/log.h"
 #include "base/paths.h"
 #include "base/threadpool.h"
 #include "engine/adapter.h"
-#include "format/safetensors_write.h"
+#include "train/train_state.h"
 
 /* The bases the learning-rate multiplier scales (see sft.h). */
 #define SFT_LORA_LR 1e-4
@@ -180,25 +177,9 @@ bs_trainer *sft_trainer(sft_run *r) { return r->trainer; }
 
 /* ---- data order ------------------------------------------------------------ */
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Fisher-Yates from a generator keyed by (seed, epoch) alone, so any epoch's
- * order can be rebuilt on resume without replaying earlier ones. */
 static void shuffle_for(sft_run *r, int epoch) {
     if (r->perm_epoch == epoch) return;
-    uint64_t s = r->c.seed ^ (0xd1b54a32d192ed03ull * (uint64_t)(epoch + 1));
-    for (size_t i = 0; i < r->n_train; i++) r->perm[i] = i;
-    for (size_t i = r->n_train; i > 1; i--) {
-        size_t j = (size_t)(splitmix(&s) % i);
-        size_t t = r->perm[i - 1];
-        r->perm[i - 1] = r->perm[j];
-        r->perm[j] = t;
-    }
+    train_epoch_order(r->c.seed, epoch, r->perm, r->n_train);
     r->perm_epoch = epoch;
 }
 
@@ -255,143 +236,52 @@ bs_status sft_eval(sft_run *r, double *loss, bs_error *err) {
 
 /* ---- checkpoints ----------------------------------------------------------- */
 
-#define CKPT_STATE "trainer_state.bin"
-#define CKPT_MAGIC 0x54465342u /* "BSFT" */
-#define CKPT_VERSION 1u
-
-/* What a checkpoint must agree on with the run loading it, then where the
- * run stood.  Followed by the trained values and the moments (f32). */
-typedef struct ckpt_header {
-    uint32_t magic, version;
-    uint64_t n_params, n_train, seed;
+/* The SFT meta block of a checkpoint (train/train_state.h): what must agree
+ * with the run loading it, then where the run stood. */
+typedef struct ckpt_meta {
+    uint64_t n_train, seed;
     int32_t n_epochs, batch_size, full, rank;
-    int32_t step, trainer_steps;
-    uint64_t micro_batches;
+    int32_t step, pad;
     int64_t trained_tokens;
-} ckpt_header;
+} ckpt_meta;
 
-static void ckpt_expect(const sft_run *r, ckpt_header *h) {
-    *h = (ckpt_header){.magic = CKPT_MAGIC, .version = CKPT_VERSION, .n_params = trainer_n_params(r->trainer),
-                       .n_train = r->n_train, .seed = r->c.seed, .n_epochs = r->c.n_epochs,
-                       .batch_size = r->c.batch_size, .full = r->c.full, .rank = r->c.full ? 0 : r->c.lora.rank};
-}
-
-static bs_status write_all(FILE *f, const void *p, size_t n, const char *path, bs_error *err) {
-    if (n && fwrite(p, 1, n, f) != n) return bs_fail(err, BS_EIO, "%s: write failed: %s", path, strerror(errno));
-    return BS_OK;
-}
-
-/* The trained values are one block in tensor order (trainer.h), so the
- * first tensor's data pointer starts it. */
-static float *params_of(sft_run *r) { return trainer_tensor(r->trainer, 0)->data; }
-
-static bs_status write_state(sft_run *r, const char *path, bs_error *err) {
-    ckpt_header h;
-    ckpt_expect(r, &h);
-    h.step = r->step;
-    trainer_counters(r->trainer, &h.trainer_steps, &h.micro_batches);
-    h.trained_tokens = r->trained_tokens;
-    FILE *f = fopen(path, "wb");
-    if (!f) return bs_fail(err, BS_EIO, "%s: %s", path, strerror(errno));
-    size_t n = trainer_n_params(r->trainer);
-    bs_status st = write_all(f, &h, sizeof h, path, err);
-    if (st == BS_OK) st = write_all(f, params_of(r), n * sizeof(float), path, err);
-    if (st == BS_OK) st = write_all(f, trainer_moments(r->trainer), 2 * n * sizeof(float), path, err);
-    if (st == BS_OK && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-        st = bs_fail(err, BS_EIO, "%s: %s", path, strerror(errno));
-    if (fclose(f) != 0 && st == BS_OK) st = bs_fail(err, BS_EIO, "%s: %s", path, strerror(errno));
-    return st;
-}
-
-/* The LoRA tensors as the adapter module takes them. */
-static bs_status make_adapter(sft_run *r, const char *base_name, bs_adapter **out, bs_error *err) {
-    int n = trainer_n_tensors(r->trainer);
-    bs_adapter_tensor *ts = calloc((size_t)n, sizeof *ts);
-    if (!ts) return bs_fail(err, BS_ENOMEM, "sft: out of memory");
-    for (int i = 0; i < n; i++) {
-        const bs_train_tensor *x = trainer_tensor(r->trainer, i);
-        ts[i] = (bs_adapter_tensor){.name = x->name, .data = x->data, .rows = x->rows, .cols = x->cols};
-    }
-    bs_adapter_config ac = {.rank = r->c.lora.rank, .alpha = r->c.lora.alpha, .rslora = r->c.lora.rslora,
-                            .targets = r->c.lora.targets, .base_model = base_name};
-    bs_status st = adapter_from_tensors(r->model, &ac, ts, n, out, err);
-    free(ts);
-    return st;
-}
-
-/* Removes dir and the plain files in it (a checkpoint holds nothing else). */
-static void remove_tree(const char *dir) {
-    static const char *const names[] = {CKPT_STATE, "adapter_config.json", "adapter_model.safetensors"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char *p = bs_path_join(dir, names[i]);
-        if (p) unlink(p);
-        free(p);
-    }
-    rmdir(dir);
+static void ckpt_expect(const sft_run *r, ckpt_meta *h) {
+    *h = (ckpt_meta){.n_train = r->n_train, .seed = r->c.seed, .n_epochs = r->c.n_epochs,
+                     .batch_size = r->c.batch_size, .full = r->c.full, .rank = r->c.full ? 0 : r->c.lora.rank,
+                     .step = r->step, .trained_tokens = r->trained_tokens};
 }
 
 bs_status sft_save_checkpoint(sft_run *r, const char *dir, bs_error *err) {
-    size_t n = strlen(dir);
-    char *tmp = malloc(n + 5), *state = NULL;
-    if (!tmp) return bs_fail(err, BS_ENOMEM, "sft: out of memory");
-    snprintf(tmp, n + 5, "%s.tmp", dir);
-    remove_tree(tmp);
-    bs_status st = bs_make_dirs(tmp, 0755, err);
-    if (st == BS_OK && !(state = bs_path_join(tmp, CKPT_STATE))) st = bs_fail(err, BS_ENOMEM, "sft: out of memory");
-    if (st == BS_OK) st = write_state(r, state, err);
-    if (st == BS_OK && !r->c.full) {
-        bs_adapter *a = NULL;
-        st = make_adapter(r, NULL, &a, err);
-        if (st == BS_OK) st = adapter_save_peft(a, tmp, NULL, BS_DTYPE_F32, err);
-        adapter_close(a);
-    }
-    if (st == BS_OK) {
-        remove_tree(dir);
-        if (rename(tmp, dir) != 0) st = bs_fail(err, BS_EIO, "%s: %s", dir, strerror(errno));
-    }
-    if (st != BS_OK) remove_tree(tmp);
-    free(state);
-    free(tmp);
-    return st;
+    ckpt_meta h;
+    ckpt_expect(r, &h);
+    return train_state_save(r->trainer, r->model, &h, sizeof h, dir, err);
+}
+
+static bs_status ckpt_check(void *user, const void *meta, const char *path, bs_error *err) {
+    const sft_run *r = user;
+    const ckpt_meta *h = meta;
+    ckpt_meta want;
+    ckpt_expect(r, &want);
+    if (h->n_train != want.n_train || h->seed != want.seed || h->n_epochs != want.n_epochs ||
+        h->batch_size != want.batch_size || h->full != want.full || h->rank != want.rank)
+        return bs_fail(err, BS_EFORMAT,
+                       "%s: made by a different run (sequences %llu, seed %llu, epochs %d, batch %d, rank %d; this "
+                       "run has %llu, %llu, %d, %d, %d)",
+                       path, (unsigned long long)h->n_train, (unsigned long long)h->seed, h->n_epochs, h->batch_size,
+                       h->rank, (unsigned long long)want.n_train, (unsigned long long)want.seed, want.n_epochs,
+                       want.batch_size, want.rank);
+    if (h->step < 0 || h->step > r->total_steps)
+        return bs_fail(err, BS_EFORMAT, "%s: step %d is outside 0..%d", path, h->step, r->total_steps);
+    return BS_OK;
 }
 
 bs_status sft_load_checkpoint(sft_run *r, const char *dir, bs_error *err) {
-    char *path = bs_path_join(dir, CKPT_STATE), *data = NULL;
-    size_t size = 0;
-    if (!path) return bs_fail(err, BS_ENOMEM, "sft: out of memory");
-    bs_status st = bs_file_read(path, &data, &size, err);
-    size_t n = trainer_n_params(r->trainer);
-    ckpt_header want, h;
-    ckpt_expect(r, &want);
-    if (st == BS_OK && size != sizeof h + 3 * n * sizeof(float))
-        st = bs_fail(err, BS_EFORMAT, "%s: %zu bytes, expected %zu for %zu trained values", path, size,
-                     sizeof h + 3 * n * sizeof(float), n);
+    ckpt_meta h;
+    bs_status st = train_state_load(r->trainer, dir, &h, sizeof h, ckpt_check, r, err);
     if (st == BS_OK) {
-        memcpy(&h, data, sizeof h);
-        if (h.magic != want.magic || h.version != want.version)
-            st = bs_fail(err, BS_EFORMAT, "%s: not a basalt SFT checkpoint (version %u)", path, h.version);
-        else if (h.n_params != want.n_params || h.n_train != want.n_train || h.seed != want.seed ||
-                 h.n_epochs != want.n_epochs || h.batch_size != want.batch_size || h.full != want.full ||
-                 h.rank != want.rank)
-            st = bs_fail(err, BS_EFORMAT,
-                         "%s: made by a different run (parameters %llu, sequences %llu, seed %llu, epochs %d, batch "
-                         "%d, rank %d; this run has %llu, %llu, %llu, %d, %d, %d)",
-                         path, (unsigned long long)h.n_params, (unsigned long long)h.n_train,
-                         (unsigned long long)h.seed, h.n_epochs, h.batch_size, h.rank,
-                         (unsigned long long)want.n_params, (unsigned long long)want.n_train,
-                         (unsigned long long)want.seed, want.n_epochs, want.batch_size, want.rank);
-        else if (h.step < 0 || h.step > r->total_steps)
-            st = bs_fail(err, BS_EFORMAT, "%s: step %d is outside 0..%d", path, h.step, r->total_steps);
-    }
-    if (st == BS_OK) st = trainer_set_counters(r->trainer, h.trainer_steps, h.micro_batches, err);
-    if (st == BS_OK) {
-        memcpy(params_of(r), data + sizeof h, n * sizeof(float));
-        memcpy(trainer_moments(r->trainer), data + sizeof h + n * sizeof(float), 2 * n * sizeof(float));
         r->step = h.step;
         r->trained_tokens = h.trained_tokens;
     }
-    free(data);
-    free(path);
     return st;
 }
 
@@ -399,12 +289,10 @@ bs_status sft_load_checkpoint(sft_run *r, const char *dir, bs_error *err) {
 
 static bs_status checkpoint_at(sft_run *r, const char *root, const sft_hooks *h, const sft_progress *p,
                                bs_error *err) {
-    char name[32];
-    snprintf(name, sizeof name, "checkpoint-%d", r->step);
-    char *dir = bs_path_join(root, name);
-    if (!dir) return bs_fail(err, BS_ENOMEM, "sft: out of memory");
-    bs_status st = bs_make_dirs(root, 0755, err);
-    if (st == BS_OK) st = sft_save_checkpoint(r, dir, err);
+    ckpt_meta m;
+    ckpt_expect(r, &m);
+    char *dir = NULL;
+    bs_status st = train_state_checkpoint(r->trainer, r->model, &m, sizeof m, root, r->step, &dir, err);
     if (st == BS_OK && h && h->on_checkpoint) st = h->on_checkpoint(h->user, p, dir, err);
     free(dir);
     return st;
@@ -452,56 +340,6 @@ bs_status sft_train(sft_run *r, const char *checkpoint_root, const sft_hooks *h,
 
 /* ---- export ---------------------------------------------------------------- */
 
-static bs_status fill_f32(void *ctx, const st_write_tensor *t, void *dst, bs_error *err) {
-    (void)ctx;
-    (void)err;
-    const bs_train_tensor *x = t->user;
-    memcpy(dst, x->data, (size_t)x->rows * (size_t)x->cols * sizeof(float));
-    return BS_OK;
-}
-
-/* Full training: every parameter is trained, so the trainer's tensors (HF
- * names) are the whole model. */
-static bs_status export_full(sft_run *r, const char *base_path, const char *out_dir, bs_error *err) {
-    if (!bs_is_directory(base_path))
-        return bs_fail(err, BS_EUNSUPPORTED,
-                       "%s: full fine-tuning writes a Hugging Face directory and needs one as the base (its config "
-                       "and tokenizer files are copied)",
-                       base_path);
-    int n = trainer_n_tensors(r->trainer);
-    st_write_tensor *ts = calloc((size_t)n, sizeof *ts);
-    if (!ts) return bs_fail(err, BS_ENOMEM, "sft: out of memory");
-    for (int i = 0; i < n; i++) {
-        const bs_train_tensor *x = trainer_tensor(r->trainer, i);
-        ts[i] = (st_write_tensor){.name = x->name, .dtype = BS_DTYPE_F32, .ndim = x->cols == 1 ? 1 : 2,
-                                  .user = (void *)x};
-        ts[i].shape[0] = x->rows;
-        ts[i].shape[1] = x->cols;
-    }
-    char *path = bs_path_join(out_dir, "model.safetensors");
-    bs_status st = path ? st_write_file(path, ts, (size_t)n, fill_f32, NULL, err)
-                        : bs_fail(err, BS_ENOMEM, "sft: out of memory");
-    free(path);
-    free(ts);
-    static const char *const copied[] = {"config.json", "generation_config.json", "tokenizer.json",
-                                         "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"};
-    for (size_t i = 0; st == BS_OK && i < sizeof copied / sizeof copied[0]; i++) {
-        char *src = bs_path_join(base_path, copied[i]), *dst = bs_path_join(out_dir, copied[i]);
-        if (!src || !dst) st = bs_fail(err, BS_ENOMEM, "sft: out of memory");
-        else if (bs_file_exists(src)) st = bs_file_copy(src, dst, err);
-        free(src);
-        free(dst);
-    }
-    return st;
-}
-
 bs_status sft_export(sft_run *r, const char *base_path, const char *base_name, const char *out_dir, bs_error *err) {
-    bs_status st = bs_make_dirs(out_dir, 0755, err);
-    if (st != BS_OK) return st;
-    if (r->c.full) return export_full(r, base_path, out_dir, err);
-    bs_adapter *a = NULL;
-    st = make_adapter(r, base_name, &a, err);
-    if (st == BS_OK) st = adapter_save_peft(a, out_dir, base_name, BS_DTYPE_F32, err);
-    adapter_close(a);
-    return st;
+    return train_export(r->trainer, r->model, base_path, base_name, out_dir, err);
 }

@@ -34,8 +34,8 @@
  * Threads: the trainer's matrix products run in OpenBLAS, whose thread count
  * is process-wide; sft_train sets it to the run's threads before every step,
  * so a job in a server can be held to one core while inference keeps the
- * rest.  The trainer's attention runs on as many threads of its own pool as
- * OpenBLAS uses; everything else in it is single-threaded. */
+ * rest.  The trainer's attention, SwiGLU and cross-entropy run on as many
+ * threads of its own pool as OpenBLAS uses; the rest is single-threaded. */
 #ifndef BASALT_TRAIN_SFT_H
 #define BASALT_TRAIN_SFT_H
 

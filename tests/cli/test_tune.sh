@@ -4,7 +4,8 @@
 # summary, a PEFT adapter that `basalt serve --lora` answers with what it
 # learned), a full run (a Hugging Face directory that serves the same way),
 # and the errors: missing flags (usage, 2) and bad data (every bad line
-# numbered, 1, nothing written).  Skips without PyTorch.
+# numbered, 1, nothing written), and --method rft (progress with the reward,
+# the adapter, its errors).  Skips without PyTorch.
 BIN=${BASALT_BIN:-build/basalt}
 PY=${BASALT_PYTHON:-/usr/bin/python3}
 tmp=$(mktemp -d)
@@ -54,6 +55,21 @@ check lora_loss_falls "$PY" -c "import sys; sys.exit(0 if $loss_last < 0.1 * $lo
 "$BIN" tune --model "$tmp/tiny" --train "$tmp/train.jsonl" --epochs 30 --batch-size 4 --lr 3e-3 --full \
     --threads 1 --out "$tmp/full" > "$tmp/o" 2> "$tmp/e"; rc=$?
 check full_ok sh -c "[ $rc = 0 ] && [ -s '$tmp/full/model.safetensors' ] && cmp -s '$tmp/tiny/config.json' '$tmp/full/config.json' && cmp -s '$tmp/tiny/tokenizer.json' '$tmp/full/tokenizer.json' && grep -q 'wrote the model' '$tmp/e'"
+
+# ---- reinforcement fine-tuning: plumbing (tests/train/test_rft.c shows the
+# reward rising); this model answers "t..." to everything, so a grader for
+# that scores 1 and the progress lines say so
+for q in cat sun red owl; do printf '{"messages":[{"role":"user","content":"%s"}],"reference_answer":"x"}\n' "$q"; done > "$tmp/prompts.jsonl"
+printf '%s\n' '{"type":"regex","name":"tee","pattern":"^t"}' > "$tmp/grader.json"
+"$BIN" tune --method rft --model "$tmp/tiny" --train "$tmp/prompts.jsonl" --grader "$tmp/grader.json" --epochs 3 \
+    --batch-size 2 --group-size 4 --max-completion-tokens 2 --lora-rank 8 --seed 5 --threads 1 \
+    --out "$tmp/rft" > "$tmp/o" 2> "$tmp/e"; rc=$?
+check rft_ok sh -c "[ $rc = 0 ] && [ -s '$tmp/rft/adapter_model.safetensors' ] && grep -q 'regex grader \"tee\"' '$tmp/e' && grep -q '^step 6/6 epoch 3/3 reward 1.000 std 0.000 zero-std 1.00' '$tmp/e' && grep -q 'wrote the adapter' '$tmp/e'"
+"$BIN" tune --method rft --model "$tmp/tiny" --train "$tmp/prompts.jsonl" > /dev/null 2> "$tmp/e"; rc=$?
+check rft_needs_grader sh -c "[ $rc = 2 ] && grep -q 'needs --grader' '$tmp/e'"
+printf '%s\n' '{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}' > "$tmp/answered.jsonl"
+"$BIN" tune --method rft --model "$tmp/tiny" --train "$tmp/answered.jsonl" --grader "$tmp/grader.json" --out "$tmp/no" > /dev/null 2> "$tmp/e"; rc=$?
+check rft_bad_data sh -c "[ $rc = 1 ] && grep -q '^line 1: the last message must be a user turn' '$tmp/e' && [ ! -e '$tmp/no' ]"
 
 # ---- both answer with what they learned
 "$BIN" serve --port 0 --threads 1 --data "$tmp/data" --model "tiny=$tmp/tiny" --model "full=$tmp/full" \

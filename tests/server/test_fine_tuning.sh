@@ -227,4 +227,26 @@ chat "$ft1" sun
 check restart_chat json_ok "j['choices'][0]['message']['content'].startswith('moon')"
 req "$url/v1/fine_tuning/jobs?limit=2"
 check list_after_restart json_ok "[x['id'] for x in j['data']] == ['$job4', '$job3'] and j['has_more'] is True"
+
+# ---- reinforcement fine-tuning: the grader in the request (checked like
+# /graders/validate), reward metrics events, the ft: model served
+for q in cat sun red owl; do printf '{"messages":[{"role":"user","content":"%s"}],"reference_answer":"x"}\n' "$q"; done > "$tmp/prompts.jsonl"
+prompts=$(upload "$tmp/prompts.jsonl")
+GRADER='{"type":"string_check","name":"nonempty","input":"{{sample.output_text}}","reference":"","operation":"ne"}'
+RFT_HP='"n_epochs":2,"batch_size":2,"group_size":4,"max_completion_tokens":4,"checkpoint_every":2,"loss_type":"grpo"'
+bad create_rft_no_grader method.reinforcement.grader '{"model":"'$MODEL'","training_file":"'$prompts'","method":{"type":"reinforcement","reinforcement":{}}}'
+bad create_rft_bad_grader method.reinforcement.grader '{"model":"'$MODEL'","training_file":"'$prompts'","method":{"type":"reinforcement","reinforcement":{"grader":{"type":"string_check","name":"x","input":"a","reference":"b","operation":"frob"}}}}'
+bad create_rft_bad_group method.reinforcement.hyperparameters.group_size '{"model":"'$MODEL'","training_file":"'$prompts'","method":{"type":"reinforcement","reinforcement":{"grader":'"$GRADER"',"hyperparameters":{"group_size":1}}}}'
+bad create_rft_bad_loss method.reinforcement.hyperparameters.loss_type '{"model":"'$MODEL'","training_file":"'$prompts'","method":{"type":"reinforcement","reinforcement":{"grader":'"$GRADER"',"hyperparameters":{"loss_type":"ppo"}}}}'
+post /v1/fine_tuning/jobs '{"model":"'$MODEL'","training_file":"'$prompts'","suffix":"rft","method":{"type":"reinforcement","reinforcement":{"grader":'"$GRADER"',"hyperparameters":{'"$RFT_HP"'}}}}'
+check rft_create json_ok "j['method']['type'] == 'reinforcement' and j['method']['reinforcement']['grader']['name'] == 'nonempty' and j['method']['reinforcement']['hyperparameters']['group_size'] == 4 and j['hyperparameters']['eval_interval'] == 'auto'"
+job5=$(json_get 'j["id"]')
+check rft_succeeds wait_job "$job5" "j['status'] in ('succeeded', 'failed', 'cancelled')"
+check rft_object json_ok "j['status'] == 'succeeded' and j['fine_tuned_model'] == 'ft:$MODEL:rft:$job5' and j['method']['reinforcement']['hyperparameters']['loss_type'] == 'grpo' and j['trained_tokens'] > 0"
+all_events "$job5"
+check rft_metrics events_ok "[d['step'] for d in m] == [1, 2, 3, 4] and all(0 <= d['train_reward_mean'] <= 1 and d['samples'] == 8 and d['grader_errors']['timeout'] == 0 and d['completion_length_max'] <= 4 for d in m) and any(x.startswith('Step 4/4: train_reward_mean=') for x in msgs)"
+req "$url/v1/fine_tuning/jobs/$job5/checkpoints"
+check rft_checkpoints json_ok "sorted(c['step_number'] for c in j['data']) == [2, 4] and 'train_reward_mean' in j['data'][0]['metrics']"
+chat "ft:$MODEL:rft:$job5" sun
+check rft_chat status_is 200
 stop
