@@ -99,7 +99,7 @@ static int show_rft_progress(void *user, const rft_progress *p) {
 
 typedef struct rft_opts {
     const char *grader_path;
-    int group_size, max_completion, rank, epochs, batch, threads;
+    int group_size, max_completion, rank, epochs, batch, max_length, threads;
     float lr, temperature, beta;
     uint64_t seed;
 } rft_opts;
@@ -114,6 +114,7 @@ static bs_status tune_rft(bs_model *model, const chat_template *tmpl, const char
     c.lora.rank = o->rank;
     c.n_epochs = o->epochs;
     c.batch_size = o->batch;
+    c.max_length = o->max_length;
     c.lr = o->lr;
     c.grpo.group_size = o->group_size;
     c.grpo.max_completion_len = o->max_completion;
@@ -230,11 +231,13 @@ int cmd_tune(int argc, char **argv) {
         return 2;
     }
     if (rft && (!grader_path || full)) {
-        fprintf(stderr, "basalt tune: --method rft %s\n", full ? "trains LoRA only (no --full)" : "needs --grader G.json");
+        fprintf(stderr, "basalt tune: --method rft %s\n",
+                full ? "trains LoRA only (no --full)" : "needs --grader G.json");
         return 2;
     }
     if (group_size < 0 || max_completion < 0 || temperature < 0 || beta < 0) {
-        fprintf(stderr, "basalt tune: --group-size, --max-completion-tokens, --temperature and --beta must be positive\n");
+        fprintf(stderr,
+                "basalt tune: --group-size, --max-completion-tokens, --temperature and --beta must be positive\n");
         return 2;
     }
     if (!out_dir) out_dir = "tuned";
@@ -267,8 +270,8 @@ int cmd_tune(int argc, char **argv) {
     }
     if (rft) {
         rft_opts ro = {.grader_path = grader_path, .group_size = group_size, .max_completion = max_completion,
-                       .rank = rank, .epochs = epochs, .batch = batch, .threads = threads, .lr = lr,
-                       .temperature = temperature, .beta = beta, .seed = seed};
+                       .rank = rank, .epochs = epochs, .batch = batch, .max_length = max_length, .threads = threads,
+                       .lr = lr, .temperature = temperature, .beta = beta, .seed = seed};
         if (tune_rft(model, tmpl, path, model_spec, train_path, valid_path, out_dir, &ro, &err) != BS_OK) goto fail;
         status = 0;
         goto done;

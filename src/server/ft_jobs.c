@@ -791,7 +791,8 @@ static void run_rft(ft_runner *r, store_job *job, srv_model *m, const json_t *me
     int validating = job->status == STORE_JOB_VALIDATING_FILES;
     if (validating) add_event(r, job->id, "info", "message", NULL, "Validating training file: %s", job->training_file);
     if (!open_data(r, job, m, job->training_file, "training_file", NULL, NULL, &f.train) ||
-        (job->validation_file && !open_data(r, job, m, job->validation_file, "validation_file", NULL, NULL, &f.valid)) ||
+        (job->validation_file &&
+         !open_data(r, job, m, job->validation_file, "validation_file", NULL, NULL, &f.valid)) ||
         !files_validated(r, job, validating))
         goto out;
     if (rft_resolve(c, rft_data_count(f.train), &err) != BS_OK) {

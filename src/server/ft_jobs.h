@@ -7,8 +7,10 @@
  *   validating_files -> queued -> running -> succeeded | failed | cancelled
  *   queued/running -> paused -> (resume) queued -> running ...
  *
- * A run writes a checkpoint (train/sft.h: weights, optimizer state, data
- * position) every checkpoint_every steps under DATA/ft/<job-id>/ and records
+ * A job's method is "supervised" (train/sft.h) or "reinforcement"
+ * (train/rft.h: GRPO with the job's grader; rollouts go through the served
+ * model's scheduler).  A run writes a checkpoint (weights, optimizer state,
+ * data position) every checkpoint_every steps under DATA/ft/<job-id>/ and records
  * it as a fine_tuning.job.checkpoint.  When the process dies (kill -9, power)
  * the job's row still says running; the next start puts such jobs back in
  * the queue and they continue from their last checkpoint, with the events

@@ -117,7 +117,8 @@ static bs_status request_rft(const json_t *method, const json_t **out, json_t **
         return api_fail(a, BS_EINVAL, "method.reinforcement", NULL,
                         "method.reinforcement: expected an object with a grader");
     const json_t *grader = json_object_get(rft, "grader");
-    if (!grader) return api_fail(a, BS_EINVAL, "method.reinforcement.grader", NULL, "method.reinforcement.grader: required");
+    if (!grader)
+        return api_fail(a, BS_EINVAL, "method.reinforcement.grader", NULL, "method.reinforcement.grader: required");
     bs_reward_grader *g = NULL;
     bs_error err = {0};
     if (reward_grader_parse(grader, &g, &err) != BS_OK)

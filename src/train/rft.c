@@ -188,7 +188,8 @@ bs_status rft_resolve(rft_config *c, size_t n, bs_error *err) {
     if (c->lora.rank == 0) c->lora.rank = RFT_DEFAULT_RANK;
     if (c->lora.alpha == 0) c->lora.alpha = 2.0f * (float)c->lora.rank;
     if (c->lora.targets == 0) c->lora.targets = BS_LORA_ALL_LINEAR;
-    if (c->n_epochs < 1 || c->n_epochs > 50) return bs_fail(err, BS_EINVAL, "n_epochs: %d is outside 1..50", c->n_epochs);
+    if (c->n_epochs < 1 || c->n_epochs > 50)
+        return bs_fail(err, BS_EINVAL, "n_epochs: %d is outside 1..50", c->n_epochs);
     if (c->batch_size < 1 || c->batch_size > 256)
         return bs_fail(err, BS_EINVAL, "batch_size: %d is outside 1..256", c->batch_size);
     if (!(c->lr_multiplier > 0) || !(c->lr > 0) || !isfinite(c->lr))

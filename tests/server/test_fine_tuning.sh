@@ -7,7 +7,9 @@
 # bad data file failing the job with a line-numbered report; cancel; pause
 # and resume from the paused step; kill -9 mid-job and a restart that
 # continues from the last checkpoint (not from step 0) with the earlier
-# events kept; succeeded jobs' models served again after a restart.
+# events kept; succeeded jobs' models served again after a restart; a
+# reinforcement job (grader errors at create, reward metrics events,
+# checkpoints, the ft: model answering).
 BIN=${BASALT_BIN:-build/basalt}
 PY=${BASALT_PYTHON:-/usr/bin/python3}
 tmp=$(mktemp -d)

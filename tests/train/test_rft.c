@@ -60,7 +60,8 @@ typedef struct fixture {
     rft_data *data;
 } fixture;
 
-static const char *const PROMPTS = "{\"messages\":[{\"role\":\"user\",\"content\":\"a?\"}],\"reference_answer\":\"x\"}\n"
+static const char *const PROMPTS = "{\"messages\":[{\"role\":\"user\",\"content\":\"a?\"}],"
+                                   "\"reference_answer\":\"x\"}\n"
                                    "{\"messages\":[{\"role\":\"user\",\"content\":\"b?\"}]}\n"
                                    "\n"
                                    "{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},"
