@@ -62,8 +62,8 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(HELPER_OBJS) $(LIB)
 deps:
 	@sh tools/deps.sh
 
-# The main job.  Until the embedded default model lands (fine-tuning issue)
-# this generates from a small random-weight model and says so.
+# The main job: build the embedded default model once (docs/default-model.md),
+# then serve it.
 run: deps
 	@$(MAKE) --no-print-directory $(BIN)
 	$(BIN) run

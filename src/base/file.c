@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,4 +117,16 @@ char *bs_path_join(const char *dir, const char *name) {
     if (a > 0 && dir[a - 1] != '/') p[n++] = '/';
     memcpy(p + n, name, b + 1);
     return p;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+bs_status bs_remove_tree(const char *path, bs_error *err) {
+    if (access(path, F_OK) != 0) return BS_OK;
+    if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        return bs_fail(err, BS_EIO, "%s: cannot remove: %s", path, strerror(errno));
+    return BS_OK;
 }

@@ -25,6 +25,9 @@ bs_status bs_file_copy(const char *src, const char *dst, bs_error *err);
 int bs_file_exists(const char *path);
 int bs_is_directory(const char *path);
 
+/* rm -rf path (not following symlinks); a missing path is not an error. */
+bs_status bs_remove_tree(const char *path, bs_error *err);
+
 /* Join dir and name into a freshly allocated path (caller frees). */
 char *bs_path_join(const char *dir, const char *name);
 

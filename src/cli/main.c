@@ -12,7 +12,7 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
-    {"run", cmd_run, "the main job (today: generate from a random-weight demo model)"},
+    {"run", cmd_run, "the main job: serve the built-in default model (built once, a few minutes)"},
     {"generate", cmd_generate, "continue a raw prompt with a model"},
     {"logits", cmd_logits, "print the top logits for the last of a list of token ids"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
@@ -34,7 +34,7 @@ static void usage(FILE *out) {
             "commands:\n",
             BASALT_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\nMODEL is a Hugging Face model directory (config.json, *.safetensors,\n"
                  "tokenizer.json) or a .gguf file.\n");
 }

@@ -3,7 +3,6 @@
 #include "train/default_model.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -46,7 +45,7 @@ static const char chat_template_src[] =
 void default_model_config_default(default_model_config *c) {
     *c = (default_model_config){
         .dim = 128, .n_layers = 4, .n_heads = 4, .ffn_dim = 384, .ctx = 512, .n_merges = 765,
-        .steps = 2000, .batch_size = 32, .micro_tokens = 1024, .lr = 3e-3, .seed = 1, .eval_per_family = 40,
+        .steps = 4000, .batch_size = 16, .micro_tokens = 1024, .lr = 2e-3, .seed = 1, .eval_per_family = 40,
     };
 }
 
@@ -415,19 +414,6 @@ bs_status default_model_eval(const char *model_dir, const default_model_config *
 
 /* ---- the build ------------------------------------------------------------------ */
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-/* rm -rf; a missing path is fine. */
-static bs_status remove_tree(const char *path, bs_error *err) {
-    if (access(path, F_OK) != 0) return BS_OK;
-    if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        return bs_fail(err, BS_EIO, "%s: cannot remove: %s", path, strerror(errno));
-    return BS_OK;
-}
-
 static bs_status write_build_info(const char *dir, const default_model_config *c, const default_model_opts *o,
                                   const default_model_report *rep, bs_error *err) {
     char *fp = default_model_fingerprint(c);
@@ -463,7 +449,7 @@ bs_status default_model_build(const char *out_dir, const default_model_config *c
         goto done;
     }
     double t0 = bs_now();
-    s = remove_tree(work, err);
+    s = bs_remove_tree(work, err);
     if (!s) s = bs_make_dirs(init, 0755, err);
     if (!s) s = bs_make_dirs(corpus, 0755, err);
     say(o, "generating the corpus and training the tokenizer");
@@ -472,7 +458,7 @@ bs_status default_model_build(const char *out_dir, const default_model_config *c
     if (!s) s = write_init_weights(init, c, rep->vocab, err);
     rep->seconds_data = bs_now() - t0;
     if (!s) s = train_model(init, corpus, work, c, o, rep, err);
-    if (!s) s = remove_tree(init, err);
+    if (!s) s = bs_remove_tree(init, err);
     if (!s) {
         say(o, "scoring the held-out split");
         double t1 = bs_now();
@@ -480,12 +466,12 @@ bs_status default_model_build(const char *out_dir, const default_model_config *c
         rep->seconds_eval = bs_now() - t1;
     }
     if (!s) s = write_build_info(work, c, o, rep, err);
-    if (!s) s = remove_tree(out_dir, err);
+    if (!s) s = bs_remove_tree(out_dir, err);
     if (!s && rename(work, out_dir) != 0)
         s = bs_fail(err, BS_EIO, "%s: cannot rename to %s: %s", work, out_dir, strerror(errno));
     if (s) {
         bs_error ignored;
-        remove_tree(work, &ignored); /* a failed build leaves nothing behind; err keeps the first problem */
+        bs_remove_tree(work, &ignored); /* a failed build leaves nothing behind; err keeps the first problem */
     }
 done:
     free(work);

@@ -67,24 +67,13 @@ bs_status train_adapter(bs_trainer *t, bs_model *m, const char *base_name, bs_ad
     return st;
 }
 
-/* Removes dir and the plain files in it (a checkpoint holds nothing else). */
-static void remove_tree(const char *dir) {
-    static const char *const names[] = {STATE_FILE, "adapter_config.json", "adapter_model.safetensors"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char *p = bs_path_join(dir, names[i]);
-        if (p) unlink(p);
-        free(p);
-    }
-    rmdir(dir);
-}
-
 bs_status train_state_save(bs_trainer *t, bs_model *m, const void *meta, size_t meta_size, const char *dir,
                            bs_error *err) {
     size_t n = strlen(dir);
     char *tmp = malloc(n + 5), *state = NULL;
     if (!tmp) return bs_fail(err, BS_ENOMEM, "out of memory");
     snprintf(tmp, n + 5, "%s.tmp", dir);
-    remove_tree(tmp);
+    bs_remove_tree(tmp, NULL);
     bs_status st = bs_make_dirs(tmp, 0755, err);
     if (st == BS_OK && !(state = bs_path_join(tmp, STATE_FILE))) st = bs_fail(err, BS_ENOMEM, "out of memory");
     if (st == BS_OK) st = write_state(t, meta, meta_size, state, err);
@@ -95,10 +84,10 @@ bs_status train_state_save(bs_trainer *t, bs_model *m, const void *meta, size_t 
         adapter_close(a);
     }
     if (st == BS_OK) {
-        remove_tree(dir);
+        bs_remove_tree(dir, NULL);
         if (rename(tmp, dir) != 0) st = bs_fail(err, BS_EIO, "%s: %s", dir, strerror(errno));
     }
-    if (st != BS_OK) remove_tree(tmp);
+    if (st != BS_OK) bs_remove_tree(tmp, NULL);
     free(state);
     free(tmp);
     return st;
