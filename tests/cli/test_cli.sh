@@ -1,18 +1,8 @@
 #!/bin/sh
 # CLI tests: the stable interface of `basalt` (flags, output shapes, exit
 # statuses, one-line errors).  Uses $BASALT_BIN (set by tests/run.sh).
-BIN=${BASALT_BIN:-build/basalt}
+. tests/support/lib.sh
 SHARED=${BASALT_SHARED:-../shared}
-PY=${BASALT_PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-check() { # name, condition-command...
-    name=$1; shift
-    if "$@"; then pass "$name"; else fail "$name" "$*"; fi
-}
 
 # --- help: every command documents itself and every flag it accepts
 "$BIN" --help > "$tmp/help" 2>&1; rc=$?

@@ -2,17 +2,8 @@
 # `basalt quantize` and `--quantize`: files that load, tokenize and compute
 # like their source; one-line errors and exit statuses for bad input.  Uses
 # the oracle's HF models (tests/oracle/make_model.py); skips without PyTorch.
-BIN=${BASALT_BIN:-build/basalt}
-PY=${BASALT_PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. tests/support/lib.sh
 
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-check() { # name, condition-command...
-    name=$1; shift
-    if "$@"; then pass "$name"; else fail "$name" "$*"; fi
-}
 one_line() { [ "$(wc -l < "$1")" = 1 ]; }
 
 "$BIN" quantize --help > "$tmp/h" 2>&1

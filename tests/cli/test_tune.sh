@@ -6,14 +6,8 @@
 # and the errors: missing flags (usage, 2) and bad data (every bad line
 # numbered, 1, nothing written), and --method rft (progress with the reward,
 # the adapter, its errors).  Skips without PyTorch.
-BIN=${BASALT_BIN:-build/basalt}
-PY=${BASALT_PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d)
-serve=
-trap '[ -n "$serve" ] && kill "$serve" 2>/dev/null; rm -rf "$tmp"' EXIT
+. tests/support/lib.sh
 
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
 check() { # name, condition-command...
     name=$1; shift
     if "$@"; then pass "$name"; else fail "$name" "$* ($(tail -n 5 "$tmp/e" 2>/dev/null))"; fi
@@ -91,4 +85,3 @@ answers() { # model -> 1 when every question gets its answer
 check serve_lora answers pets
 check serve_full answers full
 kill "$serve" && wait "$serve" 2>/dev/null
-serve=

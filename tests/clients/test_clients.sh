@@ -3,12 +3,8 @@
 # `basalt serve` of a tiny random chat model: runs clients.mjs and passes its
 # PASS/FAIL lines through.  SKIPs (one line) without Node 18+, or when the
 # pinned packages are not installed and `npm ci` cannot install them (offline).
-BIN=${BASALT_BIN:-build/basalt}
-PY=${BASALT_PYTHON:-/usr/bin/python3}
+. tests/support/lib.sh
 here=$(cd "$(dirname "$0")" && pwd)
-tmp=$(mktemp -d)
-serve=
-trap '[ -n "$serve" ] && kill "$serve" 2>/dev/null; rm -rf "$tmp"' EXIT
 
 if ! command -v node > /dev/null 2>&1; then echo "SKIP clients: node is not installed"; exit 0; fi
 if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)'; then
@@ -45,6 +41,5 @@ BASALT_URL="$url/v1" BASALT_MODEL=tiny node "$here/clients.mjs"
 rc=$?
 kill "$serve" 2>/dev/null
 wait "$serve" 2>/dev/null
-serve=
 if [ "$rc" != 0 ]; then echo "---- server log (tail) ----"; tail -n 20 "$tmp/serve.log"; fi
 exit "$rc"

@@ -3,19 +3,10 @@
 # re-pulls that download nothing, resume with Range, checksum failures, auth,
 # errors, GGUF specs, unsafe names and revisions; then `basalt serve` finds a
 # pulled model by its hub name.  Uses $BASALT_BIN.
-BIN=${BASALT_BIN:-build/basalt}
-PY=${BASALT_PYTHON:-/usr/bin/python3}
+. tests/support/lib.sh
 here=$(dirname "$0")
-tmp=$(mktemp -d)
 mock= serve=
 trap '[ -n "$mock" ] && kill "$mock" 2>/dev/null; [ -n "$serve" ] && kill "$serve" 2>/dev/null; rm -rf "$tmp"' EXIT
-
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-check() { # name, condition-command...
-    name=$1; shift
-    if "$@"; then pass "$name"; else fail "$name" "$*"; fi
-}
 
 if [ ! -x "$BIN" ]; then echo "SKIP pull: $BIN not built"; exit 0; fi
 # A real (tiny, random) chat model for the hub to offer as acme/chat.

@@ -5,14 +5,9 @@
 # multi (sub_rewards) and a command grader running the Lambda handler
 # examples/rewards/exact_answer.py, and reports an unresponsive reward
 # (connection refused) as reward 0 with the error flags set.
-BIN=${BASALT_BIN:-build/basalt}
-PY=${BASALT_PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d)
-serve=
+. tests/support/lib.sh
 trap '[ -n "$serve" ] && kill -9 "$serve" 2>/dev/null; rm -rf "$tmp"' EXIT
 
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
 check() { # name, condition-command...
     name=$1; shift
     if "$@"; then pass "$name"; else fail "$name" "$* (status $(cat "$tmp/status"), body $(head -c 600 "$tmp/body"))"; fi

@@ -4,14 +4,8 @@
 # uploads: upload/list/retrieve/content/delete, cursor paging, every upload
 # refusal (size limit, UTF-8, empty, purpose, fields, malformed bodies) with
 # nothing left on disk, and files surviving a restart.  Uses $BASALT_BIN.
-BIN=${BASALT_BIN:-build/basalt}
-PY=${BASALT_PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d)
-serve=
-trap '[ -n "$serve" ] && kill "$serve" 2>/dev/null; rm -rf "$tmp"' EXIT
+. tests/support/lib.sh
 
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
 check() { # name, condition-command...
     name=$1; shift
     if "$@"; then pass "$name"; else fail "$name" "$* (status $(cat "$tmp/status"), body $(head -c 400 "$tmp/body"))"; fi

@@ -10,14 +10,9 @@
 # events kept; succeeded jobs' models served again after a restart; a
 # reinforcement job (grader errors at create, reward metrics events,
 # checkpoints, the ft: model answering).
-BIN=${BASALT_BIN:-build/basalt}
-PY=${BASALT_PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d)
-serve=
+. tests/support/lib.sh
 trap '[ -n "$serve" ] && kill -9 "$serve" 2>/dev/null; rm -rf "$tmp"' EXIT
 
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
 check() { # name, condition-command...
     name=$1; shift
     if "$@"; then pass "$name"; else fail "$name" "$* (status $(cat "$tmp/status"), body $(head -c 600 "$tmp/body"))"; fi

@@ -1,19 +1,9 @@
 #!/bin/sh
 # `basalt template` against the jinja2 oracle through the CLI: output bytes,
 # exit statuses, one-line errors carrying the template's own message.
-BIN=${BASALT_BIN:-build/basalt}
+. tests/support/lib.sh
 SHARED=${BASALT_SHARED:-../shared}
-PY=${BASALT_PYTHON:-/usr/bin/python3}
 ORACLE=tests/oracle/render_template.py
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-check() { # name, condition-command...
-    name=$1; shift
-    if "$@"; then pass "$name"; else fail "$name" "$*"; fi
-}
 
 cat > "$tmp/messages.json" <<'JSON'
 [{"role": "system", "content": "Be brief."},

@@ -7,18 +7,7 @@
 # normal chat path it names basalt, which no untrained model does);
 # `basalt serve` without --model falls back to the random demo while no
 # full default model is built.  Uses $BASALT_BIN.
-BIN=${BASALT_BIN:-build/basalt}
-PY=${BASALT_PYTHON:-/usr/bin/python3}
-tmp=$(mktemp -d)
-serve=
-trap '[ -n "$serve" ] && kill "$serve" 2>/dev/null; rm -rf "$tmp"' EXIT
-
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
-check() { # name, condition-command...
-    name=$1; shift
-    if "$@"; then pass "$name"; else fail "$name" "$*"; fi
-}
+. tests/support/lib.sh
 
 if [ ! -x "$BIN" ]; then echo "SKIP default_model: $BIN not built"; exit 0; fi
 data="$tmp/data"
