@@ -751,10 +751,10 @@ bs_status rft_train(rft_run *r, const char *checkpoint_root, const rft_hooks *h,
     int threads = r->c.threads > 0 ? r->c.threads : bs_cpu_count();
     while (r->step < r->total_steps) {
         openblas_set_num_threads(threads);
-        int epoch = r->step / r->steps_per_epoch, j = r->step % r->steps_per_epoch;
+        int epoch;
+        size_t first, n;
+        train_step_slice(r->step, r->steps_per_epoch, r->c.batch_size, r->n_train, &epoch, &first, &n);
         shuffle_for(r, epoch);
-        size_t first = (size_t)j * (size_t)r->c.batch_size, n = (size_t)r->c.batch_size;
-        if (first + n > r->n_train) n = r->n_train - first;
         rft_progress p = {.step = r->step + 1, .total_steps = r->total_steps, .epoch = epoch + 1,
                           .n_epochs = r->c.n_epochs, .valid_reward_mean = NAN};
         if (run_step(r, r->perm + first, (int)n, &p, err) != BS_OK) return bs_wrap(err, "step %d", r->step + 1);

@@ -307,10 +307,10 @@ bs_status sft_train(sft_run *r, const char *checkpoint_root, const sft_hooks *h,
     while (r->step < r->total_steps) {
         /* Set per step: the thread count is process-wide and others may change it. */
         openblas_set_num_threads(threads);
-        int epoch = r->step / r->steps_per_epoch, j = r->step % r->steps_per_epoch;
+        int epoch;
+        size_t first, n;
+        train_step_slice(r->step, r->steps_per_epoch, r->c.batch_size, r->n_train, &epoch, &first, &n);
         shuffle_for(r, epoch);
-        size_t first = (size_t)j * (size_t)r->c.batch_size, n = (size_t)r->c.batch_size;
-        if (first + n > r->n_train) n = r->n_train - first;
         batch_sums sum = {0};
         bs_status st = run_sequences(r, r->train, r->perm + first, n, 1, &sum, err);
         float norm = 0, lr = 0;

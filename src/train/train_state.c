@@ -164,6 +164,14 @@ void train_epoch_order(uint64_t seed, int epoch, size_t *perm, size_t n) {
     }
 }
 
+void train_step_slice(int step, int steps_per_epoch, int batch_size, size_t n_train, int *epoch, size_t *first,
+                      size_t *n) {
+    *epoch = step / steps_per_epoch;
+    *first = (size_t)(step % steps_per_epoch) * (size_t)batch_size;
+    *n = (size_t)batch_size;
+    if (*first + *n > n_train) *n = n_train - *first;
+}
+
 /* ---- export ---------------------------------------------------------------- */
 
 static bs_status fill_f32(void *ctx, const st_write_tensor *t, void *dst, bs_error *err) {

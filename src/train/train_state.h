@@ -51,4 +51,10 @@ bs_status train_export(bs_trainer *t, bs_model *m, const char *base_path, const 
  * without replaying earlier ones. */
 void train_epoch_order(uint64_t seed, int epoch, size_t *perm, size_t n);
 
+/* Where global step `step` (0-based) reads in the epoch order: its epoch and
+ * the slice [*first, *first + *n) of the permutation (the last batch of an
+ * epoch may be short).  steps_per_epoch = ceil(n_train / batch_size). */
+void train_step_slice(int step, int steps_per_epoch, int batch_size, size_t n_train, int *epoch, size_t *first,
+                      size_t *n);
+
 #endif
