@@ -7,7 +7,7 @@
 
 CC      ?= gcc
 SAN     ?= 0
-PKGS    := libmicrohttpd jansson libpcre2-8 openblas libcurl sqlite3 yaml-0.1
+PKGS    := libmicrohttpd jansson libpcre2-8 openblas libcurl sqlite3 yaml-0.1 libpq hiredis
 
 ifeq ($(SAN),1)
 BUILD   := build-san
@@ -31,11 +31,13 @@ LIB_SRCS  := $(sort $(filter-out src/cli/%,$(wildcard src/*/*.c)))
 CLI_SRCS  := $(sort $(wildcard src/cli/*.c))
 TEST_SRCS := $(sort $(wildcard tests/*/test_*.c))
 TEST_HELPERS := $(sort $(wildcard tests/support/*.c))
+# Programs the tests start (mock upstreams): built, never run by tests/run.sh.
+MOCK_SRCS := $(sort $(wildcard tests/*/mock_*.c))
 
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 CLI_OBJS  := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 HELPER_OBJS := $(TEST_HELPERS:%.c=$(BUILD)/obj/%.o)
-TEST_BINS := $(TEST_SRCS:%.c=$(BUILD)/%)
+TEST_BINS := $(TEST_SRCS:%.c=$(BUILD)/%) $(MOCK_SRCS:%.c=$(BUILD)/%)
 
 LIB := $(BUILD)/libbasalt.a
 BIN := $(BUILD)/basalt
@@ -83,4 +85,4 @@ bench: $(BIN)
 clean:
 	rm -rf build build-san
 
--include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(HELPER_OBJS:.o=.d) $(TEST_SRCS:%.c=$(BUILD)/obj/%.d)
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(HELPER_OBJS:.o=.d) $(TEST_SRCS:%.c=$(BUILD)/obj/%.d) $(MOCK_SRCS:%.c=$(BUILD)/obj/%.d)

@@ -5,7 +5,8 @@
 set -e
 PACKAGES="build-essential pkg-config libmicrohttpd-dev libjansson-dev libpcre2-dev
 libopenblas-dev libopenblas0-pthread libcurl4-openssl-dev libsqlite3-dev libyaml-dev
-libunistring-dev python3 python3-torch python3-numpy python3-jinja2"
+libunistring-dev libpq-dev libhiredis-dev python3 python3-torch python3-numpy python3-jinja2
+postgresql redis-server"
 
 missing=""
 for p in $PACKAGES; do

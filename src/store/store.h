@@ -31,6 +31,13 @@ typedef struct bs_store bs_store;
  * the schema to the current version; data_dir must exist.  A database made
  * by a newer basalt (a schema version this build does not know) is refused. */
 bs_status store_open(const char *data_dir, bs_store **out, bs_error *err);
+/* url NULL or "" : store_open(data_dir); "postgres://…" / "postgresql://…":
+ * the PostgreSQL database at url (libpq), same schema and semantics, so
+ * several basalt replicas share it; file bytes still live under
+ * data_dir/files.  The password never appears in error messages. */
+bs_status store_open_url(const char *url, const char *data_dir, bs_store **out, bs_error *err);
+/* "sqlite" or "postgres". */
+const char *store_backend(const bs_store *s);
 void store_close(bs_store *s);
 /* The schema version after migrations (for tests and diagnostics). */
 int store_schema_version(bs_store *s);
@@ -46,6 +53,7 @@ typedef struct store_page {
     int limit;
     const char *after;
     int ascending; /* 0: newest first (OpenAI's default) */
+    const char *owner; /* NULL: every owner; else only rows of this tenant */
 } store_page;
 
 /* ------------------------------------------------------------ files */
@@ -160,5 +168,61 @@ bs_status store_checkpoint_list(bs_store *s, const char *job_id, const store_pag
                                 size_t *n, int *has_more, bs_error *err);
 void store_checkpoint_clear(store_checkpoint *c);
 void store_checkpoints_free(store_checkpoint *items, size_t n);
+
+/* ------------------------------------------------------------ documents */
+
+/* Small JSON records of the later layers (API keys, evals and their runs,
+ * batches, the admin audit log) in one table keyed by (kind, id), so a new
+ * kind needs no migration.  Lists page by insertion order like the rest. */
+typedef struct store_doc {
+    char *kind;  /* "api_key", "eval", "eval_run", "batch", "audit", … */
+    char *id;
+    char *owner; /* tenant; "" for none */
+    int64_t created_at;
+    int64_t updated_at;
+    char *body;  /* JSON object text */
+} store_doc;
+
+/* Insert d; BS_EINVAL when (kind, id) exists or body is not a JSON object. */
+bs_status store_doc_insert(bs_store *s, const store_doc *d, bs_error *err);
+/* Replace body and updated_at of (d->kind, d->id); BS_ENOTFOUND when absent.
+ * expect_updated_at >= 0 makes it a compare-and-set: BS_EBUSY when the row's
+ * updated_at differs (another replica wrote it first). */
+bs_status store_doc_update(bs_store *s, const store_doc *d, int64_t expect_updated_at, bs_error *err);
+bs_status store_doc_get(bs_store *s, const char *kind, const char *id, store_doc *out, bs_error *err);
+bs_status store_doc_delete(bs_store *s, const char *kind, const char *id, bs_error *err);
+/* Every doc of kind (page->owner filters), paged; page->limit 0 = all. */
+bs_status store_doc_list(bs_store *s, const char *kind, const store_page *page, store_doc **items, size_t *n,
+                         int *has_more, bs_error *err);
+void store_doc_clear(store_doc *d);
+void store_docs_free(store_doc *items, size_t n);
+
+/* ------------------------------------------------------------ usage */
+
+/* Aggregated usage, one row per (minute, key, model, route, target); the
+ * gateway adds to it in batches from one writer, never per request. */
+typedef struct store_usage {
+    int64_t minute; /* Unix seconds, a multiple of 60 */
+    char *key_id;   /* "" for unauthenticated */
+    char *model;    /* the public name requested */
+    char *route;    /* "" when the model was not a route */
+    char *target;   /* the model that served it ("" when none did) */
+    int64_t requests, errors, prompt_tokens, completion_tokens, guardrail_interventions;
+    double cost_usd, latency_ms_sum;
+} store_usage;
+
+/* Add each row's counts to the stored row with the same (minute, key_id,
+ * model, route, target), creating it when absent; one transaction. */
+bs_status store_usage_add(bs_store *s, const store_usage *rows, size_t n, bs_error *err);
+
+typedef enum { STORE_USAGE_BY_KEY, STORE_USAGE_BY_MODEL, STORE_USAGE_BY_ROUTE, STORE_USAGE_BY_TARGET,
+               STORE_USAGE_BY_DAY } store_usage_group;
+/* Sums over minute in [from, to) (to <= 0: no upper bound), optionally only
+ * key_id (NULL: every key), grouped: the group's value is in key_id, model,
+ * route, target or (BY_DAY) minute = the day's first second (UTC); the other
+ * string fields are "".  Ordered by the group value. */
+bs_status store_usage_query(bs_store *s, store_usage_group by, int64_t from, int64_t to, const char *key_id,
+                            store_usage **rows, size_t *n, bs_error *err);
+void store_usages_free(store_usage *rows, size_t n);
 
 #endif
