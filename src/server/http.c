@@ -60,6 +60,9 @@ struct http_request {
     void *form_ctx;
     http_form_state form_state;
     int form_stopped; /* form_piece asked for the rest to be dropped */
+    http_filter filter;
+    void (*filter_release)(void *ctx);
+    void *filter_ctx;
 };
 
 /* ------------------------------------------------------------ accessors */
@@ -108,6 +111,30 @@ void http_add_header(http_request *r, const char *name, const char *value) {
 
 /* ------------------------------------------------------------ responses */
 
+void http_set_filter(http_request *r, http_filter filter, void (*release)(void *ctx), void *ctx) {
+    if (r->filter_release) r->filter_release(r->filter_ctx);
+    r->filter = filter;
+    r->filter_release = release;
+    r->filter_ctx = ctx;
+}
+
+static void free_headers(http_request *r) {
+    for (header_kv *h = r->headers, *next; h; h = next) {
+        next = h->next;
+        free(h->name);
+        free(h->value);
+        free(h);
+    }
+    r->headers = NULL;
+}
+
+void http_reset_response(http_request *r) {
+    if (r->response) MHD_destroy_response(r->response);
+    r->response = NULL;
+    r->status = 0;
+    free_headers(r);
+}
+
 static void set_response(http_request *r, int status, const char *content_type, struct MHD_Response *resp) {
     if (!resp) return; /* out of memory: on_request answers for it */
     if (r->response) MHD_destroy_response(r->response);
@@ -119,6 +146,15 @@ static void set_response(http_request *r, int status, const char *content_type, 
 }
 
 void http_respond(http_request *r, int status, const char *content_type, const char *body, size_t len) {
+    if (r->filter) {
+        srv_buf filtered = {0};
+        if (r->filter(r->filter_ctx, body, len, 1, &filtered) == 0 && !filtered.oom)
+            set_response(r, status, content_type,
+                         MHD_create_response_from_buffer(filtered.len, filtered.data ? filtered.data : (void *)"",
+                                                         MHD_RESPMEM_MUST_COPY));
+        buf_free(&filtered);
+        return;
+    }
     set_response(r, status, content_type,
                  MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY));
 }
@@ -128,14 +164,27 @@ typedef struct stream_state {
     void (*done)(void *ctx);
     void *ctx;
     srv_buf pending;
+    srv_buf raw; /* pulled but not yet filtered (with a filter only) */
+    http_request *r;
     int ended;
 } stream_state;
+
+/* Pull once; with a filter, the piece goes through it (and the end flushes it). */
+static int stream_pull(stream_state *st) {
+    http_request *r = st->r;
+    if (!r->filter) return st->pull(st->ctx, &st->pending);
+    int rc = st->pull(st->ctx, &st->raw);
+    if (rc < 0 || st->raw.oom) return -1;
+    if (r->filter(r->filter_ctx, st->raw.data, st->raw.len, rc == 0, &st->pending) != 0) return -1;
+    buf_consume(&st->raw, st->raw.len);
+    return rc;
+}
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
     (void)pos;
     stream_state *st = cls;
     while (st->pending.len == 0 && !st->ended) {
-        int rc = st->pull(st->ctx, &st->pending);
+        int rc = stream_pull(st);
         if (rc < 0 || st->pending.oom) return MHD_CONTENT_READER_END_WITH_ERROR;
         if (rc == 0) st->ended = 1;
     }
@@ -150,6 +199,7 @@ static void stream_free(void *cls) {
     stream_state *st = cls;
     if (st->done) st->done(st->ctx);
     buf_free(&st->pending);
+    buf_free(&st->raw);
     free(st);
 }
 
@@ -158,7 +208,7 @@ void http_respond_stream(http_request *r, int status, const char *content_type, 
     stream_state *st = calloc(1, sizeof *st);
     struct MHD_Response *resp = NULL;
     if (st) {
-        *st = (stream_state){.pull = pull, .done = done, .ctx = ctx};
+        *st = (stream_state){.pull = pull, .done = done, .ctx = ctx, .r = r};
         resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, st, stream_free);
         if (!resp) free(st);
     }
@@ -341,12 +391,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->response) MHD_destroy_response(r->response);
     form_finish(r);
     if (r->form_release) r->form_release(r->form_ctx);
-    for (header_kv *h = r->headers, *next; h; h = next) {
-        next = h->next;
-        free(h->name);
-        free(h->value);
-        free(h);
-    }
+    if (r->filter_release) r->filter_release(r->filter_ctx);
+    free_headers(r);
     buf_free(&r->body);
     free(r->path);
     free(r);

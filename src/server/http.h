@@ -78,6 +78,20 @@ http_form_state http_form(http_request *r, void **ctx);
  * wait on the engine and must cancel work nobody will read. */
 int http_client_gone(http_request *r);
 
+/* A body filter rewrites whatever response follows before it goes out
+ * (guardrails masking model output): a whole body passes once with final
+ * set; a streamed body passes piece by piece as pulled, then once more with
+ * len 0 and final set to flush what the filter held back.  The filter
+ * appends its output to out and returns 0, or -1 to abort the response.
+ * release(ctx) runs when the request ends.  At most one per request. */
+typedef int (*http_filter)(void *ctx, const char *data, size_t len, int final, srv_buf *out);
+void http_set_filter(http_request *r, http_filter filter, void (*release)(void *ctx), void *ctx);
+
+/* Drop a response that was set but not sent yet, with its extra headers:
+ * for a gateway that tries another target after a local one answered with
+ * an error. */
+void http_reset_response(http_request *r);
+
 /* Extra header on whatever response follows (Retry-After, Allow). */
 void http_add_header(http_request *r, const char *name, const char *value);
 void http_respond(http_request *r, int status, const char *content_type, const char *body, size_t len);

@@ -1,0 +1,335 @@
+/* gateway/invocation_log.c — the bounded queue, the writer thread, file
+ * rotation and retention. */
+#include "gateway/invocation_log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/file.h"
+#include "base/log.h"
+#include "base/paths.h"
+
+#define FILE_PREFIX "invocations-"
+#define FILE_SUFFIX ".jsonl"
+
+struct invlog {
+    char *dir;
+    int64_t max_bytes;
+    int retention_days;
+    int log_bodies;
+
+    pthread_mutex_t mu; /* guards the queue, the counters and `path` */
+    pthread_cond_t wake, drained;
+    char **ring;        /* queue_lines slots */
+    size_t cap, head, count, bytes, max_queue_bytes;
+    uint64_t enqueued, done;
+    int stop;
+    pthread_t writer;
+    atomic_ullong dropped;
+
+    /* The writer's own state. */
+    char **batch;
+    FILE *f;
+    char *path;
+    int64_t size;
+    int day; /* days since the epoch (UTC) the current file belongs to */
+    int write_failing;
+    unsigned long long drops_warned;
+    double last_warn;
+};
+
+uint64_t invlog_dropped(const invlog *l) { return atomic_load(&((invlog *)l)->dropped); }
+
+static void format_ts(int64_t ms, char out[32]) {
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    size_t k = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + k, 32 - k, ".%03dZ", (int)(ms % 1000));
+}
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+
+static json_t *entry_json(const invlog *l, const invlog_entry *e) {
+    char ts[32];
+    format_ts(e->ts_ms > 0 ? e->ts_ms : now_ms(), ts);
+    json_t *input = json_pack("{s:I}", "inputTokenCount", (json_int_t)e->input_tokens);
+    json_t *output = json_pack("{s:I}", "outputTokenCount", (json_int_t)e->output_tokens);
+    if (l->log_bodies && e->input_body) json_object_set(input, "inputBodyJson", (json_t *)e->input_body);
+    if (l->log_bodies && e->output_body) json_object_set(output, "outputBodyJson", (json_t *)e->output_body);
+    json_t *fallbacks = e->fallbacks ? json_deep_copy(e->fallbacks) : json_array();
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:f, s:f, s:f, "
+                     "s:o, s:s}",
+                     "schemaType", "ModelInvocationLog", "schemaVersion", "1.0", "timestamp", ts, "requestId",
+                     str_or_null(e->request_id), "keyId", str_or_null(e->key_id), "keyName",
+                     str_or_null(e->key_name), "operation", str_or_null(e->operation), "modelId",
+                     str_or_null(e->model_id), "route", str_or_null(e->route), "target", str_or_null(e->target),
+                     "fallbacks", fallbacks, "status", e->status, "errorCode", str_or_null(e->error_code), "input",
+                     input, "output", output, "costUsd", e->cost_usd, "latencyMs", e->latency_ms, "overheadMs",
+                     e->overhead_ms, "ttftMs", e->ttft_ms >= 0 ? json_real(e->ttft_ms) : json_null(),
+                     "guardrailAction", e->guardrail_action ? e->guardrail_action : "NONE");
+}
+
+void invlog_write(invlog *l, const invlog_entry *e) {
+    json_t *j = entry_json(l, e);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    char *line = NULL;
+    size_t n = 0;
+    if (text) {
+        n = strlen(text);
+        line = realloc(text, n + 2);
+        if (!line) free(text);
+    }
+    if (!line) {
+        atomic_fetch_add(&l->dropped, 1);
+        return;
+    }
+    line[n++] = '\n';
+    line[n] = '\0';
+    pthread_mutex_lock(&l->mu);
+    int full = l->count == l->cap || l->bytes + n > l->max_queue_bytes;
+    if (!full) {
+        l->ring[(l->head + l->count) % l->cap] = line;
+        l->count++;
+        l->bytes += n;
+        l->enqueued++;
+        pthread_cond_signal(&l->wake);
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (full) {
+        free(line); /* the writer warns about it; no I/O on this path */
+        atomic_fetch_add(&l->dropped, 1);
+    }
+}
+
+void invlog_sync(invlog *l) {
+    pthread_mutex_lock(&l->mu);
+    uint64_t target = l->enqueued;
+    while (l->done < target) pthread_cond_wait(&l->drained, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+}
+
+char *invlog_current_path(invlog *l) {
+    pthread_mutex_lock(&l->mu);
+    char *p = l->path ? strdup(l->path) : NULL;
+    pthread_mutex_unlock(&l->mu);
+    return p;
+}
+
+static int is_log_name(const char *name) {
+    size_t n = strlen(name), lp = strlen(FILE_PREFIX), ls = strlen(FILE_SUFFIX);
+    return n > lp + ls && strncmp(name, FILE_PREFIX, lp) == 0 && strcmp(name + n - ls, FILE_SUFFIX) == 0;
+}
+
+/* Deletes log files whose last write is older than the retention. */
+static void sweep(invlog *l) {
+    DIR *d = opendir(l->dir);
+    if (!d) {
+        bs_log_warn("invocation log: cannot list %s for retention: %s", l->dir, strerror(errno));
+        return;
+    }
+    time_t cutoff = time(NULL) - (time_t)l->retention_days * 86400;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!is_log_name(de->d_name)) continue;
+        char *p = bs_path_join(l->dir, de->d_name);
+        struct stat sb;
+        if (p && stat(p, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_mtime < cutoff) {
+            if (unlink(p) == 0)
+                bs_log_info("invocation log: deleted %s (older than %d days)", p, l->retention_days);
+            else
+                bs_log_warn("invocation log: cannot delete %s: %s", p, strerror(errno));
+        }
+        free(p);
+    }
+    closedir(d);
+}
+
+/* Closes the current file (if any), applies retention and starts a new one
+ * named after now. */
+static bs_status start_file(invlog *l, bs_error *err) {
+    if (l->f) fclose(l->f);
+    l->f = NULL;
+    sweep(l);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char stamp[32];
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    int fd = -1;
+    char *path = NULL;
+    for (int k = 0; k < 1000 && fd < 0; k++) {
+        char name[96];
+        if (k == 0)
+            snprintf(name, sizeof name, FILE_PREFIX "%s" FILE_SUFFIX, stamp);
+        else
+            snprintf(name, sizeof name, FILE_PREFIX "%s-%d" FILE_SUFFIX, stamp, k);
+        free(path);
+        path = bs_path_join(l->dir, name);
+        if (!path) return bs_fail(err, BS_ENOMEM, "invocation log: out of memory");
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0640);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    FILE *f = fd >= 0 ? fdopen(fd, "a") : NULL;
+    if (!f) {
+        bs_fail(err, BS_EIO, "invocation log: cannot create %s: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        free(path);
+        return BS_EIO;
+    }
+    pthread_mutex_lock(&l->mu);
+    free(l->path);
+    l->path = path;
+    pthread_mutex_unlock(&l->mu);
+    l->f = f;
+    l->size = 0;
+    l->day = (int)(now / 86400);
+    return BS_OK;
+}
+
+static void write_line(invlog *l, const char *line) {
+    size_t n = strlen(line);
+    int today = (int)(time(NULL) / 86400);
+    bs_error err = {0};
+    bs_status st = BS_OK;
+    if (!l->f || today != l->day || (l->size > 0 && l->size + (int64_t)n > l->max_bytes)) st = start_file(l, &err);
+    if (st == BS_OK && fwrite(line, 1, n, l->f) != n)
+        st = bs_fail(&err, BS_EIO, "invocation log: writing %s: %s", l->path, strerror(errno));
+    if (st != BS_OK) {
+        atomic_fetch_add(&l->dropped, 1);
+        if (!l->write_failing) bs_log_error("%s", err.msg);
+        l->write_failing = 1;
+        return;
+    }
+    if (l->write_failing) bs_log_info("invocation log: writing again to %s", l->path);
+    l->write_failing = 0;
+    l->size += (int64_t)n;
+}
+
+static void warn_drops(invlog *l) {
+    unsigned long long d = atomic_load(&l->dropped);
+    double now = bs_now();
+    if (d > l->drops_warned && (l->last_warn == 0 || now - l->last_warn >= 60)) {
+        bs_log_warn("invocation log: %llu lines dropped (queue full or write errors)", d - l->drops_warned);
+        l->drops_warned = d;
+        l->last_warn = now;
+    }
+}
+
+static void *writer_main(void *arg) {
+    invlog *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        if (l->count == 0 && !l->stop) {
+            /* Wake now and then even when idle, so drops get reported. */
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_sec += 5;
+            pthread_cond_timedwait(&l->wake, &l->mu, &until);
+        }
+        if (l->count == 0 && l->stop) break;
+        size_t n = l->count;
+        for (size_t i = 0; i < n; i++) l->batch[i] = l->ring[(l->head + i) % l->cap];
+        l->head = (l->head + n) % l->cap;
+        l->count = 0;
+        l->bytes = 0;
+        pthread_mutex_unlock(&l->mu);
+
+        for (size_t i = 0; i < n; i++) {
+            write_line(l, l->batch[i]);
+            free(l->batch[i]);
+        }
+        if (n && l->f && fflush(l->f) != 0) {
+            if (!l->write_failing) bs_log_error("invocation log: flushing %s: %s", l->path, strerror(errno));
+            l->write_failing = 1;
+        }
+        warn_drops(l);
+
+        pthread_mutex_lock(&l->mu);
+        l->done += n;
+        pthread_cond_broadcast(&l->drained);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+static void invlog_free(invlog *l) {
+    if (l->f) fclose(l->f);
+    for (size_t i = 0; i < l->count; i++) free(l->ring[(l->head + i) % l->cap]);
+    free(l->ring);
+    free(l->batch);
+    free(l->path);
+    free(l->dir);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->wake);
+    pthread_cond_destroy(&l->drained);
+    free(l);
+}
+
+bs_status invlog_open(const invlog_options *opt, invlog **out, bs_error *err) {
+    *out = NULL;
+    if (!opt->dir || !*opt->dir) return bs_fail(err, BS_EINVAL, "invocation log: log_dir is empty");
+    if (opt->max_mb < 1) return bs_fail(err, BS_EINVAL, "invocation log: log_max_mb must be >= 1 (got %d)", opt->max_mb);
+    if (opt->retention_days < 1)
+        return bs_fail(err, BS_EINVAL, "invocation log: log_retention_days must be >= 1 (got %d)",
+                       opt->retention_days);
+    bs_status st = bs_make_dirs(opt->dir, 0750, err);
+    if (st != BS_OK) return bs_wrap(err, "invocation log: log_dir");
+    invlog *l = calloc(1, sizeof *l);
+    if (!l) return bs_fail(err, BS_ENOMEM, "invocation log: out of memory");
+    l->max_bytes = (int64_t)opt->max_mb << 20;
+    l->retention_days = opt->retention_days;
+    l->log_bodies = opt->log_bodies;
+    l->cap = opt->queue_lines ? opt->queue_lines : 8192;
+    l->max_queue_bytes = opt->queue_bytes ? opt->queue_bytes : (size_t)64 << 20;
+    atomic_init(&l->dropped, 0);
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&l->drained, NULL);
+    l->dir = strdup(opt->dir);
+    l->ring = calloc(l->cap, sizeof *l->ring);
+    l->batch = calloc(l->cap, sizeof *l->batch);
+    if (!l->dir || !l->ring || !l->batch) {
+        invlog_free(l);
+        return bs_fail(err, BS_ENOMEM, "invocation log: out of memory");
+    }
+    /* Opening the first file here surfaces a bad log_dir at start. */
+    st = start_file(l, err);
+    int rc = st == BS_OK ? pthread_create(&l->writer, NULL, writer_main, l) : 0;
+    if (st != BS_OK || rc != 0) {
+        invlog_free(l);
+        return st != BS_OK ? st : bs_fail(err, BS_EIO, "invocation log: cannot start the writer: %s", strerror(rc));
+    }
+    *out = l;
+    return BS_OK;
+}
+
+void invlog_close(invlog *l) {
+    if (!l) return;
+    pthread_mutex_lock(&l->mu);
+    l->stop = 1;
+    pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->writer, NULL);
+    invlog_free(l);
+}
