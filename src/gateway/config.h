@@ -19,6 +19,7 @@
 #define BASALT_GATEWAY_CONFIG_H
 
 #include <jansson.h>
+#include <stddef.h>
 
 #include "base/error.h"
 
@@ -104,7 +105,9 @@ typedef struct gw_route {
     int n_rules;
     /* Sticky assignment: hash of this header's value, else of the body's
      * "user", picks the variant (so one user stays on one target while the
-     * weights stay the same).  sticky_header NULL and sticky_user 0: random. */
+     * weights stay the same).  `sticky: user` sets only sticky_user;
+     * `sticky: {header: H}` sets sticky_header and sticky_user.
+     * sticky_header NULL and sticky_user 0: random. */
     char *sticky_header;
     int sticky_user;
     /* Fallback lists (indices into models), tried in order after the chosen
@@ -122,7 +125,8 @@ typedef struct gw_route {
 
 /* A guardrail policy as written in the config, converted to JSON (mappings
  * -> objects, sequences -> arrays, plain scalars that read as numbers or
- * booleans -> those, the rest strings); gateway/guardrail.c compiles it. */
+ * booleans -> those, plain null/~/empty -> null, the rest strings; the
+ * spec includes "name"); gateway/guardrail.c compiles it. */
 typedef struct gw_guardrail {
     char *name;
     json_t *spec;
@@ -156,6 +160,9 @@ typedef struct gw_config {
 
 /* Load and validate path.  Errors: "FILE:LINE:COL: KEY: message". */
 bs_status gw_config_load(const char *path, gw_config **out, bs_error *err);
+/* The same from text already in memory; name stands for the file in
+ * messages and becomes c->path. */
+bs_status gw_config_parse(const char *name, const char *text, size_t len, gw_config **out, bs_error *err);
 gw_config *gw_config_ref(gw_config *c);
 void gw_config_unref(gw_config *c); /* frees at zero; NULL is fine */
 
