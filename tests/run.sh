@@ -4,12 +4,20 @@
 # binary that exits non-zero without printing FAIL (a crash) counts as one
 # failure.  Ends with the line "N passed, N failed".
 #
-#   tests/run.sh BUILD_DIR      (BASALT_UNIT_ONLY=1 skips the scripts)
+#   tests/run.sh BUILD_DIR      (BASALT_UNIT_ONLY=1 skips the scripts;
+#                                BASALT_NO_SERVICES=1 starts no PostgreSQL/Redis)
 BUILD=${1:-build}
 export BASALT_BIN="$PWD/$BUILD/basalt"
 export BASALT_PYTHON="${BASALT_PYTHON:-/usr/bin/python3}"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+services_stop=:
+if [ "${BASALT_NO_SERVICES:-}" != 1 ]; then
+    . tests/support/services.sh
+    services_stop=basalt_services_stop
+fi
+trap 'rm -f "$log"; $services_stop' EXIT
+# So the EXIT trap (and with it the services' cleanup) runs on ^C too.
+trap 'exit 130' INT TERM
 pass=0 fail=0 skip=0
 
 run_one() {

@@ -21,10 +21,12 @@ static const struct {
     {"bench", cmd_bench, "measure prefill and decode speed"},
     {"serve", cmd_serve, "serve models behind the OpenAI-compatible HTTP API"},
     {"pull", cmd_pull, "download a model from the Hugging Face hub into the model cache"},
+    {"eval", cmd_eval, "evaluate models on a JSONL set with graders, side by side (base vs tuned)"},
     {"tune", cmd_tune, "fine-tune a model on a JSONL dataset (LoRA or full) and write the result"},
     {"quantize", cmd_quantize, "write a model as a GGUF file with quantized weights"},
     {"merge", cmd_merge, "merge a LoRA adapter into its base model (Hugging Face safetensors)"},
     {"build-default", cmd_build_default, "build the embedded default model (a few minutes, once)"},
+    {"config", cmd_config, "validate a gateway configuration file (config check FILE.yaml)"},
 };
 
 static void usage(FILE *out) {

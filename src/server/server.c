@@ -85,12 +85,15 @@ void respond_job_error(http_request *r, const bs_error *err, const char *param) 
 }
 
 json_t *request_body(http_request *r) {
+    req_log *l = request_log(r);
+    if (l && l->body) return json_incref(l->body);
     api_error a = {0};
     json_t *body;
     if (oai_parse_body(http_body(r), http_body_len(r), &body, &a) != BS_OK) {
         respond_error(r, &a);
         return NULL;
     }
+    if (l) l->body = json_incref(body);
     return body;
 }
 
@@ -116,33 +119,41 @@ typedef struct route {
     const char *method;
     const char *path; /* a trailing '*' matches any non-empty rest */
     void (*handler)(basalt_server *s, http_request *r);
+    const char *scope; /* what the API key must allow (governance.h) */
+    int inference;     /* runs a model named by body.model: admitted, guarded, maybe a gateway route */
 } route;
 
 static const route routes[] = {
-    {"GET", "/health", handle_health},
-    {"GET", "/v1/models", handle_models},
-    {"GET", "/v1/models/*", handle_model_get},
-    {"POST", "/tokenize", handle_tokenize},
-    {"POST", "/detokenize", handle_detokenize},
-    {"GET", "/metrics", handle_metrics},
-    {"POST", "/v1/chat/completions", handle_chat},
-    {"POST", "/v1/responses", handle_responses},
-    {"GET", "/v1/responses/*", handle_response_get},
-    {"DELETE", "/v1/responses/*", handle_response_delete},
-    {"POST", "/v1/completions", handle_completions},
-    {"POST", "/v1/embeddings", handle_embeddings},
-    {"POST", "/v1/files", handle_file_upload},
-    {"GET", "/v1/files", handle_files_list},
-    {"GET", "/v1/files/*", handle_file_get},
-    {"DELETE", "/v1/files/*", handle_file_delete},
-    {"POST", "/v1/load_lora_adapter", handle_load_lora},
-    {"POST", "/v1/unload_lora_adapter", handle_unload_lora},
-    {"POST", "/v1/fine_tuning/jobs", handle_ft_create},
-    {"GET", "/v1/fine_tuning/jobs", handle_ft_list},
-    {"GET", "/v1/fine_tuning/jobs/*", handle_ft_get},
-    {"POST", "/v1/fine_tuning/jobs/*", handle_ft_post},
-    {"POST", "/v1/fine_tuning/alpha/graders/validate", handle_grader_validate},
-    {"POST", "/v1/fine_tuning/alpha/graders/run", handle_grader_run},
+    {"GET", "/health", handle_health, SCOPE_PUBLIC, 0},
+    {"GET", "/v1/models", handle_models, SCOPE_INFERENCE, 0},
+    {"GET", "/v1/models/*", handle_model_get, SCOPE_INFERENCE, 0},
+    {"POST", "/tokenize", handle_tokenize, SCOPE_INFERENCE, 0},
+    {"POST", "/detokenize", handle_detokenize, SCOPE_INFERENCE, 0},
+    {"GET", "/metrics", handle_metrics, SCOPE_ADMIN, 0},
+    {"POST", "/v1/admin/reload", handle_admin_reload, SCOPE_ADMIN, 0},
+    {"POST", "/v1/chat/completions", handle_chat, SCOPE_INFERENCE, 1},
+    {"POST", "/v1/responses", handle_responses, SCOPE_INFERENCE, 1},
+    {"GET", "/v1/responses/*", handle_response_get, SCOPE_INFERENCE, 0},
+    {"DELETE", "/v1/responses/*", handle_response_delete, SCOPE_INFERENCE, 0},
+    {"POST", "/v1/completions", handle_completions, SCOPE_INFERENCE, 1},
+    {"POST", "/v1/embeddings", handle_embeddings, SCOPE_INFERENCE, 1},
+    {"POST", "/v1/files", handle_file_upload, SCOPE_FILES, 0},
+    {"GET", "/v1/files", handle_files_list, SCOPE_FILES, 0},
+    {"GET", "/v1/files/*", handle_file_get, SCOPE_FILES, 0},
+    {"DELETE", "/v1/files/*", handle_file_delete, SCOPE_FILES, 0},
+    {"POST", "/v1/load_lora_adapter", handle_load_lora, SCOPE_ADMIN, 0},
+    {"POST", "/v1/unload_lora_adapter", handle_unload_lora, SCOPE_ADMIN, 0},
+    {"POST", "/v1/fine_tuning/jobs", handle_ft_create, SCOPE_FINE_TUNE, 0},
+    {"GET", "/v1/fine_tuning/jobs", handle_ft_list, SCOPE_FINE_TUNE, 0},
+    {"GET", "/v1/fine_tuning/jobs/*", handle_ft_get, SCOPE_FINE_TUNE, 0},
+    {"POST", "/v1/fine_tuning/jobs/*", handle_ft_post, SCOPE_FINE_TUNE, 0},
+    {"POST", "/v1/fine_tuning/alpha/graders/validate", handle_grader_validate, SCOPE_FINE_TUNE, 0},
+    {"POST", "/v1/fine_tuning/alpha/graders/run", handle_grader_run, SCOPE_FINE_TUNE, 0},
+    {"POST", "/v1/evals", handle_evals_create, SCOPE_INFERENCE, 0},
+    {"GET", "/v1/evals", handle_evals_list, SCOPE_INFERENCE, 0},
+    {"GET", "/v1/evals/*", handle_eval_get, SCOPE_INFERENCE, 0},
+    {"POST", "/v1/evals/*", handle_eval_post, SCOPE_INFERENCE, 0},
+    {"DELETE", "/v1/evals/*", handle_eval_delete, SCOPE_INFERENCE, 0},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -155,13 +166,30 @@ static int path_matches(const char *pattern, const char *path) {
 /* Routes whose body is streamed rather than held: run when the headers are
  * in, before the body, to set up where it goes. */
 static const route begin_routes[] = {
-    {"POST", "/v1/files", begin_file_upload},
+    {"POST", "/v1/files", begin_file_upload, SCOPE_FILES, 0},
 };
 
 static void begin_request(void *user, http_request *r) {
     for (size_t i = 0; i < sizeof begin_routes / sizeof begin_routes[0]; i++)
         if (strcmp(begin_routes[i].method, http_method(r)) == 0 && path_matches(begin_routes[i].path, http_path(r)))
             begin_routes[i].handler(user, r);
+}
+
+/* The key first; then an inference request is admitted (limits), guarded
+ * (input policies) and either served by the gateway (a name its config
+ * defines) or by the route's local handler. */
+static void serve_route(basalt_server *s, http_request *r, const route *rt) {
+    if (!governance_authenticate(s, r, rt->scope)) return;
+    if (rt->inference) {
+        json_t *body = request_body(r);
+        if (!body) return;
+        int answered = !governance_admit(s, r, rt->path, body) ||
+                       !guard_admit(s, r, rt->path, body, gateway_guards(s, r)) ||
+                       gateway_serve(s, r, rt->path, body);
+        json_decref(body);
+        if (answered) return;
+    }
+    rt->handler(s, r);
 }
 
 static void dispatch(void *user, http_request *r) {
@@ -185,7 +213,7 @@ static void dispatch(void *user, http_request *r) {
         api_fail(&a, BS_EINVAL, NULL, "request_too_large", "The request body is larger than the server's limit");
         respond_error(r, &a);
     } else if (found) {
-        found->handler(s, r);
+        serve_route(s, r, found);
     } else if (allow[0]) {
         a.http = 405;
         api_fail(&a, BS_EINVAL, NULL, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", method, path, allow);
@@ -211,6 +239,11 @@ static void on_done(void *user, http_request *r) {
                              "completion_tokens", l ? l->completion_tokens : 0, "queue_ms",
                              l && l->queue >= 0 ? l->queue * 1e3 : 0.0, "ttft_ms",
                              l && l->ttft >= 0 ? l->ttft * 1e3 : 0.0, "latency_ms", total * 1e3);
+    if (line) {
+        gateway_request_done(s, r, line);
+        guard_request_done(s, r, line);
+        governance_done(s, r, line);
+    }
     char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
     if (text) fprintf(stderr, "%s\n", text);
     free(text);
@@ -218,7 +251,10 @@ static void on_done(void *user, http_request *r) {
     metrics_request(s->metrics, l ? l->model : "", endpoint, http_status(r), l ? l->prompt_tokens : 0,
                     l ? l->completion_tokens : 0,
                     total, l ? l->ttft : -1, l ? l->queue : -1);
-    if (l) adapter_close(l->adapter);
+    if (l) {
+        adapter_close(l->adapter);
+        json_decref(l->body);
+    }
     free(l);
     *http_user_slot(r) = NULL;
 }
@@ -296,7 +332,11 @@ bs_status server_open(const server_config *c, basalt_server **out, bs_error *err
     bs_status st = metrics_open(&s->metrics, err);
     if (st == BS_OK) st = job_registry_open(&s->jobs, err);
     if (st == BS_OK) st = adapters_open(&s->adapters, err);
-    if (st == BS_OK) st = store_open(c->data_dir, &s->store, err);
+    if (st == BS_OK) st = gateway_open(s, c->config_path, &s->gateway, err);
+    gw_config *gcfg = st == BS_OK ? gateway_config(s->gateway) : NULL;
+    if (st == BS_OK) st = store_open_url(gcfg ? gcfg->store : NULL, c->data_dir, &s->store, err);
+    gw_config_unref(gcfg);
+    if (st == BS_OK) st = governance_open(s, c, &s->gov, err);
     if (st == BS_OK && !(s->data_dir = strdup(c->data_dir))) st = bs_fail(err, BS_ENOMEM, "out of memory");
     s->max_file = c->max_file;
     if (st == BS_OK)
@@ -308,6 +348,7 @@ bs_status server_open(const server_config *c, basalt_server **out, bs_error *err
     }
     if (st == BS_OK) st = adapters_load_specs(s, c->loras, c->n_loras, err);
     if (st == BS_OK) st = ft_runner_open(s, c->train_threads, &s->ft, err);
+    if (st == BS_OK) st = eval_runner_open(s, &s->evals, err);
     if (st == BS_OK) {
         http_config hc = {.host = c->host, .port = c->port, .max_body = c->max_body, .idle_timeout_s = 60,
                           .max_connections = 512, .begin = begin_request};
@@ -326,6 +367,8 @@ bs_status server_open(const server_config *c, basalt_server **out, bs_error *err
 
 const char *server_url(const basalt_server *s) { return s->url; }
 
+bs_status server_reload(basalt_server *s, bs_error *err) { return gateway_reload(s, err); }
+
 void server_shutdown(basalt_server *s, double grace_s) {
     http_server_quiesce(s->http);
     job_registry_drain(s->jobs, grace_s);
@@ -335,8 +378,11 @@ void server_close(basalt_server *s) {
     if (!s) return;
     http_server_close(s->http);
     ft_runner_close(s->ft); /* checkpoints a running job while its model is still open */
+    eval_runner_close(s->evals); /* stops running evals while their models are still open */
     for (int i = 0; i < s->n_models; i++) close_model(&s->models[i]);
     adapters_close(s->adapters);
+    governance_close(s->gov);
+    gateway_close(s->gateway);
     job_registry_close(s->jobs);
     store_close(s->store);
     free(s->data_dir);

@@ -40,12 +40,17 @@ typedef struct server_config {
      * memory (lost on restart); < 0: RESP_STORE_DEFAULT_COUNT, 0: none. */
     int responses_store;
     int train_threads; /* OpenBLAS threads of a fine-tuning job; <= 0: 1 */
+    const char *config_path; /* --config: the gateway configuration (NULL: none) */
+    int insecure_open;       /* --insecure-open: serve a non-loopback address without API keys */
 } server_config;
+
 
 typedef struct basalt_server basalt_server;
 
 bs_status server_open(const server_config *c, basalt_server **out, bs_error *err);
 const char *server_url(const basalt_server *s);
+/* Reload the gateway configuration (SIGHUP); the old one stays on error. */
+bs_status server_reload(basalt_server *s, bs_error *err);
 
 /* Serve adapter (over the model served as base; the registry takes its own
  * reference) as name, e.g. a finished fine-tuning job's

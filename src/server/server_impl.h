@@ -9,6 +9,9 @@
 #include "engine/model.h"
 #include "engine/scheduler.h"
 #include "server/ft_jobs.h"
+#include "server/gateway.h"
+#include "server/governance.h"
+#include "server/guard.h"
 #include "server/http.h"
 #include "server/job.h"
 #include "server/metrics.h"
@@ -36,6 +39,7 @@ typedef struct srv_model {
 } srv_model;
 
 typedef struct srv_adapters srv_adapters;
+typedef struct eval_runner eval_runner;
 
 struct basalt_server {
     srv_model *models;
@@ -48,6 +52,9 @@ struct basalt_server {
     char *data_dir;    /* DATA: fine-tuning checkpoints and models live under it */
     ft_runner *ft;     /* the fine-tuning job runner */
     srv_adapters *adapters; /* LoRA adapters served over the models */
+    eval_runner *evals;     /* the Evals API's running runs (handlers_evals.c) */
+    srv_gateway *gateway;   /* --config: routes, upstreams, breakers (gateway.c) */
+    srv_governance *gov;    /* keys, limits, usage, audit (governance.c) */
     size_t max_file;   /* largest upload, bytes */
     char url[160];
 };
@@ -59,13 +66,21 @@ typedef struct req_log {
     int prompt_tokens, completion_tokens;
     double ttft, queue;
     bs_adapter *adapter; /* a reference while the request uses an adapter */
+    json_t *body;        /* the parsed request body once read (request_body); guardrails may mask it */
+    /* Per-request state of the layers around the handlers, each freed by
+     * its own *_done hook: */
+    struct gateway_request *gw;  /* gateway.c: config generation, route, target, attempts */
+    struct gov_request *gov;     /* governance.c: the key, the limits reservation */
+    struct guard_request *guard; /* guard.c: the policies applied, what they did */
 } req_log;
 
 req_log *request_log(http_request *r);
 
 void respond_json(http_request *r, int status, json_t *body); /* body stolen */
 void respond_error(http_request *r, const api_error *a);
-/* Parse the body as a JSON object; on failure answers 400 and returns NULL. */
+/* The body as a JSON object (a new reference; parsed once per request and
+ * shared, so a masked body is what every later reader sees); on failure
+ * answers 400 and returns NULL. */
 json_t *request_body(http_request *r);
 /* The served model called name; NULL after answering 404. */
 srv_model *request_model(basalt_server *s, http_request *r, const char *name);
@@ -129,5 +144,16 @@ void handle_ft_post(basalt_server *s, http_request *r);
  * /v1/fine_tuning/alpha/graders/validate and /run. */
 void handle_grader_validate(basalt_server *s, http_request *r);
 void handle_grader_run(basalt_server *s, http_request *r);
+/* Evals API (handlers_evals.c): POST/GET /v1/evals, and GET/POST/DELETE
+ * under /v1/evals/{id} (the eval, its runs, a run's output items).  The
+ * runner marks runs a dead process left unfinished failed at open and stops
+ * running ones at close (before the models close). */
+bs_status eval_runner_open(basalt_server *s, eval_runner **out, bs_error *err);
+void eval_runner_close(eval_runner *er);
+void handle_evals_create(basalt_server *s, http_request *r);
+void handle_evals_list(basalt_server *s, http_request *r);
+void handle_eval_get(basalt_server *s, http_request *r);
+void handle_eval_post(basalt_server *s, http_request *r);
+void handle_eval_delete(basalt_server *s, http_request *r);
 
 #endif

@@ -1,0 +1,560 @@
+/* gateway/upstream.c — libcurl multi transfers on one event thread per pool.
+ *
+ * Only the event thread touches the multi and the easy handles once a call
+ * is queued.  Consumers talk to it through per-call request flags (add,
+ * cancel, unpause) put on the pool's op list, then curl_multi_wakeup.  One
+ * pool mutex guards the op list and every call's shared state; the write
+ * and header callbacks take it briefly, the event thread never holds it
+ * across a curl call (curl_easy_pause may run the write callback itself).
+ *
+ * A call is reference counted: the consumer holds one reference until
+ * upstream_call_close, the event thread one while the transfer runs and one
+ * for each time the call sits on the op list. */
+#include "gateway/upstream.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "base/log.h"
+
+#define IDLE_TICK_MS 100 /* how often idle timeouts are checked while any is armed */
+
+struct upstream_call {
+    upstream_pool *pool;
+    CURL *easy;
+    struct curl_slist *headers;
+    char method[16];
+    char errbuf[CURL_ERROR_SIZE];
+    pthread_cond_t cond;
+    int refs;
+    /* op flags; on_ops: linked into pool->ops through op_next */
+    int want_add, want_cancel, want_unpause, on_ops;
+    upstream_call *op_next;
+    /* the pool's running transfers, for upstream_close */
+    upstream_call *prev, *next;
+    int running;
+    /* response */
+    int status, headers_done, finished, consumer_gone;
+    char *hdr; /* "name\0value\0" pairs of the final response */
+    size_t hdr_len, hdr_cap;
+    char *body;
+    size_t off, len, cap, peak;
+    int paused;
+    double idle_s, last_io; /* idle timeout; when a byte last came (event thread only) */
+    upstream_class cls;
+    char msg[300];
+    /* fire mode */
+    upstream_done done;
+    void *done_ctx;
+    uint64_t bytes;
+    double start;
+};
+
+struct upstream_pool {
+    CURLM *multi;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    upstream_call *ops;     /* pending requests to the event thread */
+    upstream_call *running; /* in the multi */
+    int stop;
+};
+
+const char *upstream_class_name(upstream_class c) {
+    switch (c) {
+    case UPSTREAM_OK: return "ok";
+    case UPSTREAM_CONNECT: return "connect";
+    case UPSTREAM_TIMEOUT: return "timeout";
+    case UPSTREAM_CUT: return "cut";
+    case UPSTREAM_CANCELLED: return "cancelled";
+    case UPSTREAM_ERROR: return "error";
+    }
+    return "error";
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_status;
+static void curl_init_once(void) { curl_init_status = curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+static int grow(char **p, size_t *cap, size_t need) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 4096;
+    while (c < need) c *= 2;
+    char *q = realloc(*p, c);
+    if (!q) return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+static void call_free(upstream_call *c) {
+    if (c->easy) curl_easy_cleanup(c->easy);
+    curl_slist_free_all(c->headers);
+    pthread_cond_destroy(&c->cond);
+    free(c->hdr);
+    free(c->body);
+    free(c);
+}
+
+/* Drop one reference; the caller holds pool->mu.  Returns 1 when the call
+ * is to be freed (after unlocking). */
+static int unref_locked(upstream_call *c) { return --c->refs == 0; }
+
+/* Queue c for the event thread; the caller holds pool->mu. */
+static void queue_op_locked(upstream_call *c) {
+    if (c->on_ops) return;
+    c->on_ops = 1;
+    c->refs++;
+    c->op_next = c->pool->ops;
+    c->pool->ops = c;
+}
+
+static upstream_class classify(CURLcode rc) {
+    switch (rc) {
+    case CURLE_OK: return UPSTREAM_OK;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+        return UPSTREAM_CONNECT;
+    case CURLE_OPERATION_TIMEDOUT: return UPSTREAM_TIMEOUT;
+    case CURLE_PARTIAL_FILE:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        return UPSTREAM_CUT;
+    default: return UPSTREAM_ERROR;
+    }
+}
+
+/* ------------------------------------------------------------ curl callbacks (event thread) */
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
+    upstream_call *c = ud;
+    size_t n = size * nmemb, len = n;
+    c->last_io = bs_now();
+    while (len && (data[len - 1] == '\n' || data[len - 1] == '\r')) len--;
+    pthread_mutex_lock(&c->pool->mu);
+    if (c->headers_done) {
+        /* trailers: the consumer may be reading hdr already */
+    } else if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+        /* a new status line: after 1xx or a redirect the block starts over */
+        const char *sp = memchr(data, ' ', len);
+        c->status = sp ? atoi(sp + 1) : 0;
+        c->hdr_len = 0;
+    } else if (len == 0) {
+        if (c->status >= 200) {
+            c->headers_done = 1;
+            pthread_cond_broadcast(&c->cond);
+        }
+    } else if (!c->done) {
+        const char *colon = memchr(data, ':', len);
+        if (colon && grow(&c->hdr, &c->hdr_cap, c->hdr_len + len + 2) == 0) {
+            size_t nl = (size_t)(colon - data);
+            const char *v = colon + 1, *end = data + len;
+            while (v < end && (*v == ' ' || *v == '\t')) v++;
+            while (end > v && (end[-1] == ' ' || end[-1] == '\t')) end--;
+            memcpy(c->hdr + c->hdr_len, data, nl);
+            c->hdr[c->hdr_len + nl] = '\0';
+            c->hdr_len += nl + 1;
+            memcpy(c->hdr + c->hdr_len, v, (size_t)(end - v));
+            c->hdr[c->hdr_len + (size_t)(end - v)] = '\0';
+            c->hdr_len += (size_t)(end - v) + 1;
+        }
+    }
+    pthread_mutex_unlock(&c->pool->mu);
+    return n;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
+    upstream_call *c = ud;
+    size_t n = size * nmemb;
+    c->last_io = bs_now();
+    pthread_mutex_lock(&c->pool->mu);
+    if (c->done || c->consumer_gone) {
+        /* discarded: shadow traffic, or a cancel already on its way */
+        c->bytes += n;
+        pthread_mutex_unlock(&c->pool->mu);
+        return n;
+    }
+    size_t unread = c->len - c->off;
+    if (unread >= UPSTREAM_BUFFER_MAX) {
+        /* curl keeps these bytes and hands them over again on unpause */
+        c->paused = 1;
+        pthread_mutex_unlock(&c->pool->mu);
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    if (c->off && c->len + n > c->cap) {
+        memmove(c->body, c->body + c->off, unread);
+        c->off = 0;
+        c->len = unread;
+    }
+    if (grow(&c->body, &c->cap, c->len + n) != 0) {
+        pthread_mutex_unlock(&c->pool->mu);
+        return 0; /* CURLE_WRITE_ERROR: reported as UPSTREAM_ERROR */
+    }
+    memcpy(c->body + c->len, data, n);
+    c->len += n;
+    c->bytes += n;
+    if (c->len - c->off > c->peak) c->peak = c->len - c->off;
+    c->headers_done = 1;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->pool->mu);
+    return n;
+}
+
+/* ------------------------------------------------------------ event thread */
+
+static void running_unlink(upstream_pool *p, upstream_call *c) {
+    if (c->prev) c->prev->next = c->next;
+    else p->running = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    c->running = 0;
+}
+
+/* The transfer is over (or never started): record the outcome, wake the
+ * consumer, run the fire callback and drop the event thread's reference. */
+static void finish(upstream_pool *p, upstream_call *c, upstream_class cls, const char *why) {
+    if (c->running) {
+        curl_multi_remove_handle(p->multi, c->easy);
+        running_unlink(p, c);
+    }
+    char *url = NULL;
+    curl_easy_getinfo(c->easy, CURLINFO_EFFECTIVE_URL, &url);
+    pthread_mutex_lock(&p->mu);
+    c->finished = 1;
+    c->headers_done = 1;
+    c->cls = cls;
+    if (cls != UPSTREAM_OK)
+        snprintf(c->msg, sizeof c->msg, "upstream %s %s: %s (%s)", c->method, url ? url : "?",
+                 upstream_class_name(cls), why);
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&p->mu);
+    if (c->done) {
+        upstream_result r = {.status = c->status,
+                             .cls = cls,
+                             .msg = c->msg,
+                             .bytes = c->bytes,
+                             .latency_s = bs_now() - c->start};
+        c->done(c->done_ctx, &r);
+    }
+    pthread_mutex_lock(&p->mu);
+    int last = unref_locked(c);
+    pthread_mutex_unlock(&p->mu);
+    if (last) call_free(c);
+}
+
+static void run_ops(upstream_pool *p) {
+    pthread_mutex_lock(&p->mu);
+    upstream_call *list = p->ops;
+    p->ops = NULL;
+    pthread_mutex_unlock(&p->mu);
+    while (list) {
+        upstream_call *c = list;
+        list = c->op_next;
+        pthread_mutex_lock(&p->mu);
+        c->on_ops = 0;
+        int add = c->want_add, cancel = c->want_cancel, unpause = c->want_unpause;
+        c->want_add = c->want_cancel = c->want_unpause = 0;
+        if (unpause) c->paused = 0;
+        int started = c->running || c->finished;
+        pthread_mutex_unlock(&p->mu);
+        if (add && !cancel) {
+            CURLMcode mc = curl_multi_add_handle(p->multi, c->easy);
+            if (mc == CURLM_OK) {
+                c->running = 1;
+                c->next = p->running;
+                if (p->running) p->running->prev = c;
+                p->running = c;
+            } else {
+                finish(p, c, UPSTREAM_ERROR, curl_multi_strerror(mc));
+            }
+        } else if (cancel && (c->running || (add && !started))) {
+            finish(p, c, UPSTREAM_CANCELLED, "closed before the response ended");
+        } else if (unpause && c->running) {
+            c->last_io = bs_now(); /* a paused transfer was not idle */
+            curl_easy_pause(c->easy, CURLPAUSE_CONT);
+        }
+        pthread_mutex_lock(&p->mu);
+        int last = unref_locked(c);
+        pthread_mutex_unlock(&p->mu);
+        if (last) call_free(c);
+    }
+}
+
+static void *event_loop(void *arg) {
+    upstream_pool *p = arg;
+    for (;;) {
+        run_ops(p);
+        pthread_mutex_lock(&p->mu);
+        int stop = p->stop;
+        pthread_mutex_unlock(&p->mu);
+        if (stop) break;
+        int still = 0;
+        curl_multi_perform(p->multi, &still);
+        CURLMsg *m;
+        int left;
+        while ((m = curl_multi_info_read(p->multi, &left))) {
+            if (m->msg != CURLMSG_DONE) continue;
+            upstream_call *c = NULL;
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+            CURLcode rc = m->data.result;
+            finish(p, c, classify(rc), c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
+        }
+        /* curl's low-speed limit averages over seconds, so a stream that
+         * sends a little now and then never trips it: time idleness here */
+        int idle_watch = 0;
+        double now = bs_now();
+        for (upstream_call *c = p->running, *next; c; c = next) {
+            next = c->next;
+            if (c->idle_s <= 0 || c->paused) continue;
+            if (now - c->last_io < c->idle_s) {
+                idle_watch = 1;
+                continue;
+            }
+            char why[64];
+            snprintf(why, sizeof why, "no data for %.1f s", c->idle_s);
+            finish(p, c, UPSTREAM_TIMEOUT, why);
+        }
+        curl_multi_poll(p->multi, NULL, 0, idle_watch ? IDLE_TICK_MS : 1000, NULL);
+    }
+    while (p->running) finish(p, p->running, UPSTREAM_CANCELLED, "the pool was closed");
+    run_ops(p); /* closes that raced with the stop */
+    return NULL;
+}
+
+/* ------------------------------------------------------------ pool */
+
+bs_status upstream_open(int max_host_connections, upstream_pool **out, bs_error *err) {
+    *out = NULL;
+    pthread_once(&curl_once, curl_init_once);
+    if (curl_init_status != CURLE_OK)
+        return bs_fail(err, BS_EIO, "upstream: libcurl init failed: %s", curl_easy_strerror(curl_init_status));
+    upstream_pool *p = calloc(1, sizeof *p);
+    if (!p) return bs_fail(err, BS_ENOMEM, "upstream: out of memory");
+    p->multi = curl_multi_init();
+    if (!p->multi) {
+        free(p);
+        return bs_fail(err, BS_ENOMEM, "upstream: curl_multi_init failed");
+    }
+    curl_multi_setopt(p->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    if (max_host_connections > 0)
+        curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_host_connections);
+    pthread_mutex_init(&p->mu, NULL);
+    if (pthread_create(&p->thread, NULL, event_loop, p) != 0) {
+        pthread_mutex_destroy(&p->mu);
+        curl_multi_cleanup(p->multi);
+        free(p);
+        return bs_fail(err, BS_EIO, "upstream: cannot start the event thread");
+    }
+    *out = p;
+    return BS_OK;
+}
+
+void upstream_close(upstream_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_mutex_unlock(&p->mu);
+    curl_multi_wakeup(p->multi);
+    pthread_join(p->thread, NULL);
+    curl_multi_cleanup(p->multi);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+/* ------------------------------------------------------------ calls */
+
+static bs_status call_new(upstream_pool *p, const upstream_req *req, int refs, upstream_call **out, bs_error *err) {
+    *out = NULL;
+    if (!req->url) return bs_fail(err, BS_EINVAL, "upstream: request without url");
+    const char *method = req->method ? req->method : req->body ? "POST" : "GET";
+    upstream_call *c = calloc(1, sizeof *c);
+    if (!c) return bs_fail(err, BS_ENOMEM, "upstream: out of memory");
+    c->pool = p;
+    c->refs = refs;
+    c->start = bs_now();
+    snprintf(c->method, sizeof c->method, "%s", method);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    c->easy = curl_easy_init();
+    if (!c->easy) {
+        call_free(c);
+        return bs_fail(err, BS_ENOMEM, "upstream: curl_easy_init failed");
+    }
+    /* no "Expect: 100-continue" round trip before larger bodies */
+    struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+    for (int i = 0; h && i < req->n_headers; i++) {
+        struct curl_slist *nh = curl_slist_append(h, req->headers[i]);
+        if (!nh) {
+            curl_slist_free_all(h);
+            h = NULL;
+        }
+        h = nh;
+    }
+    c->headers = h;
+    if (!h) {
+        call_free(c);
+        return bs_fail(err, BS_ENOMEM, "upstream: out of memory");
+    }
+    CURL *e = c->easy;
+    double connect = req->connect_timeout_s > 0 ? req->connect_timeout_s : 10;
+    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L); /* prefer a multiplexed stream over a new connection */
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect * 1000));
+    if (req->timeout_s > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout_s * 1000));
+    c->idle_s = req->idle_timeout_s;
+    c->last_io = bs_now();
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    if (req->body) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        if (curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, req->body) != CURLE_OK) {
+            call_free(c);
+            return bs_fail(err, BS_ENOMEM, "upstream: out of memory copying the request body");
+        }
+    }
+    if (strcmp(method, "GET") == 0 && !req->body) curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    else if (strcmp(method, "POST") != 0) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    *out = c;
+    return BS_OK;
+}
+
+static void submit(upstream_pool *p, upstream_call *c) {
+    pthread_mutex_lock(&p->mu);
+    c->want_add = 1;
+    queue_op_locked(c);
+    pthread_mutex_unlock(&p->mu);
+    curl_multi_wakeup(p->multi);
+}
+
+bs_status upstream_call_open(upstream_pool *p, const upstream_req *req, upstream_call **out, bs_error *err) {
+    /* references: the consumer's and the event thread's for the transfer */
+    bs_status st = call_new(p, req, 2, out, err);
+    if (st == BS_OK) submit(p, *out);
+    return st;
+}
+
+bs_status upstream_fire(upstream_pool *p, const upstream_req *req, upstream_done done, void *ctx, bs_error *err) {
+    upstream_call *c;
+    bs_status st = call_new(p, req, 1, &c, err);
+    if (st != BS_OK) return st;
+    c->done = done;
+    c->done_ctx = ctx;
+    submit(p, c);
+    return BS_OK;
+}
+
+upstream_class upstream_call_wait_headers(upstream_call *c, int *status) {
+    pthread_mutex_lock(&c->pool->mu);
+    while (!c->headers_done) pthread_cond_wait(&c->cond, &c->pool->mu);
+    upstream_class cls = c->status >= 200 ? UPSTREAM_OK : c->cls != UPSTREAM_OK ? c->cls : UPSTREAM_ERROR;
+    if (cls == UPSTREAM_ERROR && c->cls == UPSTREAM_OK)
+        snprintf(c->msg, sizeof c->msg, "upstream %s: the transfer ended without a status line", c->method);
+    *status = cls == UPSTREAM_OK ? c->status : 0;
+    pthread_mutex_unlock(&c->pool->mu);
+    return cls;
+}
+
+const char *upstream_call_header(upstream_call *c, const char *name) {
+    pthread_mutex_lock(&c->pool->mu);
+    const char *found = NULL;
+    for (size_t i = 0; c->headers_done && i < c->hdr_len && !found;) {
+        const char *k = c->hdr + i, *v = k + strlen(k) + 1;
+        if (strcasecmp(k, name) == 0) found = v;
+        i = (size_t)(v - c->hdr) + strlen(v) + 1;
+    }
+    pthread_mutex_unlock(&c->pool->mu);
+    return found;
+}
+
+int upstream_call_read(upstream_call *c, char *buf, size_t cap, size_t *n, double wait_s) {
+    upstream_pool *p = c->pool;
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    if (wait_s > 0) {
+        long long ns = deadline.tv_nsec + (long long)(wait_s * 1e9);
+        deadline.tv_sec += (time_t)(ns / 1000000000);
+        deadline.tv_nsec = (long)(ns % 1000000000);
+    }
+    *n = 0;
+    int wake = 0, rc = 1;
+    pthread_mutex_lock(&p->mu);
+    while (c->len == c->off && !c->finished) {
+        if (wait_s < 0) pthread_cond_wait(&c->cond, &p->mu);
+        else if (pthread_cond_timedwait(&c->cond, &p->mu, &deadline) != 0) break;
+    }
+    if (c->len > c->off) {
+        size_t k = c->len - c->off < cap ? c->len - c->off : cap;
+        memcpy(buf, c->body + c->off, k);
+        c->off += k;
+        if (c->off == c->len) c->off = c->len = 0;
+        *n = k;
+        if (c->paused && !c->want_unpause && c->len - c->off <= UPSTREAM_BUFFER_MAX / 2 && !c->finished) {
+            c->want_unpause = 1;
+            queue_op_locked(c);
+            wake = 1;
+        }
+    } else if (c->finished) {
+        rc = c->cls == UPSTREAM_OK ? 0 : -1;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (wake) curl_multi_wakeup(p->multi);
+    return rc;
+}
+
+upstream_class upstream_call_failure(upstream_call *c, const char **msg) {
+    pthread_mutex_lock(&c->pool->mu);
+    upstream_class cls = c->cls;
+    if (msg) *msg = c->msg;
+    pthread_mutex_unlock(&c->pool->mu);
+    return cls;
+}
+
+size_t upstream_call_peak_buffered(upstream_call *c) {
+    pthread_mutex_lock(&c->pool->mu);
+    size_t peak = c->peak;
+    pthread_mutex_unlock(&c->pool->mu);
+    return peak;
+}
+
+void upstream_call_close(upstream_call *c) {
+    if (!c) return;
+    upstream_pool *p = c->pool;
+    int wake = 0;
+    pthread_mutex_lock(&p->mu);
+    c->consumer_gone = 1;
+    if (!c->finished) {
+        c->want_cancel = 1;
+        queue_op_locked(c);
+        wake = 1;
+    }
+    int last = unref_locked(c);
+    pthread_mutex_unlock(&p->mu);
+    if (wake) curl_multi_wakeup(p->multi);
+    if (last) call_free(c);
+}
