@@ -143,6 +143,21 @@ void handle_ft_post(basalt_server *s, http_request *r);
 /* Grader test endpoints (handlers_graders.c): POST
  * /v1/fine_tuning/alpha/graders/validate and /run. */
 void handle_grader_validate(basalt_server *s, http_request *r);
+/* Admin API (handlers_admin.c): keys create/list/get/update/revoke, usage
+ * (JSON or CSV), the audit log. */
+void handle_admin_key_create(basalt_server *s, http_request *r);
+void handle_admin_keys_list(basalt_server *s, http_request *r);
+void handle_admin_key_get(basalt_server *s, http_request *r);
+void handle_admin_key_update(basalt_server *s, http_request *r);
+void handle_admin_key_revoke(basalt_server *s, http_request *r);
+void handle_admin_usage(basalt_server *s, http_request *r);
+void handle_admin_audit(basalt_server *s, http_request *r);
+/* Batch API (handlers_batches.c): POST/GET /v1/batches, GET
+ * /v1/batches/{id}, POST /v1/batches/{id}/cancel. */
+void handle_batch_create(basalt_server *s, http_request *r);
+void handle_batches_list(basalt_server *s, http_request *r);
+void handle_batch_get(basalt_server *s, http_request *r);
+void handle_batch_post(basalt_server *s, http_request *r);
 void handle_grader_run(basalt_server *s, http_request *r);
 /* Evals API (handlers_evals.c): POST/GET /v1/evals, and GET/POST/DELETE
  * under /v1/evals/{id} (the eval, its runs, a run's output items).  The
