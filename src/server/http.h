@@ -74,6 +74,9 @@ typedef enum {
 /* For the handler: how the form parse went, and its ctx (NULL when NONE). */
 http_form_state http_form(http_request *r, void **ctx);
 
+/* 1 when the peer's address is a loopback one (127.0.0.0/8, ::1). */
+int http_peer_is_loopback(http_request *r);
+
 /* 1 when the peer closed its end; cheap (a non-blocking peek), for loops that
  * wait on the engine and must cancel work nobody will read. */
 int http_client_gone(http_request *r);

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "base/log.h"
+#include "server/internal_auth.h"
 #include "server/openai_response.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -341,7 +342,8 @@ bs_status server_open(const server_config *c, basalt_server **out, bs_error *err
         free(s);
         return bs_fail(err, BS_ENOMEM, "out of memory");
     }
-    bs_status st = metrics_open(&s->metrics, err);
+    bs_status st = internal_auth_init(err);
+    if (st == BS_OK) st = metrics_open(&s->metrics, err);
     if (st == BS_OK) st = job_registry_open(&s->jobs, err);
     if (st == BS_OK) st = adapters_open(&s->adapters, err);
     if (st == BS_OK) st = gateway_open(s, c->config_path, &s->gateway, err);
