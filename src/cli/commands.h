@@ -22,7 +22,9 @@ int cmd_merge(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_build_default(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 int cmd_config(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
 
 /* Only the tokenizer of MODEL (an HF directory or a .gguf file, including
  * vocab-only GGUFs): no weights are mapped. */

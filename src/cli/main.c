@@ -25,8 +25,10 @@ static const struct {
     {"tune", cmd_tune, "fine-tune a model on a JSONL dataset (LoRA or full) and write the result"},
     {"quantize", cmd_quantize, "write a model as a GGUF file with quantized weights"},
     {"merge", cmd_merge, "merge a LoRA adapter into its base model (Hugging Face safetensors)"},
+    {"demo", cmd_demo, "reinforcement fine-tuning end to end: held-out reward before and after (make demo)"},
     {"build-default", cmd_build_default, "build the embedded default model (a few minutes, once)"},
     {"config", cmd_config, "validate a gateway configuration file (config check FILE.yaml)"},
+    {"keys", cmd_keys, "create, list and revoke API keys (keys create --name N --scopes admin)"},
 };
 
 static void usage(FILE *out) {

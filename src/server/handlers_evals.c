@@ -107,8 +107,7 @@ static json_t *doc_select(bs_store *st, const char *kind, const char *owner, con
 
 /* ---- the runner ------------------------------------------------------------ */
 
-static int run_cancelled(void *user) {
-    live_run *lr = user;
+static int live_cancelled(live_run *lr) {
     eval_runner *er = lr->s->evals;
     pthread_mutex_lock(&er->mu);
     int c = lr->cancel;
@@ -119,7 +118,7 @@ static int run_cancelled(void *user) {
 static json_t *criteria_results(const live_run *lr, const eval_totals *t) {
     json_t *a = json_array();
     for (int k = 0; k < lr->crit.n; k++)
-        json_array_append_new(a, json_pack("{s:s,s:i,s:i,s:f?}", "testing_criteria",
+        json_array_append_new(a, json_pack("{s:s,s:i,s:i,s:o?}", "testing_criteria",
                                            reward_grader_name(lr->crit.graders[k]), "passed", t->crit_passed[k],
                                            "failed", t->crit_failed[k], "mean_score",
                                            t->crit_scored[k] ? json_real(t->crit_score_sum[k] / t->crit_scored[k])
@@ -147,6 +146,8 @@ typedef struct sample_ctx {
     live_run *lr;
     eval_totals *t;
 } sample_ctx;
+
+static int run_cancelled(void *user) { return live_cancelled(((sample_ctx *)user)->lr); }
 
 static void on_sample(void *user, const eval_sample_result *r) {
     sample_ctx *x = user;
@@ -192,7 +193,7 @@ static void *run_main(void *arg) {
         eval_hooks h = {.user = &x, .on_sample = on_sample, .cancelled = run_cancelled};
         st = eval_execute(&lr->view, lr->s->jobs, &lr->crit, &lr->input, lr->items, &lr->sp, &h, &t, &err);
     }
-    const char *status = st != BS_OK ? "failed" : run_cancelled(lr) ? "canceled" : "completed";
+    const char *status = st != BS_OK ? "failed" : live_cancelled(lr) ? "canceled" : "completed";
     if (st != BS_OK)
         json_object_set_new(lr->body, "error", json_pack("{s:s,s:s}", "code", "run_failed", "message", err.msg));
     if (t.crit_passed) save_run(lr, &t, status);

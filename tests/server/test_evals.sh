@@ -69,7 +69,7 @@ ev=$(json_get 'j["id"]')
 
 # ---- errors name the parameter
 post /v1/evals "{\"data_source_config\":$CFG,\"testing_criteria\":[$SC,{\"type\":\"string_check\",\"name\":\"b\",\"input\":\"x\",\"reference\":\"y\",\"operation\":\"equals\"}]}"
-check bad_operation eval 'status_is 400 && json_ok "j[\"error\"][\"param\"] == \"testing_criteria[1].operation\" and \"equals\" in j[\"error\"][\"message\"]"'
+check bad_operation eval 'status_is 400 && json_ok "j[\"error\"][\"param\"] == \"testing_criteria[1].operation\" and j[\"error\"][\"message\"].startswith(\"testing_criteria[1].operation: \")"'
 post /v1/evals "{\"data_source_config\":$CFG,\"testing_criteria\":[{\"type\":\"text_similarity\",\"name\":\"t\",\"input\":\"x\",\"reference\":\"y\",\"evaluation_metric\":\"fuzzy_match\"}]}"
 check ts_needs_threshold eval 'status_is 400 && json_ok "j[\"error\"][\"param\"] == \"testing_criteria[0].pass_threshold\""'
 post /v1/evals "{\"data_source_config\":{\"type\":\"logs\"},\"testing_criteria\":[$SC]}"
