@@ -11,6 +11,7 @@
 #include "base/paths.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "gateway/config.h"
 #include "hub/hub.h"
 #include "server/resp_store.h"
 #include "server/server.h"
@@ -33,6 +34,9 @@ static const cli_command serve_cmd = {
     "model served as BASE (default: the first); clients pick it with\n"
     "\"model\": NAME, and POST /v1/load_lora_adapter / unload_lora_adapter\n"
     "({\"lora_name\", \"lora_path\"}, as vLLM) change the set at run time.\n"
+    "--config FILE adds the gateway configuration (docs/gateway.md): upstream\n"
+    "providers, aliases, routes, guardrails; its local models are served too,\n"
+    "and SIGHUP (or POST /v1/admin/reload) reloads it while serving.\n"
     "--port 0 picks a free port; the URL is logged.  SIGINT/SIGTERM stop\n"
     "accepting, let running requests finish for up to 5 s, then end them.",
 };
@@ -81,8 +85,8 @@ static int parse_lora_spec(const char *arg, server_lora_spec *spec, char **buf) 
 }
 
 int cmd_serve(int argc, char **argv) {
-    const char *host = "127.0.0.1", *data = NULL, *quant = NULL;
-    int random_model = 0, port = 8080, threads = 0, train_threads = 0, ctx = 0, parallel = 0, max_body_mib = 32, max_file_mib = 512, responses_store = RESP_STORE_DEFAULT_COUNT;
+    const char *host = "127.0.0.1", *data = NULL, *quant = NULL, *config_path = NULL;
+    int insecure_open = 0, random_model = 0, port = 8080, threads = 0, train_threads = 0, ctx = 0, parallel = 0, max_body_mib = 32, max_file_mib = 512, responses_store = RESP_STORE_DEFAULT_COUNT;
     cli_string_list models = {0}, loras = {0};
     const cli_opt opts[] = {
         {"--model", "-m", OPT_STRING_LIST, &models, "NAME=SPEC", "a model to serve (repeatable)"},
@@ -99,6 +103,9 @@ int cmd_serve(int argc, char **argv) {
         {"--max-body", NULL, OPT_INT, &max_body_mib, "MIB", "largest request body in MiB (default 32)"},
         {"--max-file-mb", NULL, OPT_INT, &max_file_mib, "MIB", "largest file upload in MiB (default 512)"},
         {"--data", NULL, OPT_STRING, &data, "DIR", "state directory (default $BASALT_DATA, else XDG data dir)"},
+        {"--config", NULL, OPT_STRING, &config_path, "FILE", "gateway configuration (YAML; docs/gateway.md)"},
+        {"--insecure-open", NULL, OPT_FLAG, &insecure_open, NULL,
+         "allow a non-loopback --host without API keys (anyone who reaches the port can use it)"},
         {"--responses-store", NULL, OPT_INT, &responses_store, "N",
          "Responses API responses kept in memory for previous_response_id (default 1000, also capped at 64 MiB; 0: none)"},
         {0},
@@ -151,8 +158,19 @@ int cmd_serve(int argc, char **argv) {
         if (strcmp(paths[i], specs[i].path) != 0) bs_log_info("model %s: %s is %s", specs[i].name, specs[i].path, paths[i]);
         specs[i].path = paths[i];
     }
+    /* A config with local models serves those instead of a default. */
+    int config_locals = 0;
+    if (config_path) {
+        gw_config *gc;
+        if (gw_config_load(config_path, &gc, &err) != BS_OK) {
+            status = cli_report("serve", &err);
+            goto done;
+        }
+        for (int i = 0; i < gc->n_models; i++) config_locals += gc->models[i].kind == GW_MODEL_LOCAL;
+        gw_config_unref(gc);
+    }
     /* No --model: the embedded default model once built, else (server.c) the random demo. */
-    if (n_models == 0 && !random_model) {
+    if (n_models == 0 && !random_model && !config_locals) {
         default_model_config dc;
         default_model_config_default(&dc);
         if (default_model_dir(data_dir, &default_dir, &err) != BS_OK) {
@@ -173,13 +191,14 @@ int cmd_serve(int argc, char **argv) {
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     server_config cfg = {
         .host = host, .port = port, .threads = threads, .quantize = quantize, .ctx = ctx, .parallel = parallel,
         .max_body = (size_t)max_body_mib << 20, .max_file = (size_t)max_file_mib << 20, .data_dir = data_dir, .models = specs, .n_models = n_models,
         .loras = lora_specs, .n_loras = loras.n, .responses_store = responses_store,
-        .train_threads = train_threads,
+        .train_threads = train_threads, .config_path = config_path, .insecure_open = insecure_open,
     };
     basalt_server *srv = NULL;
     if (server_open(&cfg, &srv, &err) != BS_OK) {
@@ -189,7 +208,11 @@ int cmd_serve(int argc, char **argv) {
     bs_log_info("data directory %s", data_dir);
     bs_log_info("listening on %s", server_url(srv));
     int sig = 0;
-    sigwait(&sigs, &sig);
+    /* SIGHUP reloads the gateway config; a bad one is logged and the running one stays. */
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+        if (server_reload(srv, &err) != BS_OK) bs_log_warn("SIGHUP: reload rejected, the running config stays: %s", err.msg);
+        else bs_log_info("SIGHUP: config reloaded");
+    }
     bs_log_info("%s: shutting down (running requests get %.0f s)", sig == SIGINT ? "SIGINT" : "SIGTERM", GRACE_SECONDS);
     server_shutdown(srv, GRACE_SECONDS);
     server_close(srv);

@@ -40,8 +40,11 @@ bs_status gateway_reload(basalt_server *s, bs_error *err);
 /* An inference request (endpoint: the route pattern, e.g.
  * "/v1/chat/completions") whose body is parsed: when body.model names a
  * route or model of the config, serve it and return 1 (answered); else 0
- * and the local handler runs. */
-int gateway_serve(basalt_server *s, http_request *r, const char *endpoint, json_t *body);
+ * and the local handler runs.  local is the endpoint's local handler, run
+ * in-process for local targets (with body.model set to the local model's
+ * name, which is also the "model" its response shows). */
+int gateway_serve(basalt_server *s, http_request *r, const char *endpoint, json_t *body,
+                  void (*local)(basalt_server *s, http_request *r));
 
 /* When the response is over: per route/target metrics, and the request's
  * log line (line) gets route, target, chain, overhead_ms. */

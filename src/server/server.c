@@ -53,6 +53,8 @@ void respond_json(http_request *r, int status, json_t *body) {
 
 void respond_error(http_request *r, const api_error *a) {
     int status = oai_http_status(a);
+    req_log *l = request_log(r);
+    if (l) snprintf(l->error_code, sizeof l->error_code, "%s", a->code ? a->code : "");
     if (status == 429 || status == 503) http_add_header(r, "Retry-After", "1");
     respond_json(r, status, oai_error_body(a, status));
 }
@@ -111,6 +113,12 @@ srv_model *request_model(basalt_server *s, http_request *r, const char *name) {
     api_error a = {.http = 404};
     api_fail(&a, BS_ENOTFOUND, "model", "model_not_found", "The model '%s' does not exist", name);
     respond_error(r, &a);
+    return NULL;
+}
+
+bs_scheduler *server_model_scheduler(basalt_server *s, const char *name) {
+    for (int i = 0; name && i < s->n_models; i++)
+        if (strcmp(s->models[i].name, name) == 0) return s->models[i].sched;
     return NULL;
 }
 
@@ -182,10 +190,22 @@ static const route begin_routes[] = {
     {"POST", "/v1/files", begin_file_upload, SCOPE_FILES, 0},
 };
 
+/* http_form_piece of a refused upload: drop the rest of the body. */
+static int drop_form(void *ctx, const char *name, const char *filename, const char *data, size_t len, uint64_t off) {
+    (void)ctx, (void)name, (void)filename, (void)data, (void)len, (void)off;
+    return 1;
+}
+
+/* The key is checked before any of the body is read: an unauthenticated
+ * upload is answered (401/403) and its body dropped unread, never written
+ * to disk.  A response set here means dispatch never runs the handler. */
 static void begin_request(void *user, http_request *r) {
-    for (size_t i = 0; i < sizeof begin_routes / sizeof begin_routes[0]; i++)
-        if (strcmp(begin_routes[i].method, http_method(r)) == 0 && path_matches(begin_routes[i].path, http_path(r)))
-            begin_routes[i].handler(user, r);
+    for (size_t i = 0; i < sizeof begin_routes / sizeof begin_routes[0]; i++) {
+        if (strcmp(begin_routes[i].method, http_method(r)) != 0 || !path_matches(begin_routes[i].path, http_path(r)))
+            continue;
+        if (governance_authenticate(user, r, begin_routes[i].scope)) begin_routes[i].handler(user, r);
+        else http_stream_form(r, drop_form, NULL, NULL);
+    }
 }
 
 /* The key first; then an inference request is admitted (limits), guarded
@@ -198,7 +218,7 @@ static void serve_route(basalt_server *s, http_request *r, const route *rt) {
         if (!body) return;
         int answered = !governance_admit(s, r, rt->path, body) ||
                        !guard_admit(s, r, rt->path, body, gateway_guards(s, r)) ||
-                       gateway_serve(s, r, rt->path, body);
+                       gateway_serve(s, r, rt->path, body, rt->handler);
         json_decref(body);
         if (answered) return;
     }
@@ -323,6 +343,22 @@ static bs_status open_model(const server_config *c, const server_model_spec *spe
     return BS_OK;
 }
 
+/* A local model of the gateway config: its own quantization and context
+ * over the command line's; a name --model already serves is an error. */
+static bs_status open_config_model(basalt_server *s, const server_config *c, const gw_model *gm, bs_error *err) {
+    for (int i = 0; i < s->n_models; i++)
+        if (strcmp(s->models[i].name, gm->name) == 0)
+            return bs_fail(err, BS_EINVAL, "model %s: served by --model and defined in the config (line %d)", gm->name,
+                           gm->line);
+    server_config mc = *c;
+    if (gm->quantize && quant_parse(gm->quantize, &mc.quantize, err) != BS_OK)
+        return bs_wrap(err, "model %s (config line %d): quantize", gm->name, gm->line);
+    if (gm->ctx > 0) mc.ctx = gm->ctx;
+    server_model_spec spec = {.name = gm->name, .path = gm->path};
+    s->n_models++;
+    return open_model(&mc, &spec, &s->models[s->n_models - 1], err);
+}
+
 static void close_model(srv_model *m) {
     scheduler_close(m->sched);
     token_trie_free(m->trie);
@@ -337,11 +373,7 @@ static void close_model(srv_model *m) {
 bs_status server_open(const server_config *c, basalt_server **out, bs_error *err) {
     *out = NULL;
     basalt_server *s = calloc(1, sizeof *s);
-    int n = c->n_models > 0 ? c->n_models : 1;
-    if (!s || !(s->models = calloc((size_t)n, sizeof *s->models))) {
-        free(s);
-        return bs_fail(err, BS_ENOMEM, "out of memory");
-    }
+    if (!s) return bs_fail(err, BS_ENOMEM, "out of memory");
     bs_status st = internal_auth_init(err);
     if (st == BS_OK) st = metrics_open(&s->metrics, err);
     if (st == BS_OK) st = job_registry_open(&s->jobs, err);
@@ -349,17 +381,26 @@ bs_status server_open(const server_config *c, basalt_server **out, bs_error *err
     if (st == BS_OK) st = gateway_open(s, c->config_path, &s->gateway, err);
     gw_config *gcfg = st == BS_OK ? gateway_config(s->gateway) : NULL;
     if (st == BS_OK) st = store_open_url(gcfg ? gcfg->store : NULL, c->data_dir, &s->store, err);
-    gw_config_unref(gcfg);
+    /* The config's local models are served like --model ones, under their
+     * public names; the demo model only when neither names any. */
+    int n_local = 0;
+    for (int i = 0; gcfg && i < gcfg->n_models; i++) n_local += gcfg->models[i].kind == GW_MODEL_LOCAL;
+    int n_cli = c->n_models > 0 || n_local > 0 ? c->n_models : 1;
+    if (st == BS_OK && !(s->models = calloc((size_t)(n_cli + n_local), sizeof *s->models)))
+        st = bs_fail(err, BS_ENOMEM, "out of memory");
     if (st == BS_OK) st = governance_open(s, c, &s->gov, err);
     if (st == BS_OK && !(s->data_dir = strdup(c->data_dir))) st = bs_fail(err, BS_ENOMEM, "out of memory");
     s->max_file = c->max_file;
     if (st == BS_OK)
         st = resp_store_open(c->responses_store < 0 ? RESP_STORE_DEFAULT_COUNT : c->responses_store,
                              RESP_STORE_DEFAULT_BYTES, &s->responses, err);
-    for (int i = 0; st == BS_OK && i < n; i++) {
+    for (int i = 0; st == BS_OK && i < n_cli; i++) {
         s->n_models = i + 1;
         st = open_model(c, c->n_models > 0 ? &c->models[i] : NULL, &s->models[i], err);
     }
+    for (int i = 0; st == BS_OK && gcfg && i < gcfg->n_models; i++)
+        if (gcfg->models[i].kind == GW_MODEL_LOCAL) st = open_config_model(s, c, &gcfg->models[i], err);
+    gw_config_unref(gcfg);
     if (st == BS_OK) st = adapters_load_specs(s, c->loras, c->n_loras, err);
     if (st == BS_OK) st = ft_runner_open(s, c->train_threads, &s->ft, err);
     if (st == BS_OK) st = eval_runner_open(s, &s->evals, err);
@@ -375,6 +416,11 @@ bs_status server_open(const server_config *c, basalt_server **out, bs_error *err
     int v6 = strchr(c->host, ':') != NULL;
     snprintf(s->url, sizeof s->url, "http://%s%s%s:%d", v6 ? "[" : "", c->host, v6 ? "]" : "",
              http_server_port(s->http));
+    /* The worker sends lines to s->url, so it starts once the URL is known. */
+    if ((st = batch_runner_open(s, &s->batches, err)) != BS_OK) {
+        server_close(s);
+        return st;
+    }
     *out = s;
     return BS_OK;
 }
@@ -384,12 +430,16 @@ const char *server_url(const basalt_server *s) { return s->url; }
 bs_status server_reload(basalt_server *s, bs_error *err) { return gateway_reload(s, err); }
 
 void server_shutdown(basalt_server *s, double grace_s) {
+    /* Batch lines in flight are abandoned, not drained: a restart sends them again. */
+    batch_runner_close(s->batches);
+    s->batches = NULL;
     http_server_quiesce(s->http);
     job_registry_drain(s->jobs, grace_s);
 }
 
 void server_close(basalt_server *s) {
     if (!s) return;
+    batch_runner_close(s->batches); /* it sends its requests through s->http */
     http_server_close(s->http);
     ft_runner_close(s->ft); /* checkpoints a running job while its model is still open */
     eval_runner_close(s->evals); /* stops running evals while their models are still open */

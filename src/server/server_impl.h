@@ -8,6 +8,7 @@
 #include "engine/grammar.h"
 #include "engine/model.h"
 #include "engine/scheduler.h"
+#include "server/batches.h"
 #include "server/ft_jobs.h"
 #include "server/gateway.h"
 #include "server/governance.h"
@@ -55,6 +56,7 @@ struct basalt_server {
     eval_runner *evals;     /* the Evals API's running runs (handlers_evals.c) */
     srv_gateway *gateway;   /* --config: routes, upstreams, breakers (gateway.c) */
     srv_governance *gov;    /* keys, limits, usage, audit (governance.c) */
+    batch_runner *batches;  /* the Batch API's worker (batches.c) */
     size_t max_file;   /* largest upload, bytes */
     char url[160];
 };
@@ -66,6 +68,7 @@ typedef struct req_log {
     int prompt_tokens, completion_tokens;
     double ttft, queue;
     bs_adapter *adapter; /* a reference while the request uses an adapter */
+    char error_code[64]; /* the OpenAI error code respond_error answered with ("" none): the gateway classifies local failures by it */
     json_t *body;        /* the parsed request body once read (request_body); guardrails may mask it */
     /* Per-request state of the layers around the handlers, each freed by
      * its own *_done hook: */
@@ -84,6 +87,9 @@ void respond_error(http_request *r, const api_error *a);
 json_t *request_body(http_request *r);
 /* The served model called name; NULL after answering 404. */
 srv_model *request_model(basalt_server *s, http_request *r, const char *name);
+/* The scheduler of the base model served here as name (NULL: not a local
+ * base model), for background work that yields to clients (batches.c). */
+bs_scheduler *server_model_scheduler(basalt_server *s, const char *name);
 /* "chatcmpl-…" style ids: prefix + 24 random hex digits. */
 void random_id(const char *prefix, char *out, size_t cap);
 long long unix_now(void);
@@ -110,7 +116,8 @@ bs_status adapters_open(srv_adapters **out, bs_error *err);
 void adapters_close(srv_adapters *r);
 bs_status adapters_load_specs(basalt_server *s, const server_lora_spec *specs, int n, bs_error *err);
 srv_model *adapters_find(basalt_server *s, http_request *r, const char *name);
-void adapters_list(basalt_server *s, json_t *data);
+/* The adapters the request's tenant may use (adapters_find hides the rest). */
+void adapters_list(basalt_server *s, http_request *r, json_t *data);
 void handle_load_lora(basalt_server *s, http_request *r);
 void handle_unload_lora(basalt_server *s, http_request *r);
 
