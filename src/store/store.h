@@ -1,16 +1,19 @@
 /* store/store.h — basalt's persistent state behind one narrow interface:
  * uploaded files (metadata; the bytes live under DATA/files/), fine-tuning
- * jobs, their events and their checkpoints.
+ * jobs, their events and their checkpoints, small JSON documents of the
+ * later layers, and aggregated usage.
  *
- * The backend is SQLite: DATA/basalt.db in WAL mode with a busy timeout, and
- * a schema_version table that migrations advance one step at a time.  All
- * SQL lives in store.c, so a PostgreSQL backend can replace that one file.
+ * Two backends behind one set of queries (store.c over the db.h driver
+ * layer): SQLite, DATA/basalt.db in WAL mode with a busy timeout; or
+ * PostgreSQL (store_open_url), which several replicas share.  Either has a
+ * schema_version table that migrations advance one step at a time, under a
+ * lock so two processes starting together do not both migrate.
  *
  * Threads: one bs_store may be shared by any number of threads (the server's
- * connection threads, a trainer).  It holds one SQLite connection behind a
- * mutex: every call is one short statement or transaction, so serializing
- * them costs less than a connection per thread.  Other processes may open
- * the same database concurrently (WAL readers do not block the writer).
+ * connection threads, a trainer).  It holds one connection behind a mutex:
+ * every call is one short statement or transaction, so serializing them
+ * costs less than a connection per thread.  Other processes may open the
+ * same database concurrently.
  *
  * Records own their strings (malloc'ed); the *_clear / *_free functions
  * release them.  Ids ("file-…", "ftjob-…", "ftevent-…", "ftckpt-…") are made
