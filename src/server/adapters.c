@@ -23,6 +23,7 @@
 
 typedef struct adapter_entry {
     srv_model view;  /* the base's fields; name, adapter, parent and root its own */
+    char *owner;     /* the tenant it serves; "": every client */
     struct adapter_entry *next;
 } adapter_entry;
 
@@ -34,6 +35,7 @@ struct srv_adapters {
 static void entry_free(adapter_entry *e) {
     free(e->view.name);
     free(e->view.root);
+    free(e->owner);
     free(e);
 }
 
@@ -73,7 +75,7 @@ static adapter_entry *find_live(srv_adapters *r, const char *name) {
 }
 
 bs_status server_register_adapter(basalt_server *s, const char *name, bs_adapter *adapter, const char *base,
-                                  bs_error *err) {
+                                  const char *owner, bs_error *err) {
     srv_model *b = base_model(s, base);
     if (!b) return bs_fail(err, BS_ENOTFOUND, "adapter %s: the base model %s is not served", name, base);
     if (adapter_base(adapter) != b->model)
@@ -87,7 +89,8 @@ bs_status server_register_adapter(basalt_server *s, const char *name, bs_adapter
     e->view.root = strdup(adapter_source(adapter) ? adapter_source(adapter) : name);
     e->view.parent = b->name;
     e->view.created = unix_now();
-    if (!e->view.name || !e->view.root) {
+    e->owner = strdup(owner ? owner : "");
+    if (!e->view.name || !e->view.root || !e->owner) {
         entry_free(e);
         return bs_fail(err, BS_ENOMEM, "out of memory");
     }
@@ -131,7 +134,7 @@ static bs_status load_and_register(basalt_server *s, const char *name, const cha
     if (!b) return bs_fail(err, BS_ENOTFOUND, "adapter %s: the base model %s is not served", name, base);
     bs_adapter *a = NULL;
     bs_status st = adapter_load_peft(b->model, dir, &a, err);
-    if (!st) st = server_register_adapter(s, name, a, b->name, err);
+    if (!st) st = server_register_adapter(s, name, a, b->name, "", err); /* the operator's: shared */
     adapter_close(a);
     return st;
 }
@@ -143,10 +146,17 @@ bs_status adapters_load_specs(basalt_server *s, const server_lora_spec *specs, i
     return BS_OK;
 }
 
+/* Fine-tuned models belong to the tenant whose job made them; to anyone
+ * else they do not exist. */
+static int visible(const adapter_entry *e, http_request *r) {
+    return !e->owner[0] || strcmp(e->owner, request_tenant(r)) == 0;
+}
+
 srv_model *adapters_find(basalt_server *s, http_request *r, const char *name) {
     req_log *l = request_log(r);
     pthread_mutex_lock(&s->adapters->mu);
     adapter_entry *e = l ? find_live(s->adapters, name) : NULL;
+    if (e && !visible(e, r)) e = NULL;
     if (e) {
         adapter_close(l->adapter); /* a second lookup in one request */
         l->adapter = adapter_retain(e->view.adapter);
@@ -155,9 +165,10 @@ srv_model *adapters_find(basalt_server *s, http_request *r, const char *name) {
     return e ? &e->view : NULL;
 }
 
-void adapters_list(basalt_server *s, json_t *data) {
+void adapters_list(basalt_server *s, http_request *r, json_t *data) {
     pthread_mutex_lock(&s->adapters->mu);
-    for (adapter_entry *e = s->adapters->live; e; e = e->next) json_array_append_new(data, model_object(&e->view));
+    for (adapter_entry *e = s->adapters->live; e; e = e->next)
+        if (visible(e, r)) json_array_append_new(data, model_object(&e->view));
     pthread_mutex_unlock(&s->adapters->mu);
 }
 

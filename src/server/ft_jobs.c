@@ -535,7 +535,7 @@ static bs_status serve_adapter(ft_runner *r, const store_job *j, bs_error *err) 
     if (!dir) return bs_fail(err, BS_ENOMEM, "out of memory");
     bs_adapter *a = NULL;
     bs_status st = adapter_load_peft(m->model, dir, &a, err);
-    if (st == BS_OK) st = server_register_adapter(r->s, j->fine_tuned_model, a, j->model, err);
+    if (st == BS_OK) st = server_register_adapter(r->s, j->fine_tuned_model, a, j->model, j->owner, err);
     adapter_close(a);
     free(dir);
     return st;

@@ -9,6 +9,8 @@
 #include <jansson.h>
 
 #include "base/error.h"
+#include "gateway/keys.h"
+#include "gateway/usage.h"
 
 typedef struct basalt_server basalt_server;
 typedef struct http_request http_request;
@@ -46,5 +48,13 @@ int request_key_guardrails(http_request *r, const char *const **names);
  * guard_request_done filled line): settle the reservation, record usage,
  * write the invocation log; line gets key_id. */
 void governance_done(basalt_server *s, http_request *r, json_t *line);
+
+/* The key that authenticated the request (NULL when basalt runs open): the
+ * actor of admin actions. */
+const key_info *request_key(http_request *r);
+
+/* For the admin API (handlers_admin.c). */
+keys_registry *governance_keys(srv_governance *g);
+usage_recorder *governance_usage(srv_governance *g);
 
 #endif

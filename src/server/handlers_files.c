@@ -68,6 +68,7 @@ static void utf8_feed(utf8_check *u, const unsigned char *p, size_t n) {
 
 typedef struct upload {
     basalt_server *s;
+    char *owner; /* the uploading tenant (request_tenant) */
     api_error a; /* the first problem; failed says whether there is one */
     int failed;
     char id[48];
@@ -170,6 +171,7 @@ static void upload_release(void *ctx) {
     free(u->tmp_path);
     free(u->final_path);
     free(u->filename);
+    free(u->owner);
     free(u);
 }
 
@@ -178,6 +180,11 @@ void begin_file_upload(basalt_server *s, http_request *r) {
     if (!u) return; /* the handler answers 503 for a request without a form */
     u->s = s;
     u->fd = -1;
+    /* NULL makes the handler answer 503 like a missing form. */
+    if (!(u->owner = strdup(request_tenant(r)))) {
+        free(u);
+        return;
+    }
     http_stream_form(r, upload_piece, upload_release, u);
 }
 
@@ -223,7 +230,7 @@ static bs_status upload_commit(upload *u, store_file *f, bs_error *err) {
     if (rename(u->tmp_path, u->final_path) != 0) return bs_fail(err, BS_EIO, "%s: %s", u->final_path, strerror(errno));
     char hex[SHA256_HEX_LEN + 1];
     sha256_final_hex(&u->sha, hex);
-    *f = (store_file){.id = u->id, .filename = u->filename, .purpose = u->purpose, .bytes = u->bytes,
+    *f = (store_file){.id = u->id, .owner = u->owner, .filename = u->filename, .purpose = u->purpose, .bytes = u->bytes,
                       .created_at = unix_now(), .sha256 = hex, .path = u->final_path, .status = STORE_FILE_PROCESSED};
     if (store_file_insert(u->s->store, f, err) != BS_OK) {
         unlink(u->final_path);
@@ -276,7 +283,8 @@ void handle_files_list(basalt_server *s, http_request *r) {
         respond_error(r, &a);
         return;
     }
-    store_page page = {.limit = (int)limit, .after = http_query(r, "after"), .ascending = order && !strcmp(order, "asc")};
+    store_page page = {.limit = (int)limit, .after = http_query(r, "after"), .ascending = order && !strcmp(order, "asc"),
+                       .owner = request_tenant(r)};
     store_file *items;
     size_t n;
     int more;
@@ -306,7 +314,8 @@ static int split_file_path(const char *path, char *id, size_t cap, int *content)
     return 1;
 }
 
-/* The record for the path's id; 0 after answering 404. */
+/* The record for the path's id; 0 after answering 404 — also for another
+ * tenant's file, with the same message, so ids cannot be probed. */
 static int lookup(basalt_server *s, http_request *r, store_file *f, int *content, int allow_content) {
     char id[128];
     if (!split_file_path(http_path(r), id, sizeof id, content) || (*content && !allow_content)) {
@@ -316,7 +325,13 @@ static int lookup(basalt_server *s, http_request *r, store_file *f, int *content
         return 0;
     }
     bs_error err = {0};
-    if (store_file_get(s->store, id, f, &err) != BS_OK) {
+    bs_status st = store_file_get(s->store, id, f, &err);
+    if (st == BS_OK && strcmp(f->owner ? f->owner : "", request_tenant(r)) != 0) {
+        store_file_clear(f);
+        st = BS_ENOTFOUND;
+        err.status = BS_ENOTFOUND;
+    }
+    if (st != BS_OK) {
         if (err.status == BS_ENOTFOUND) bs_fail(&err, BS_ENOTFOUND, "No such File object: %s", id);
         respond_store_error(r, &err, "id");
         return 0;

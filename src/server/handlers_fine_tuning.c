@@ -94,12 +94,17 @@ static bs_status opt_string(const json_t *body, const char *name, const char **o
     return BS_OK;
 }
 
-/* A file the job reads: it must exist and have been uploaded for fine-tuning. */
-static bs_status check_file(basalt_server *s, const char *param, const char *id, api_error *a) {
+/* A file the job reads: it must exist, belong to the tenant and have been
+ * uploaded for fine-tuning. */
+static bs_status check_file(basalt_server *s, http_request *r, const char *param, const char *id, api_error *a) {
     store_file f;
     bs_error err = {0};
     if (store_file_get(s->store, id, &f, &err) != BS_OK)
         return api_fail(a, BS_EINVAL, param, "invalid_file", "%s: no such file: %s", param, id);
+    if (strcmp(f.owner ? f.owner : "", request_tenant(r)) != 0) {
+        store_file_clear(&f);
+        return api_fail(a, BS_EINVAL, param, "invalid_file", "%s: no such file: %s", param, id);
+    }
     bs_status st = BS_OK;
     if (strcmp(f.purpose, "fine-tune") != 0)
         st = api_fail(a, BS_EINVAL, param, "invalid_file",
@@ -199,8 +204,8 @@ static bs_status check_create(basalt_server *s, http_request *r, const json_t *b
         return api_fail(a, BS_EUNSUPPORTED, "model", NULL,
                         "model: fine-tuning a fine-tuned model (%s) is not supported; name its base model", model);
     if (!request_model(s, r, model)) return BS_ENOTFOUND; /* answered */
-    if (check_file(s, "training_file", j->training_file, a) ||
-        (j->validation_file && check_file(s, "validation_file", j->validation_file, a)))
+    if (check_file(s, r, "training_file", j->training_file, a) ||
+        (j->validation_file && check_file(s, r, "validation_file", j->validation_file, a)))
         return a->e.status;
     j->model = (char *)model;
     j->suffix = (char *)suffix;
@@ -217,7 +222,7 @@ void handle_ft_create(basalt_server *s, http_request *r) {
     /* No seed given: one drawn from the id's random digits, as OpenAI generates one. */
     unsigned seed_bytes = 0;
     for (const char *p = id + 6; *p; p++) seed_bytes = seed_bytes * 31 + (unsigned char)*p;
-    store_job j = {.id = id, .owner = "", .seed = (int64_t)(seed_bytes & 0x7fffffff), .status =
+    store_job j = {.id = id, .owner = (char *)request_tenant(r), .seed = (int64_t)(seed_bytes & 0x7fffffff), .status =
                    STORE_JOB_VALIDATING_FILES, .created_at = unix_now(), .finished_at = STORE_NULL_INT,
                    .trained_tokens = STORE_NULL_INT};
     api_error a = {0};
@@ -244,7 +249,7 @@ void handle_ft_list(basalt_server *s, http_request *r) {
         respond_error(r, &a);
         return;
     }
-    store_page page = {.limit = (int)limit, .after = http_query(r, "after")};
+    store_page page = {.limit = (int)limit, .after = http_query(r, "after"), .owner = request_tenant(r)};
     store_job *items;
     size_t n;
     int more;
@@ -277,10 +282,16 @@ static void respond_unknown_route(http_request *r) {
     respond_error(r, &a);
 }
 
-/* The job named by the path; 0 after answering 404. */
+/* The job named by the path; 0 after answering 404 — also for another
+ * tenant's job, with the same message. */
 static int lookup_job(basalt_server *s, http_request *r, const char *id, store_job *j) {
     bs_error err = {0};
-    if (store_job_get(s->store, id, j, &err) == BS_OK) return 1;
+    bs_status st = store_job_get(s->store, id, j, &err);
+    if (st == BS_OK && strcmp(j->owner ? j->owner : "", request_tenant(r)) == 0) return 1;
+    if (st == BS_OK) {
+        store_job_clear(j);
+        err.status = BS_ENOTFOUND;
+    }
     if (err.status == BS_ENOTFOUND) bs_fail(&err, BS_ENOTFOUND, "No such fine-tuning job: %s", id);
     respond_store_error(r, &err, "fine_tuning_job_id");
     return 0;
@@ -363,6 +374,8 @@ void handle_ft_post(basalt_server *s, http_request *r) {
     }
     store_job j = {0};
     api_error a = {0};
+    if (!lookup_job(s, r, id, &j)) return;
+    store_job_clear(&j);
     if (ft_runner_act(s->ft, id, (ft_action)k, &j, &a) != BS_OK) respond_error(r, &a);
     else respond_json(r, 200, job_object(s, &j));
     store_job_clear(&j);

@@ -20,7 +20,7 @@ json_t *model_object(const srv_model *m) {
 void handle_models(basalt_server *s, http_request *r) {
     json_t *data = json_array();
     for (int i = 0; i < s->n_models; i++) json_array_append_new(data, model_object(&s->models[i]));
-    adapters_list(s, data);
+    adapters_list(s, r, data);
     respond_json(r, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
 }
 

@@ -54,11 +54,12 @@ bs_status server_reload(basalt_server *s, bs_error *err);
 
 /* Serve adapter (over the model served as base; the registry takes its own
  * reference) as name, e.g. a finished fine-tuning job's
- * "ft:<base>:<suffix>:<job-id>".  BS_EINVAL when the name is taken or the
+ * "ft:<base>:<suffix>:<job-id>", for the tenant owner only ("" or NULL:
+ * every client).  BS_EINVAL when the name is taken or the
  * adapter is over another model, BS_ENOTFOUND when base is not served.
  * Thread-safe. */
 bs_status server_register_adapter(basalt_server *s, const char *name, bs_adapter *adapter, const char *base,
-                                  bs_error *err);
+                                  const char *owner, bs_error *err);
 /* Stop serving name; requests already running with it finish with it.
  * BS_ENOTFOUND when no adapter is served as name. */
 bs_status server_unregister_adapter(basalt_server *s, const char *name, bs_error *err);
