@@ -743,6 +743,20 @@ static const char *parse_bearer(const char *h, size_t *len) {
     return h;
 }
 
+/* r (a reference) as a view when the key is live; else released. */
+static key_auth view_of(key_rec *r, int64_t now, key_view *out) {
+    key_auth res = r->info.revoked_at                              ? KEY_AUTH_REVOKED
+                   : r->info.expires_at && now >= r->info.expires_at ? KEY_AUTH_EXPIRED
+                                                                     : KEY_AUTH_OK;
+    if (res != KEY_AUTH_OK) {
+        rec_release(r);
+        return res;
+    }
+    out->key = &r->info;
+    out->rec_ = r;
+    return KEY_AUTH_OK;
+}
+
 key_auth keys_authenticate(keys_registry *reg, const char *authorization, int64_t now, key_view *out) {
     out->key = NULL;
     out->rec_ = NULL;
@@ -759,17 +773,18 @@ key_auth keys_authenticate(keys_registry *reg, const char *authorization, int64_
     char hash[SHA256_HEX_LEN + 1];
     secret_hash(r->salt, secret, hash);
     memset(secret, 0, sizeof secret);
-    key_auth res = !keys_equal_ct(hash, r->hash, SHA256_HEX_LEN) ? KEY_AUTH_UNKNOWN
-                   : r->info.revoked_at                        ? KEY_AUTH_REVOKED
-                   : r->info.expires_at && now >= r->info.expires_at ? KEY_AUTH_EXPIRED
-                                                                     : KEY_AUTH_OK;
-    if (res != KEY_AUTH_OK) {
+    if (!keys_equal_ct(hash, r->hash, SHA256_HEX_LEN)) {
         rec_release(r);
-        return res;
+        return KEY_AUTH_UNKNOWN;
     }
-    out->key = &r->info;
-    out->rec_ = r;
-    return KEY_AUTH_OK;
+    return view_of(r, now, out);
+}
+
+key_auth keys_view_by_id(keys_registry *reg, const char *id, int64_t now, key_view *out) {
+    out->key = NULL;
+    out->rec_ = NULL;
+    key_rec *r = id && *id ? reg_get(reg, id) : NULL;
+    return r ? view_of(r, now, out) : KEY_AUTH_UNKNOWN;
 }
 
 /* ------------------------------------------------------------ permissions */

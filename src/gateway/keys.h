@@ -134,6 +134,9 @@ const char *key_auth_message(key_auth r);
  * seconds).  Revoked and expired are only reported to a caller who holds
  * the right secret.  On KEY_AUTH_OK *out holds the key (release it). */
 key_auth keys_authenticate(keys_registry *reg, const char *authorization, int64_t now, key_view *out);
+/* A view of key id without its secret, for work basalt runs on a key's
+ * behalf (batches): KEY_AUTH_UNKNOWN / REVOKED / EXPIRED as above. */
+key_auth keys_view_by_id(keys_registry *reg, const char *id, int64_t now, key_view *out);
 
 /* route NULL: the request named a model, checked against the models list;
  * else it named a route, checked against the routes list. */

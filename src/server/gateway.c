@@ -390,7 +390,7 @@ static void fire_shadows(basalt_server *s, gateway_request *gr, const gw_route *
             headers[nh++] = auth;
         } else if (ok && !remote) {
             ok = asprintf(&token, "%s: %s", INTERNAL_TOKEN_HEADER, internal_auth_token()) >= 0 &&
-                 asprintf(&tenant, "%s: %s", INTERNAL_TENANT_HEADER, request_tenant(r)) >= 0;
+                 asprintf(&tenant, "%s: %s", INTERNAL_TENANT_HEADER, request_key(r) ? request_key(r)->id : "") >= 0;
             headers[nh++] = token;
             headers[nh++] = tenant;
             headers[nh++] = INTERNAL_KIND_HEADER ": shadow";
@@ -482,6 +482,12 @@ int gateway_serve(basalt_server *s, http_request *r, const char *endpoint, json_
 
     const char *up_endpoint = endpoint + 3; /* "/v1/chat/completions" -> "/chat/completions" */
     const json_t *so = json_object_get(body, "stream_options");
+    /* The client's bytes still encode body unless an input guardrail (the
+     * key's, the route's or the model's) masked it: then proxy_forward
+     * rewrites them instead of re-encoding body. */
+    const char *const *key_guards;
+    int pristine = request_key_guardrails(r, &key_guards) == 0 &&
+                   (route >= 0 ? cfg->routes[route].n_guardrails : cfg->models[model].n_guardrails) == 0;
     proxy_attempt a = {.retry_after_s = -1};
     int remote_failed = 0, prev = -1, attempted = 0;
     double arrival = http_start_time(r), deadline = arrival + request_budget(cfg), outside = 0;
@@ -517,6 +523,7 @@ int gateway_serve(basalt_server *s, http_request *r, const char *endpoint, json_
             a = (proxy_attempt){.pool = gr->gen->pools[gm->provider], .provider = &cfg->providers[gm->provider],
                                 .upstream_model = gm->upstream_model, .public_model = gr->route,
                                 .endpoint = up_endpoint, .body = body,
+                                .raw = pristine ? http_body(r) : NULL, .raw_len = http_body_len(r),
                                 .stream = json_is_true(json_object_get(body, "stream")),
                                 .include_usage = json_is_true(json_object_get(so, "include_usage")),
                                 .finished = on_proxy_finished, .finished_ctx = gr, .retry_after_s = -1};

@@ -10,7 +10,7 @@
 #include "base/error.h"
 
 #define INTERNAL_TOKEN_HEADER "x-basalt-internal"
-#define INTERNAL_TENANT_HEADER "x-basalt-tenant" /* the key id acted for; "" when open */
+#define INTERNAL_TENANT_HEADER "x-basalt-tenant" /* the id of the API key acted for; "" when open */
 #define INTERNAL_KIND_HEADER "x-basalt-internal-kind" /* "batch" or "shadow" */
 
 /* Make the process token (once, at server start). */

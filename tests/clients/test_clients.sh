@@ -1,7 +1,7 @@
 #!/bin/sh
 # The real clients users have (openai, LangChain, the Vercel AI SDK) against a
-# `basalt serve` of a tiny random chat model: runs clients.mjs and passes its
-# PASS/FAIL lines through.  SKIPs (one line) without Node 18+, or when the
+# `basalt serve` of a tiny random chat model: runs clients.mjs and batches.mjs
+# (the Batch API with the openai SDK) and passes their PASS/FAIL lines through.  SKIPs (one line) without Node 18+, or when the
 # pinned packages are not installed and `npm ci` cannot install them (offline).
 . tests/support/lib.sh
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,6 +39,7 @@ if [ -z "$url" ]; then
 fi
 BASALT_URL="$url/v1" BASALT_MODEL=tiny node "$here/clients.mjs"
 rc=$?
+BASALT_URL="$url/v1" BASALT_MODEL=tiny node "$here/batches.mjs" || rc=1
 kill "$serve" 2>/dev/null
 wait "$serve" 2>/dev/null
 if [ "$rc" != 0 ]; then echo "---- server log (tail) ----"; tail -n 20 "$tmp/serve.log"; fi
