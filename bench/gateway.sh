@@ -6,6 +6,8 @@
 # (@portkey-ai/gateway, from npm into a temp dir) in front of the same mock
 # when it installs.  Prints one JSON line per run and a summary; not a test.
 #   bench/gateway.sh [SECONDS per run, default 5]
+# BASALT_BIN: the basalt binary to measure (default build/basalt);
+# PORTKEY=0 skips Portkey (for before/after runs of basalt alone).
 set -e
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
@@ -49,7 +51,9 @@ run() { # name port clients [headers...]
         run basalt "$gp" $c
     done
     pk=${PORTKEY_DIR:-$tmp/portkey}
-    if [ ! -x "$pk/node_modules/.bin/gateway" ] && ! (mkdir -p "$pk" && cd "$pk" &&
+    if [ "${PORTKEY:-1}" = 0 ]; then
+        :
+    elif [ ! -x "$pk/node_modules/.bin/gateway" ] && ! (mkdir -p "$pk" && cd "$pk" &&
             npm install --no-audit --no-fund @portkey-ai/gateway > npm.log 2>&1); then
         echo "{\"target\":\"portkey\",\"skipped\":\"npm install failed: $(tail -1 "$pk/npm.log")\"}"
     else

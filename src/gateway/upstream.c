@@ -1,6 +1,18 @@
-/* gateway/upstream.c — libcurl multi transfers on one event thread per pool.
+/* gateway/upstream.c — libcurl multi transfers, driven by their consumer or
+ * by one event thread per pool.
  *
- * Only the event thread touches the multi and the easy handles once a call
+ * A consumed call normally runs on a lane: a multi handle with one easy
+ * handle, taken from the pool's idle lanes and driven by the consumer's own
+ * thread inside wait_headers/read (poll, perform), so a request costs no
+ * thread hand-off.  The lane's multi keeps its kept-alive connection for
+ * the next call that takes the lane; lanes share DNS and TLS sessions (a
+ * libcurl share; libcurl 7.x cannot share live connections across threads).
+ * A lane moves between threads only through the pool's idle list, under
+ * its mutex, so one thread at a time uses its handles.  At most
+ * max_host_connections lanes exist; calls beyond them, and fire-and-forget
+ * ones, run on the event thread as before.
+ *
+ * Only the event thread touches its multi and the easy handles once a call
  * is queued.  Consumers talk to it through per-call request flags (add,
  * cancel, unpause) put on the pool's op list, then curl_multi_wakeup.  One
  * pool mutex guards the op list and every call's shared state; the write
@@ -24,8 +36,16 @@
 
 #define IDLE_TICK_MS 100 /* how often idle timeouts are checked while any is armed */
 
+typedef struct lane {
+    CURLM *multi;
+    CURL *easy;
+    struct lane *next; /* on the pool's idle list */
+} lane;
+
 struct upstream_call {
     upstream_pool *pool;
+    lane *lane; /* a driven call's lane; NULL: the event thread runs it */
+    CURLM *multi; /* where the transfer runs: the lane's or the pool's */
     CURL *easy;
     struct curl_slist *headers;
     char method[16];
@@ -62,6 +82,10 @@ struct upstream_pool {
     upstream_call *ops;     /* pending requests to the event thread */
     upstream_call *running; /* in the multi */
     int stop;
+    CURLSH *share; /* DNS and TLS sessions, for the lanes */
+    pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+    lane *idle;             /* lanes free to take */
+    int lanes, max_lanes;   /* lanes made; their limit (0: none) */
 };
 
 const char *upstream_class_name(upstream_class c) {
@@ -93,8 +117,52 @@ static int grow(char **p, size_t *cap, size_t need) {
     return 0;
 }
 
+static void lane_free(lane *l) {
+    if (!l) return;
+    if (l->easy) curl_easy_cleanup(l->easy);
+    if (l->multi) curl_multi_cleanup(l->multi);
+    free(l);
+}
+
+/* An idle lane, or a new one while fewer than max_lanes exist; NULL when
+ * every lane is busy (or out of memory): the event thread takes the call. */
+static lane *lane_take(upstream_pool *p) {
+    pthread_mutex_lock(&p->mu);
+    lane *l = p->idle;
+    if (l) p->idle = l->next;
+    else if (!p->max_lanes || p->lanes < p->max_lanes) p->lanes++;
+    else {
+        pthread_mutex_unlock(&p->mu);
+        return NULL;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (l) return l;
+    l = calloc(1, sizeof *l);
+    if (l && (l->multi = curl_multi_init()) && (l->easy = curl_easy_init())) {
+        curl_easy_setopt(l->easy, CURLOPT_SHARE, p->share);
+        return l;
+    }
+    lane_free(l);
+    pthread_mutex_lock(&p->mu);
+    p->lanes--;
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void lane_put(upstream_pool *p, lane *l) {
+    pthread_mutex_lock(&p->mu);
+    l->next = p->idle;
+    p->idle = l;
+    pthread_mutex_unlock(&p->mu);
+}
+
 static void call_free(upstream_call *c) {
-    if (c->easy) curl_easy_cleanup(c->easy);
+    if (c->lane) {
+        /* back to the defaults (no pointers into c left); the lane's
+         * connection, caches and share stay */
+        curl_easy_reset(c->easy);
+        lane_put(c->pool, c->lane);
+    } else if (c->easy) curl_easy_cleanup(c->easy);
     curl_slist_free_all(c->headers);
     pthread_cond_destroy(&c->cond);
     free(c->hdr);
@@ -229,8 +297,9 @@ static void running_unlink(upstream_pool *p, upstream_call *c) {
  * consumer, run the fire callback and drop the event thread's reference. */
 static void finish(upstream_pool *p, upstream_call *c, upstream_class cls, const char *why) {
     if (c->running) {
-        curl_multi_remove_handle(p->multi, c->easy);
-        running_unlink(p, c);
+        curl_multi_remove_handle(c->multi, c->easy);
+        if (c->lane) c->running = 0;
+        else running_unlink(p, c);
     }
     char *url = NULL;
     curl_easy_getinfo(c->easy, CURLINFO_EFFECTIVE_URL, &url);
@@ -255,6 +324,30 @@ static void finish(upstream_pool *p, upstream_call *c, upstream_class cls, const
     int last = unref_locked(c);
     pthread_mutex_unlock(&p->mu);
     if (last) call_free(c);
+}
+
+/* Ends c as a timeout when no byte came for its idle limit; returns 1 while
+ * the limit is armed and not yet reached. */
+static int idle_check(upstream_pool *p, upstream_call *c, double now) {
+    if (c->idle_s <= 0 || c->paused) return 0;
+    if (now - c->last_io < c->idle_s) return 1;
+    char why[64];
+    snprintf(why, sizeof why, "no data for %.1f s", c->idle_s);
+    finish(p, c, UPSTREAM_TIMEOUT, why);
+    return 0;
+}
+
+/* Finishes the transfers of multi that curl reports done. */
+static void reap(upstream_pool *p, CURLM *multi) {
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(multi, &left))) {
+        if (m->msg != CURLMSG_DONE) continue;
+        upstream_call *c = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+        CURLcode rc = m->data.result;
+        finish(p, c, classify(rc), c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
+    }
 }
 
 static void run_ops(upstream_pool *p) {
@@ -305,29 +398,14 @@ static void *event_loop(void *arg) {
         if (stop) break;
         int still = 0;
         curl_multi_perform(p->multi, &still);
-        CURLMsg *m;
-        int left;
-        while ((m = curl_multi_info_read(p->multi, &left))) {
-            if (m->msg != CURLMSG_DONE) continue;
-            upstream_call *c = NULL;
-            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
-            CURLcode rc = m->data.result;
-            finish(p, c, classify(rc), c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
-        }
+        reap(p, p->multi);
         /* curl's low-speed limit averages over seconds, so a stream that
          * sends a little now and then never trips it: time idleness here */
         int idle_watch = 0;
         double now = bs_now();
         for (upstream_call *c = p->running, *next; c; c = next) {
             next = c->next;
-            if (c->idle_s <= 0 || c->paused) continue;
-            if (now - c->last_io < c->idle_s) {
-                idle_watch = 1;
-                continue;
-            }
-            char why[64];
-            snprintf(why, sizeof why, "no data for %.1f s", c->idle_s);
-            finish(p, c, UPSTREAM_TIMEOUT, why);
+            idle_watch |= idle_check(p, c, now);
         }
         curl_multi_poll(p->multi, NULL, 0, idle_watch ? IDLE_TICK_MS : 1000, NULL);
     }
@@ -337,6 +415,29 @@ static void *event_loop(void *arg) {
 }
 
 /* ------------------------------------------------------------ pool */
+
+static void share_lock(CURL *e, curl_lock_data d, curl_lock_access a, void *ud) {
+    (void)e, (void)a;
+    pthread_mutex_lock(&((upstream_pool *)ud)->share_mu[d]);
+}
+
+static void share_unlock(CURL *e, curl_lock_data d, void *ud) {
+    (void)e;
+    pthread_mutex_unlock(&((upstream_pool *)ud)->share_mu[d]);
+}
+
+static void pool_free(upstream_pool *p) {
+    while (p->idle) {
+        lane *l = p->idle;
+        p->idle = l->next;
+        lane_free(l);
+    }
+    curl_share_cleanup(p->share); /* after the lanes' easy handles let go of it */
+    curl_multi_cleanup(p->multi);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_destroy(&p->share_mu[i]);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
 
 bs_status upstream_open(int max_host_connections, upstream_pool **out, bs_error *err) {
     *out = NULL;
@@ -353,11 +454,19 @@ bs_status upstream_open(int max_host_connections, upstream_pool **out, bs_error 
     curl_multi_setopt(p->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     if (max_host_connections > 0)
         curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_host_connections);
+    p->max_lanes = max_host_connections > 0 ? max_host_connections : 0;
     pthread_mutex_init(&p->mu, NULL);
-    if (pthread_create(&p->thread, NULL, event_loop, p) != 0) {
-        pthread_mutex_destroy(&p->mu);
-        curl_multi_cleanup(p->multi);
-        free(p);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_init(&p->share_mu[i], NULL);
+    p->share = curl_share_init();
+    if (p->share) {
+        curl_share_setopt(p->share, CURLSHOPT_LOCKFUNC, share_lock);
+        curl_share_setopt(p->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+        curl_share_setopt(p->share, CURLSHOPT_USERDATA, p);
+        curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+        curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    }
+    if (!p->share || pthread_create(&p->thread, NULL, event_loop, p) != 0) {
+        pool_free(p);
         return bs_fail(err, BS_EIO, "upstream: cannot start the event thread");
     }
     *out = p;
@@ -371,20 +480,29 @@ void upstream_close(upstream_pool *p) {
     pthread_mutex_unlock(&p->mu);
     curl_multi_wakeup(p->multi);
     pthread_join(p->thread, NULL);
-    curl_multi_cleanup(p->multi);
-    pthread_mutex_destroy(&p->mu);
-    free(p);
+    pool_free(p);
 }
 
 /* ------------------------------------------------------------ calls */
 
-static bs_status call_new(upstream_pool *p, const upstream_req *req, int refs, upstream_call **out, bs_error *err) {
+/* l: the lane to run on (its easy handle is reset and reused); NULL: a new
+ * easy handle for the event thread. */
+static bs_status call_new(upstream_pool *p, lane *l, const upstream_req *req, int refs, upstream_call **out,
+                          bs_error *err) {
     *out = NULL;
-    if (!req->url) return bs_fail(err, BS_EINVAL, "upstream: request without url");
+    if (!req->url) {
+        if (l) lane_put(p, l);
+        return bs_fail(err, BS_EINVAL, "upstream: request without url");
+    }
     const char *method = req->method ? req->method : req->body ? "POST" : "GET";
     upstream_call *c = calloc(1, sizeof *c);
-    if (!c) return bs_fail(err, BS_ENOMEM, "upstream: out of memory");
+    if (!c) {
+        if (l) lane_put(p, l);
+        return bs_fail(err, BS_ENOMEM, "upstream: out of memory");
+    }
     c->pool = p;
+    c->lane = l;
+    c->multi = l ? l->multi : p->multi;
     c->refs = refs;
     c->start = bs_now();
     snprintf(c->method, sizeof c->method, "%s", method);
@@ -393,7 +511,7 @@ static bs_status call_new(upstream_pool *p, const upstream_req *req, int refs, u
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&c->cond, &ca);
     pthread_condattr_destroy(&ca);
-    c->easy = curl_easy_init();
+    c->easy = l ? l->easy : curl_easy_init();
     if (!c->easy) {
         call_free(c);
         return bs_fail(err, BS_ENOMEM, "upstream: curl_easy_init failed");
@@ -453,15 +571,45 @@ static void submit(upstream_pool *p, upstream_call *c) {
 }
 
 bs_status upstream_call_open(upstream_pool *p, const upstream_req *req, upstream_call **out, bs_error *err) {
-    /* references: the consumer's and the event thread's for the transfer */
-    bs_status st = call_new(p, req, 2, out, err);
-    if (st == BS_OK) submit(p, *out);
-    return st;
+    /* references: the consumer's and the transfer's (dropped by finish) */
+    lane *l = lane_take(p);
+    bs_status st = call_new(p, l, req, 2, out, err);
+    if (st != BS_OK) return st;
+    upstream_call *c = *out;
+    if (!l) {
+        submit(p, c);
+        return BS_OK;
+    }
+    CURLMcode mc = curl_multi_add_handle(c->multi, c->easy);
+    if (mc != CURLM_OK) {
+        finish(p, c, UPSTREAM_ERROR, curl_multi_strerror(mc));
+        return BS_OK;
+    }
+    c->running = 1;
+    /* sends the request when the lane's connection is alive */
+    int still;
+    curl_multi_perform(c->multi, &still);
+    reap(p, c->multi);
+    return BS_OK;
+}
+
+/* One round of a lane's transfer on the consumer's thread: wait up to
+ * until (bs_now() time; < 0: no limit) for its sockets, then let curl work. */
+static void drive(upstream_call *c, double until) {
+    double now = bs_now();
+    int idle = idle_check(c->pool, c, now);
+    if (c->finished) return;
+    double wait_ms = idle ? IDLE_TICK_MS : 1000;
+    if (until >= 0 && (until - now) * 1000 < wait_ms) wait_ms = until > now ? (until - now) * 1000 : 0;
+    curl_multi_poll(c->multi, NULL, 0, (int)wait_ms, NULL);
+    int still;
+    curl_multi_perform(c->multi, &still);
+    reap(c->pool, c->multi);
 }
 
 bs_status upstream_fire(upstream_pool *p, const upstream_req *req, upstream_done done, void *ctx, bs_error *err) {
     upstream_call *c;
-    bs_status st = call_new(p, req, 1, &c, err);
+    bs_status st = call_new(p, NULL, req, 1, &c, err);
     if (st != BS_OK) return st;
     c->done = done;
     c->done_ctx = ctx;
@@ -470,6 +618,8 @@ bs_status upstream_fire(upstream_pool *p, const upstream_req *req, upstream_done
 }
 
 upstream_class upstream_call_wait_headers(upstream_call *c, int *status) {
+    /* a lane's callbacks run on this thread: its fields need no lock here */
+    while (c->lane && !c->headers_done) drive(c, -1);
     pthread_mutex_lock(&c->pool->mu);
     while (!c->headers_done) pthread_cond_wait(&c->cond, &c->pool->mu);
     upstream_class cls = c->status >= 200 ? UPSTREAM_OK : c->cls != UPSTREAM_OK ? c->cls : UPSTREAM_ERROR;
@@ -502,9 +652,16 @@ int upstream_call_read(upstream_call *c, char *buf, size_t cap, size_t *n, doubl
         deadline.tv_nsec = (long)(ns % 1000000000);
     }
     *n = 0;
+    if (c->lane) {
+        double until = wait_s < 0 ? -1 : bs_now() + wait_s;
+        while (c->len == c->off && !c->finished) {
+            drive(c, until);
+            if (until >= 0 && bs_now() >= until) break;
+        }
+    }
     int wake = 0, rc = 1;
     pthread_mutex_lock(&p->mu);
-    while (c->len == c->off && !c->finished) {
+    while (!c->lane && c->len == c->off && !c->finished) {
         if (wait_s < 0) pthread_cond_wait(&c->cond, &p->mu);
         else if (pthread_cond_timedwait(&c->cond, &p->mu, &deadline) != 0) break;
     }
@@ -515,15 +672,25 @@ int upstream_call_read(upstream_call *c, char *buf, size_t cap, size_t *n, doubl
         if (c->off == c->len) c->off = c->len = 0;
         *n = k;
         if (c->paused && !c->want_unpause && c->len - c->off <= UPSTREAM_BUFFER_MAX / 2 && !c->finished) {
-            c->want_unpause = 1;
-            queue_op_locked(c);
+            if (c->lane) {
+                c->paused = 0;
+            } else {
+                c->want_unpause = 1;
+                queue_op_locked(c);
+            }
             wake = 1;
         }
     } else if (c->finished) {
         rc = c->cls == UPSTREAM_OK ? 0 : -1;
     }
     pthread_mutex_unlock(&p->mu);
-    if (wake) curl_multi_wakeup(p->multi);
+    if (wake && c->lane) {
+        /* may run the write callback at once: not under the lock */
+        c->last_io = bs_now();
+        curl_easy_pause(c->easy, CURLPAUSE_CONT);
+    } else if (wake) {
+        curl_multi_wakeup(p->multi);
+    }
     return rc;
 }
 
@@ -545,6 +712,7 @@ size_t upstream_call_peak_buffered(upstream_call *c) {
 void upstream_call_close(upstream_call *c) {
     if (!c) return;
     upstream_pool *p = c->pool;
+    if (c->lane && !c->finished) finish(p, c, UPSTREAM_CANCELLED, "closed before the response ended");
     int wake = 0;
     pthread_mutex_lock(&p->mu);
     c->consumer_gone = 1;

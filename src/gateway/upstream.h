@@ -1,13 +1,18 @@
 /* gateway/upstream.h — the HTTP client for upstream providers.
  *
- * A pool is one libcurl multi handle driven by one event thread
- * (curl_multi_poll, woken by curl_multi_wakeup when a transfer is added,
- * cancelled or unpaused).  Every transfer of a pool shares its connection
- * cache, so keep-alive connections and HTTP/2 streams (offered over TLS,
- * multiplexed) are reused; TLS peers are always verified.  Nothing on the
- * event thread blocks, so one slow or hanging upstream delays no other
- * transfer.  The per-host connection limit is a pool property: the gateway
- * opens one pool per provider to give each its own max_connections.
+ * A consumed call (upstream_call_open) runs on one of the pool's lanes: a
+ * libcurl multi handle with one easy handle and its kept-alive connection,
+ * driven by the consumer's own thread inside wait_headers/read, so a
+ * request costs no hand-off to another thread; lanes share DNS and TLS
+ * sessions.  At most max_host_connections lanes exist; calls beyond them,
+ * and fire-and-forget ones, go to the pool's event thread: one multi handle
+ * (curl_multi_poll, woken by curl_multi_wakeup) whose transfers share its
+ * connection cache, HTTP/2 streams multiplexed (offered over TLS), with the
+ * same per-host limit.  TLS peers are always verified.  No thread drives
+ * more than its own transfer or non-blocking event-thread work, so one slow
+ * or hanging upstream delays no other transfer.  The limits are pool
+ * properties: the gateway opens one pool per provider to give each its own
+ * max_connections.
  *
  * Connection threads consume a call with blocking functions: wait for the
  * headers, then read body bytes as they arrive.  Flow control: when more
@@ -53,8 +58,9 @@ typedef struct upstream_req {
     double idle_timeout_s;    /* fail when no byte arrives for this long (not counting flow-control pauses); 0: none */
 } upstream_req;
 
-/* max_host_connections: connections per upstream host (0: no limit);
- * transfers beyond it wait for a free connection. */
+/* max_host_connections: lanes, and event-thread connections per upstream
+ * host (0: no limit); event-thread transfers beyond it wait for a free
+ * connection. */
 bs_status upstream_open(int max_host_connections, upstream_pool **out, bs_error *err);
 /* Cancels every running transfer (fire callbacks run with
  * UPSTREAM_CANCELLED), stops the thread and frees the pool.  Every call

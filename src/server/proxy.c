@@ -1,9 +1,11 @@
 /* server/proxy.c — one request to one upstream target, relayed to the client.
  *
- * The rewrites never re-encode the upstream's JSON: a small scanner finds
- * the spans of the top-level members of an object, and the output is the
- * input with at most a few spans replaced or cut, so spacing, key order and
- * number formatting stay exactly as the upstream wrote them. */
+ * The rewrites never re-encode JSON: a small scanner finds the spans of the
+ * top-level members of an object, and the output is the input with at most
+ * a few spans replaced, inserted or cut, so spacing, key order and number
+ * formatting stay exactly as written.  That holds for the upstream's
+ * responses and, when the caller has the client's bytes, for the request
+ * (re-encoding it cost more than the rest of the gateway). */
 #include "server/proxy.h"
 
 #include <stdio.h>
@@ -90,11 +92,29 @@ static int scan_members(const char *s, size_t n, member *m, int max) {
     }
 }
 
-static int find_member(const char *s, const member *m, int k, const char *key) {
+static int key_is(const char *s, const member *m, const char *key) {
     size_t kl = strlen(key);
+    return m->key1 - m->key0 == kl + 2 && memcmp(s + m->key0 + 1, key, kl) == 0;
+}
+
+static int find_member(const char *s, const member *m, int k, const char *key) {
     for (int i = 0; i < k; i++)
-        if (m[i].key1 - m[i].key0 == kl + 2 && memcmp(s + m[i].key0 + 1, key, kl) == 0) return i;
+        if (key_is(s, &m[i], key)) return i;
     return -1;
+}
+
+/* Like find_member for text a JSON parser also reads: -2 when the key
+ * occurs twice or any key has an escape (the parser's view of which member
+ * counts could differ from the text's), so the caller falls back. */
+static int find_sole_member(const char *s, const member *m, int k, const char *key) {
+    int found = -1;
+    for (int i = 0; i < k; i++) {
+        if (memchr(s + m[i].key0, '\\', m[i].key1 - m[i].key0)) return -2;
+        if (!key_is(s, &m[i], key)) continue;
+        if (found >= 0) return -2;
+        found = i;
+    }
+    return found;
 }
 
 static void append_json_string(srv_buf *out, const char *v) {
@@ -109,7 +129,8 @@ static void append_json_string(srv_buf *out, const char *v) {
 
 typedef struct edit {
     size_t from, to;
-    const char *model; /* NULL: cut */
+    const char *model; /* a string to write as JSON; NULL: text */
+    const char *text;  /* raw JSON to write; both NULL: cut */
 } edit;
 
 /* s[0..n) with the edits (in order, not overlapping) applied. */
@@ -118,30 +139,72 @@ static void apply_edits(const char *s, size_t n, const edit *e, int ne, srv_buf 
     for (int i = 0; i < ne; i++) {
         buf_append(out, s + at, e[i].from - at);
         if (e[i].model) append_json_string(out, e[i].model);
+        else if (e[i].text) buf_puts(out, e[i].text);
         at = e[i].to;
     }
     buf_append(out, s + at, n - at);
 }
 
-int proxy_rewrite_model(const char *json, size_t len, const char *public_model, srv_buf *out) {
+/* Parses only the usage member's span: the body around it is never parsed. */
+static void capture_usage(const char *s, const member *u, proxy_attempt *a) {
+    if (!a || s[u->val0] != '{') return;
+    json_t *usage = json_loadb(s + u->val0, u->val1 - u->val0, 0, NULL);
+    const json_t *p = json_object_get(usage, "prompt_tokens"), *c = json_object_get(usage, "completion_tokens");
+    if (json_is_integer(p)) a->prompt_tokens = (long)json_integer_value(p);
+    if (json_is_integer(c)) a->completion_tokens = (long)json_integer_value(c);
+    json_decref(usage);
+}
+
+/* proxy_rewrite_model, also storing the body's usage in a (NULL: not). */
+static int rewrite_whole(const char *json, size_t len, const char *public_model, srv_buf *out, proxy_attempt *a) {
     member m[MAX_MEMBERS];
     int k = scan_members(json, len, m, MAX_MEMBERS);
-    int mi = k > 0 ? find_member(json, m, k, "model") : -1;
+    int mi = k > 0 ? find_member(json, m, k, "model") : -1, ui = k > 0 ? find_member(json, m, k, "usage") : -1;
+    if (ui >= 0) capture_usage(json, &m[ui], a);
     if (mi < 0 || json[m[mi].val0] != '"') {
         buf_append(out, json, len);
         return 0;
     }
-    edit e = {m[mi].val0, m[mi].val1, public_model};
+    edit e = {m[mi].val0, m[mi].val1, public_model, NULL};
     apply_edits(json, len, &e, 1, out);
     return 1;
 }
 
-static void capture_usage(const char *s, const member *u, proxy_attempt *a) {
-    json_t *usage = json_loadb(s + u->val0, u->val1 - u->val0, 0, NULL);
-    const json_t *p = json_object_get(usage, "prompt_tokens"), *c = json_object_get(usage, "completion_tokens");
-    if (a && json_is_integer(p)) a->prompt_tokens = (long)json_integer_value(p);
-    if (a && json_is_integer(c)) a->completion_tokens = (long)json_integer_value(c);
-    json_decref(usage);
+int proxy_rewrite_model(const char *json, size_t len, const char *public_model, srv_buf *out) {
+    return rewrite_whole(json, len, public_model, out, NULL);
+}
+
+int proxy_rewrite_request(const char *json, size_t len, const char *model, int stream, srv_buf *out) {
+    member m[MAX_MEMBERS], so[MAX_MEMBERS];
+    int k = scan_members(json, len, m, MAX_MEMBERS);
+    int mi = k > 0 ? find_sole_member(json, m, k, "model") : -1;
+    int si = k > 0 ? find_sole_member(json, m, k, "stream_options") : -1;
+    if (mi < 0 || si == -2 || json[m[mi].val0] != '"') return 0;
+    edit e[2] = {{m[mi].val0, m[mi].val1, model, NULL}};
+    int ne = 1;
+    if (stream && si < 0) {
+        /* after the last member */
+        e[ne++] = (edit){m[k - 1].val1, m[k - 1].val1, NULL, ",\"stream_options\":{\"include_usage\":true}"};
+    } else if (stream) {
+        const char *v = json + m[si].val0;
+        size_t vn = m[si].val1 - m[si].val0;
+        int ks = *v == '{' ? scan_members(v, vn, so, MAX_MEMBERS) : 0;
+        int ii = ks > 0 ? find_sole_member(v, so, ks, "include_usage") : -1;
+        if (ks < 0 || ii == -2) return 0;
+        if (ii >= 0) /* the value, whatever it was, becomes true */
+            e[ne++] = (edit){m[si].val0 + so[ii].val0, m[si].val0 + so[ii].val1, NULL, "true"};
+        else if (ks > 0) /* a first member added to the object */
+            e[ne++] = (edit){m[si].val0 + so[0].key0, m[si].val0 + so[0].key0, NULL, "\"include_usage\":true,"};
+        else /* {} or not an object: replaced */
+            e[ne++] = (edit){m[si].val0, m[si].val1, NULL, "{\"include_usage\":true}"};
+    }
+    if (ne == 2 && e[1].from < e[0].from) {
+        edit t = e[0];
+        e[0] = e[1];
+        e[1] = t;
+    }
+    apply_edits(json, len, e, ne, out);
+    return 1;
 }
 
 void proxy_relay_event(const char *ev, size_t len, const char *public_model, int strip_usage, srv_buf *out,
@@ -170,16 +233,16 @@ void proxy_relay_event(const char *ev, size_t len, const char *public_model, int
     size_t n = p1 - p0;
     int mi = find_member(s, m, k, "model"), ui = find_member(s, m, k, "usage"), ci = find_member(s, m, k, "choices");
     int usage_obj = ui >= 0 && s[m[ui].val0] == '{';
-    if (usage_obj) capture_usage(s, &m[ui], a);
+    if (ui >= 0) capture_usage(s, &m[ui], a);
     int choices_empty = ci >= 0 && s[m[ci].val0] == '[' && skip_ws(s, m[ci].val0 + 1, n) == m[ci].val1 - 1;
     if (strip_usage && usage_obj && choices_empty) return; /* the usage-only chunk the client did not ask for */
     edit e[2];
     int ne = 0;
-    if (mi >= 0 && s[m[mi].val0] == '"') e[ne++] = (edit){m[mi].val0, m[mi].val1, public_model};
+    if (mi >= 0 && s[m[mi].val0] == '"') e[ne++] = (edit){m[mi].val0, m[mi].val1, public_model, NULL};
     if (strip_usage && ui >= 0) {
         /* the member with the separator before it, or after it when first */
         edit cut = {ui > 0 ? m[ui - 1].val1 : m[ui].key0, ui > 0 ? m[ui].val1 : ui + 1 < k ? m[ui + 1].key0 : m[ui].val1,
-                    NULL};
+                    NULL, NULL};
         if (ne && cut.from < e[0].from) {
             e[1] = e[0];
             e[0] = cut;
@@ -470,14 +533,7 @@ static bs_status forward_whole(http_request *r, proxy_attempt *a, upstream_call 
         if (rc < 0 && !body.oom) a->fail = upstream_call_failure(call, &msg);
         st = bs_fail(err, BS_EIO, "provider %s: %s", a->provider->name, msg);
     } else {
-        proxy_rewrite_model(body.data ? body.data : "", body.len, a->public_model, &out);
-        json_t *doc = json_loadb(body.data ? body.data : "", body.len, 0, NULL);
-        json_t *usage = json_object_get(doc, "usage");
-        if (json_is_integer(json_object_get(usage, "prompt_tokens")))
-            a->prompt_tokens = (long)json_integer_value(json_object_get(usage, "prompt_tokens"));
-        if (json_is_integer(json_object_get(usage, "completion_tokens")))
-            a->completion_tokens = (long)json_integer_value(json_object_get(usage, "completion_tokens"));
-        json_decref(doc);
+        rewrite_whole(body.data ? body.data : "", body.len, a->public_model, &out, a);
         const char *ctype = upstream_call_header(call, "Content-Type");
         http_respond(r, a->status, ctype ? ctype : "application/json", out.data ? out.data : "", out.len);
         a->responded = 1;
@@ -502,25 +558,31 @@ bs_status proxy_forward(http_request *r, proxy_attempt *a, bs_error *err) {
     double t0 = bs_now();
     const gw_provider *pv = a->provider;
 
-    json_t *copy = json_deep_copy(a->body);
-    if (!json_is_object(copy)) {
+    srv_buf text = {0};
+    if (!a->raw || !proxy_rewrite_request(a->raw, a->raw_len, a->upstream_model, a->stream, &text)) {
+        json_t *copy = json_deep_copy(a->body);
+        if (!json_is_object(copy)) {
+            json_decref(copy);
+            return bs_fail(err, BS_EINVAL, "provider %s: the request body is not a JSON object", pv->name);
+        }
+        json_object_set_new(copy, "model", json_string(a->upstream_model));
+        if (a->stream) {
+            json_t *so = json_object_get(copy, "stream_options");
+            if (!json_is_object(so)) json_object_set_new(copy, "stream_options", so = json_object());
+            json_object_set_new(so, "include_usage", json_true());
+        }
+        char *dumped = json_dumps(copy, JSON_COMPACT);
         json_decref(copy);
-        return bs_fail(err, BS_EINVAL, "provider %s: the request body is not a JSON object", pv->name);
+        if (dumped) buf_puts(&text, dumped);
+        else text.oom = 1;
+        free(dumped);
     }
-    json_object_set_new(copy, "model", json_string(a->upstream_model));
-    if (a->stream) {
-        json_t *so = json_object_get(copy, "stream_options");
-        if (!json_is_object(so)) json_object_set_new(copy, "stream_options", so = json_object());
-        json_object_set_new(so, "include_usage", json_true());
-    }
-    char *text = json_dumps(copy, JSON_COMPACT);
-    json_decref(copy);
     size_t url_len = strlen(pv->base_url) + strlen(a->endpoint) + 1;
     char *url = malloc(url_len);
     char *auth = NULL;
     if (pv->api_key && *pv->api_key && asprintf(&auth, "Authorization: Bearer %s", pv->api_key) < 0) auth = NULL;
-    if (!text || !url || (pv->api_key && *pv->api_key && !auth)) {
-        free(text);
+    if (text.oom || !url || (pv->api_key && *pv->api_key && !auth)) {
+        buf_free(&text);
         free(url);
         free(auth);
         return bs_fail(err, BS_ENOMEM, "provider %s: out of memory", pv->name);
@@ -532,8 +594,8 @@ bs_status proxy_forward(http_request *r, proxy_attempt *a, bs_error *err) {
                         .url = url,
                         .headers = headers,
                         .n_headers = auth ? 3 : 2,
-                        .body = text,
-                        .body_len = strlen(text),
+                        .body = text.data ? text.data : "",
+                        .body_len = text.len,
                         .connect_timeout_s = pv->connect_timeout_s,
                         .timeout_s = pv->timeout_s,
                         .idle_timeout_s = a->stream ? a->idle_timeout_s : 0};
@@ -543,7 +605,7 @@ bs_status proxy_forward(http_request *r, proxy_attempt *a, bs_error *err) {
         memset(auth, 0, strlen(auth)); /* curl keeps its own copy */
         free(auth);
     }
-    free(text);
+    buf_free(&text);
     free(url);
     if (st != BS_OK) return bs_wrap(err, "provider %s", pv->name);
 

@@ -1,7 +1,9 @@
 /* server/proxy.h — forwarding one OpenAI request to one upstream target.
  *
  * proxy_forward sends the request body (with "model" replaced by the
- * upstream id) to provider base_url + endpoint and, on a 2xx, answers the
+ * upstream id; rewritten textually when the caller passes the client's
+ * bytes, else re-encoded) to provider base_url + endpoint and, on a 2xx,
+ * answers the
  * client itself: a whole body with its top-level "model" rewritten to the
  * public name, or the SSE stream relayed event by event as each arrives,
  * each event's "model" rewritten the same way.  The rewrites are textual:
@@ -46,6 +48,8 @@ struct proxy_attempt {
     const char *public_model;   /* what the client sees as "model" */
     const char *endpoint;       /* "/chat/completions", "/completions", "/embeddings" */
     const json_t *body;         /* the client's request; not modified */
+    const char *raw;            /* the bytes body was parsed from, while they still say the same; NULL: none */
+    size_t raw_len;
     int stream;                 /* the client asked for "stream": true */
     int include_usage;          /* ... and for stream_options.include_usage */
     double idle_timeout_s;      /* a stream silent this long fails as a timeout; 0: none */
@@ -98,6 +102,13 @@ int proxy_error_to_openai(const proxy_attempt *a, json_t **body);
  * string value of its top-level "model" replaced by public_model; returns 1
  * when it replaced one, 0 when the text was appended unchanged. */
 int proxy_rewrite_model(const char *json, size_t len, const char *public_model, srv_buf *out);
+/* proxy_rewrite_request appends the upstream's request to out: json (the
+ * client's request text) with its top-level "model" string replaced by
+ * model and, with stream, stream_options.include_usage set to true (added
+ * when absent).  Returns 0, appending nothing, when the text is not an
+ * object with exactly one string "model" and unescaped keys: the caller
+ * re-encodes instead. */
+int proxy_rewrite_request(const char *json, size_t len, const char *model, int stream, srv_buf *out);
 /* proxy_relay_event appends one SSE event (its lines and the blank line
  * that ends it) to out as the client should see it: model rewritten, and
  * with strip_usage, "usage" members removed and a usage-only chunk

@@ -364,6 +364,60 @@ static void test_rewrite_model(void) {
     buf_free(&out);
 }
 
+/* out for proxy_rewrite_request, "" when it declined (and appended nothing) */
+static char *rewrite_request(const char *in, int stream) {
+    srv_buf out = {0};
+    int ok = proxy_rewrite_request(in, strlen(in), "up \"m\"", stream, &out);
+    CHECK(ok ? out.len > 0 : out.len == 0);
+    char *s = strdup(ok ? out.data : "");
+    buf_free(&out);
+    return s;
+}
+
+static void test_rewrite_request(void) {
+    const char *cases[][3] = {
+        /* in, non-stream out, stream out */
+        {"{ \"model\" : \"pub\", \"messages\":[{\"model\":\"x\"}], \"n\":1.50 }",
+         "{ \"model\" : \"up \\\"m\\\"\", \"messages\":[{\"model\":\"x\"}], \"n\":1.50 }",
+         "{ \"model\" : \"up \\\"m\\\"\", \"messages\":[{\"model\":\"x\"}], \"n\":1.50,\"stream_options\":{\"include_usage\":true} }"},
+        {"{\"stream_options\":{\"include_usage\":false},\"model\":\"p\"}", NULL,
+         "{\"stream_options\":{\"include_usage\":true},\"model\":\"up \\\"m\\\"\"}"},
+        {"{\"model\":\"p\",\"stream_options\":{ \"x\":1 }}", NULL,
+         "{\"model\":\"up \\\"m\\\"\",\"stream_options\":{ \"include_usage\":true,\"x\":1 }}"},
+        {"{\"model\":\"p\",\"stream_options\":null}", NULL,
+         "{\"model\":\"up \\\"m\\\"\",\"stream_options\":{\"include_usage\":true}}"},
+        /* declined: the caller re-encodes */
+        {"{\"model\":\"a\",\"model\":\"b\"}", "", ""},
+        {"{\"mod\\u0065l\":\"a\"}", "", ""},
+        {"{\"model\":null}", "", ""},
+        {"[\"model\"]", "", ""},
+        {"{\"model\":\"p\",\"stream_options\":{\"include_usage\":1,\"include_usage\":2}}", NULL, ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int stream = 0; stream < 2; stream++) {
+            const char *want = cases[i][1 + stream];
+            if (!want) continue;
+            char *got = rewrite_request(cases[i][0], stream);
+            CHECK_STR(got, want);
+            if (*got) {
+                /* what a parser reads: the same request with the new model */
+                json_t *a = json_loads(cases[i][0], 0, NULL), *b = json_loads(got, 0, NULL);
+                CHECK(a && b);
+                json_object_set_new(a, "model", json_string("up \"m\""));
+                if (stream) {
+                    json_t *so = json_object_get(a, "stream_options");
+                    if (!json_is_object(so)) json_object_set_new(a, "stream_options", so = json_object());
+                    json_object_set_new(so, "include_usage", json_true());
+                }
+                CHECK(json_equal(a, b));
+                json_decref(a);
+                json_decref(b);
+            }
+            free(got);
+        }
+    }
+}
+
 static void test_relay_event(void) {
     proxy_attempt a = {.prompt_tokens = -1, .completion_tokens = -1};
     srv_buf out = {0};
@@ -718,6 +772,7 @@ int main(void) {
     RUN(test_cancel_mid_stream);
     RUN(test_fire);
     RUN(test_rewrite_model);
+    RUN(test_rewrite_request);
     RUN(test_relay_event);
     RUN(test_classify);
     RUN(test_error_to_openai);
