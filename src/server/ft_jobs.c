@@ -233,6 +233,7 @@ static const hparam rft_hparams[] = {
     {"warmup_ratio", 0, 0, 0.999999, 0, NULL},
     {"max_unscored_fraction", 0, 0, 1, 0, NULL},
     {"checkpoint_every", 1, 1, 1e9, 0, NULL},
+    {"keep_checkpoints", 1, 1, 100, 0, NULL},
 };
 #define N_RFT_HPARAMS (sizeof rft_hparams / sizeof rft_hparams[0])
 /* compute_multiplier scales the auto group size: round(8 x m), 2..64. */
@@ -269,7 +270,8 @@ static void rft_hparam_set(void *cfg, size_t i, const json_t *j) {
     case 18: c->max_length = (int)v; break;
     case 19: c->warmup_ratio = (float)v; break;
     case 20: c->max_unscored_frac = (float)v; break;
-    default: c->checkpoint_every = (int)v; break;
+    case 21: c->checkpoint_every = (int)v; break;
+    default: c->keep_checkpoints = (int)v; break;
     }
 }
 
@@ -287,7 +289,7 @@ static json_t *rft_hparam_get(const void *cfg, size_t i) {
         c->grpo.group_size,   0,             0,                c->grpo.max_completion_len, c->temperature,
         c->top_p,             c->grpo.beta,  c->grpo.epsilon,  c->grpo.epsilon_high, 0,
         0,                    c->lora.rank,  c->lora.alpha,    c->max_length,       c->warmup_ratio,
-        c->max_unscored_frac, c->checkpoint_every};
+        c->max_unscored_frac, c->checkpoint_every, c->keep_checkpoints};
     return number_json(&rft_hparams[i], v[i]);
 }
 
@@ -296,7 +298,7 @@ static const hparam_table rft_table = {
     "n_epochs, batch_size, learning_rate_multiplier, eval_interval, eval_samples, compute_multiplier, "
     "reasoning_effort; basalt: group_size, max_completion_tokens, temperature, top_p, beta, epsilon, epsilon_high, "
     "loss_type, scale_rewards, lora_rank, lora_alpha, max_length, warmup_ratio, max_unscored_fraction, "
-    "checkpoint_every",
+    "checkpoint_every, keep_checkpoints",
     rft_hparam_set, rft_hparam_get};
 
 bs_status ft_rft_hparams_decode(const json_t *h, const char *prefix, rft_config *c, api_error *a) {
@@ -323,6 +325,7 @@ typedef struct run_ctx {
     const char *ckpt_root;
     int last_ckpt_step;
     json_t *last_metrics; /* of the last step, for a checkpoint made on request */
+    char exported[96];    /* which weights the model is, for its event ("" to say nothing) */
 } run_ctx;
 
 static ft_request pending(ft_runner *r) {
@@ -454,6 +457,8 @@ static int on_step(void *user, const sft_progress *p) {
     return after_step(x, d, m, p->eta_s, msg);
 }
 
+static json_t *rft_scores(const run_ctx *x, const rft_progress *p);
+
 static int on_rft_step(void *user, const rft_progress *p) {
     run_ctx *x = user;
     json_t *errs = json_object();
@@ -467,6 +472,13 @@ static int on_rft_step(void *user, const rft_progress *p) {
         p->completion_len_max, "truncated_fraction", p->truncated_frac, "samples", p->n_samples, "unscored_samples",
         p->n_unscored, "grader_errors", errs, "learning_rate", p->lr, "grad_norm", p->grad_norm, "sample_seconds",
         p->sample_s, "grade_seconds", p->grade_s, "train_seconds", p->train_s, "eta_seconds", p->eta_s);
+    /* OpenAI's structured scores and timing, besides TRL's flat names */
+    json_object_set_new(d, "entropy", json_real(p->entropy));
+    json_object_set_new(d, "scores", rft_scores(x, p));
+    json_object_set_new(d, "timing",
+                        json_pack("{s:{s:f,s:f,s:f,s:f,s:f}}", "step", "sampling", p->sample_s, "grading", p->grade_s,
+                                  "training", p->train_s, "eval", p->eval_s, "full_iteration",
+                                  p->sample_s + p->grade_s + p->train_s + p->eval_s));
     json_t *m = json_pack("{s:i,s:f}", "step", p->step, "train_reward_mean", p->train_reward_mean);
     char msg[160], valid[64] = "";
     if (!isnan(p->valid_reward_mean)) {
@@ -571,7 +583,7 @@ static void succeed(run_ctx *x, const srv_model *m) {
         return;
     }
     if (j->status != STORE_JOB_SUCCEEDED) return;
-    add_event(r, j->id, "info", "message", NULL, "New fine-tuned model created: %s", model);
+    add_event(r, j->id, "info", "message", NULL, "New fine-tuned model created: %s%s", model, x->exported);
     add_event(r, j->id, "info", "message", NULL, "The job has successfully completed");
 }
 
@@ -761,9 +773,54 @@ static bs_status rft_reopen(run_ctx *x, bs_error *err) {
     return st;
 }
 
+/* OpenAI's scores object: the grader's means, then one entry per metric
+ * its samples carry (multi's sub-graders by key, metrics_list names). */
+static json_t *rft_scores(const run_ctx *x, const rft_progress *p) {
+    const rft_frame *f = (const rft_frame *)x;
+    int valid = !isnan(p->valid_reward_mean);
+    json_t *graders = json_array(), *top = json_pack("{s:s,s:s,s:f}", "name", reward_grader_name(f->grader), "type",
+                                                    reward_grader_type(f->grader), "train_reward_mean",
+                                                    p->train_reward_mean);
+    if (valid) json_object_set_new(top, "valid_reward_mean", json_real(p->valid_reward_mean));
+    json_array_append_new(graders, top);
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)p->grader_scores, k, v) {
+        json_t *e = json_pack("{s:s,s:O}", "name", k, "train_reward_mean", v);
+        json_t *vv = json_object_get(p->valid_grader_scores, k);
+        if (vv) json_object_set(e, "valid_reward_mean", vv);
+        json_array_append_new(graders, e);
+    }
+    json_t *o = json_pack("{s:f,s:o}", "train_reward_mean", p->train_reward_mean, "graders", graders);
+    if (valid) json_object_set_new(o, "valid_reward_mean", json_real(p->valid_reward_mean));
+    return o;
+}
+
+/* Pruned checkpoints leave the job's list too. */
+static bs_status on_rft_checkpoint_removed(void *user, const char *dir, bs_error *err) {
+    run_ctx *x = user;
+    store_page page = {.limit = 100};
+    store_checkpoint *ck = NULL;
+    size_t n = 0;
+    int more = 0;
+    bs_status st = store_checkpoint_list(x->r->store, x->job->id, &page, &ck, &n, &more, err);
+    for (size_t i = 0; st == BS_OK && i < n; i++)
+        if (strcmp(ck[i].path, dir) == 0) st = store_checkpoint_delete(x->r->store, ck[i].id, err);
+    store_checkpoints_free(ck, n);
+    return st;
+}
+
 static bs_status rft_train_op(run_ctx *x, int *finished, bs_error *err) {
-    rft_hooks hooks = {.user = x, .on_step = on_rft_step, .on_checkpoint = on_rft_checkpoint};
-    return rft_train(x->run, x->ckpt_root, &hooks, finished, err);
+    rft_hooks hooks = {.user = x, .on_step = on_rft_step, .on_checkpoint = on_rft_checkpoint,
+                       .on_checkpoint_removed = on_rft_checkpoint_removed};
+    bs_status st = rft_train(x->run, x->ckpt_root, &hooks, finished, err);
+    double valid;
+    int best = rft_best(x->run, &valid);
+    if (st == BS_OK && *finished)
+        snprintf(x->exported, sizeof x->exported,
+                 best ? " from step %d, the best valid_reward_mean (%.4f)" : " from the last step (no validation file)",
+                 best, valid);
+    return st;
 }
 
 /* Rollouts go through the served model's own scheduler, so serving and

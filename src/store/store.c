@@ -740,6 +740,13 @@ bs_status store_checkpoint_list(bs_store *s, const char *job_id, const store_pag
     return st;
 }
 
+bs_status store_checkpoint_delete(bs_store *s, const char *id, bs_error *err) {
+    pthread_mutex_lock(&s->mu);
+    bs_status st = delete_row(s, &checkpoints_table, NULL, id, err);
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
 void store_checkpoints_free(store_checkpoint *items, size_t n) { free_records(&checkpoints_table, items, n); }
 
 /* ------------------------------------------------------------ documents */

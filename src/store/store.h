@@ -167,6 +167,8 @@ typedef struct store_checkpoint {
 } store_checkpoint;
 
 bs_status store_checkpoint_insert(bs_store *s, const store_checkpoint *c, bs_error *err);
+/* BS_ENOTFOUND when there is no such checkpoint (its directory is the caller's). */
+bs_status store_checkpoint_delete(bs_store *s, const char *id, bs_error *err);
 bs_status store_checkpoint_list(bs_store *s, const char *job_id, const store_page *page, store_checkpoint **items,
                                 size_t *n, int *has_more, bs_error *err);
 void store_checkpoint_clear(store_checkpoint *c);

@@ -100,30 +100,30 @@ bs_status grpo_advantages(const bs_grpo_config *c, const float *rewards, const i
     return BS_OK;
 }
 
-/* Sequence b's weight in the reduction, from its loss-token count nb and
- * the batch's (B sequences, total loss tokens). */
-static double seq_norm(const bs_grpo_config *c, int B, int nb, long total) {
+/* Sequence s's weight in the reduction, from its loss-token count nb and
+ * the step's totals. */
+static double seq_norm(const bs_grpo_config *c, const bs_grpo_totals *tot, int nb) {
     switch (c->loss_type) {
-    case BS_GRPO_LOSS_GRPO: return 1.0 / ((double)B * (nb > 1 ? nb : 1));
-    case BS_GRPO_LOSS_DR_GRPO: return 1.0 / ((double)B * c->max_completion_len);
+    case BS_GRPO_LOSS_GRPO: return 1.0 / ((double)tot->n_seqs * (nb > 1 ? nb : 1));
+    case BS_GRPO_LOSS_DR_GRPO: return 1.0 / ((double)tot->n_seqs * c->max_completion_len);
     case BS_GRPO_LOSS_DAPO: break;
     }
-    return 1.0 / (double)(total > 1 ? total : 1);
+    return 1.0 / (double)(tot->n_tokens > 1 ? tot->n_tokens : 1);
 }
 
 static int seq_excluded(const bs_grpo_config *c, const bs_grpo_batch *b, int s) {
     return c->truncation == BS_GRPO_TRUNC_MASK && b->truncated && b->truncated[s];
 }
 
-bs_status grpo_loss(const bs_grpo_config *c, const bs_grpo_batch *b, const float *const *logp, float *const *dlogp,
-                    bs_grpo_loss_stats *stats, bs_error *err) {
+/* Checks b and counts its tokens: completion lengths into stats, its own
+ * totals into tot. */
+static bs_status count_tokens(const bs_grpo_config *c, const bs_grpo_batch *b, bs_grpo_loss_stats *stats,
+                              bs_grpo_totals *tot, bs_error *err) {
     *stats = (bs_grpo_loss_stats){0};
     bs_status st = check_config(c, err);
     if (st) return st;
-    if (b->n < 1 || !b->lengths || !b->mask || !b->adv || !b->old_logp || (c->beta != 0 && !b->ref_logp))
-        return bs_fail(err, BS_EINVAL, "grpo: a batch needs sequences, masks, advantages and old (and reference) "
-                                       "log-probs");
-    /* token counts: completion lengths, then loss tokens per sequence and in all */
+    if (b->n < 1 || !b->lengths || !b->mask)
+        return bs_fail(err, BS_EINVAL, "grpo: a batch needs sequences with lengths and masks");
     long total = 0, completion = 0;
     for (int s = 0; s < b->n; s++) {
         int nb = 0;
@@ -138,13 +138,34 @@ bs_status grpo_loss(const bs_grpo_config *c, const bs_grpo_batch *b, const float
     }
     stats->completion_len_mean = (float)completion / (float)b->n;
     stats->n_tokens = (int)total;
+    *tot = (bs_grpo_totals){.n_seqs = b->n, .n_tokens = total};
+    return BS_OK;
+}
+
+bs_status grpo_totals(const bs_grpo_config *c, const bs_grpo_batch *step, bs_grpo_totals *out, bs_error *err) {
+    bs_grpo_loss_stats unused;
+    return count_tokens(c, step, &unused, out, err);
+}
+
+bs_status grpo_loss(const bs_grpo_config *c, const bs_grpo_batch *b, const float *const *logp, float *const *dlogp,
+                    bs_grpo_loss_stats *stats, bs_error *err) {
+    bs_grpo_totals own;
+    bs_status st = count_tokens(c, b, stats, &own, err);
+    if (st) return st;
+    if (!b->adv || !b->old_logp || (c->beta != 0 && !b->ref_logp))
+        return bs_fail(err, BS_EINVAL, "grpo: a batch needs advantages and old (and reference) log-probs");
+    const bs_grpo_totals *tot = b->totals ? b->totals : &own;
+    if (tot->n_seqs < b->n || tot->n_tokens < own.n_tokens)
+        return bs_fail(err, BS_EINVAL, "grpo: the step's totals (%d sequences, %ld tokens) are smaller than a "
+                                       "micro-batch's (%d, %ld)", tot->n_seqs, tot->n_tokens, b->n, own.n_tokens);
+    long total = own.n_tokens;
 
     double loss = 0, kl_sum = 0, ent_sum = 0, lo = 1.0 - c->epsilon, hi = 1.0 + c->epsilon_high;
     long n_low = 0, n_high = 0;
     for (int s = 0; s < b->n; s++) {
         int excluded = seq_excluded(c, b, s), nb = 0;
         for (int i = 1; i < b->lengths[s]; i++) nb += b->mask[s][i] == 1;
-        double w = seq_norm(c, b->n, nb, total), A = b->adv[s];
+        double w = seq_norm(c, tot, nb), A = b->adv[s];
         dlogp[s][0] = 0;
         for (int i = 1; i < b->lengths[s]; i++) {
             dlogp[s][i] = 0;
@@ -205,11 +226,28 @@ bs_status grpo_forward_backward(bs_trainer *t, const bs_grpo_config *c, const in
     bs_grpo_batch cur = *b;
     cur.entropy = (const float *const *)ent;
     float objective = 0;
+    int steps;
+    uint64_t before, after;
+    trainer_counters(t, &steps, &before);
     bs_status st = trainer_token_logprobs(t, tokens, b->lengths, b->n, 1, logp, ent, err);
     if (!st) st = grpo_loss(c, &cur, (const float *const *)logp, dlogp, stats, err);
     if (!st)
         st = trainer_forward_backward_weighted(t, tokens, (const float *const *)dlogp, b->lengths, b->n, &objective,
                                                err);
+    /* the trainer's own count decides, as it skips all-zero weights */
+    trainer_counters(t, &steps, &after);
+    stats->backward = after > before;
     free(rows);
     return st;
+}
+
+bs_status grpo_step(bs_trainer *t, int n_backward, float *grad_norm, float *lr, bs_error *err) {
+    *grad_norm = 0;
+    *lr = 0;
+    if (n_backward < 1) return BS_OK;
+    for (int i = 0; n_backward > 1 && i < trainer_n_tensors(t); i++) {
+        const bs_train_tensor *x = trainer_tensor(t, i);
+        for (size_t j = 0, n = (size_t)x->rows * (size_t)x->cols; j < n; j++) x->grad[j] *= (float)n_backward;
+    }
+    return trainer_step(t, grad_norm, lr, err);
 }

@@ -9,7 +9,8 @@
  *     grpo_advantages(rewards)                           -> adv[N]
  *     trainer_token_logprobs(adapter on)  before updates -> old_logp
  *     trainer_token_logprobs(adapter off)                -> ref_logp  (beta != 0)
- *     { grpo_forward_backward(...) x micro-batches ; trainer_step } x num_iterations
+ *     grpo_totals(the whole step's batch)                -> totals
+ *     { grpo_forward_backward(...) x micro-batches ; grpo_step } x num_iterations
  *
  * Per-token arrays are indexed like the trainer's loss_mask: [b][i] is about
  * token i of sequence b (predicted from the tokens before it); the mask is
@@ -70,6 +71,15 @@ typedef struct bs_grpo_reward_stats {
 bs_status grpo_advantages(const bs_grpo_config *c, const float *rewards, const int *truncated, int n, float *adv,
                           bs_grpo_reward_stats *stats, bs_error *err);
 
+/* The reduction's denominators, counted over the WHOLE step batch (every
+ * group, every micro-batch) before it is split, so that each micro-batch's
+ * loss is its share of the one-batch loss: dapo divides by n_tokens (loss
+ * tokens in the step), grpo and dr_grpo by n_seqs (sequences in the step). */
+typedef struct bs_grpo_totals {
+    int n_seqs;
+    long n_tokens;
+} bs_grpo_totals;
+
 /* One micro-batch of completions with everything fixed during the update. */
 typedef struct bs_grpo_batch {
     int n;                        /* sequences */
@@ -80,17 +90,23 @@ typedef struct bs_grpo_batch {
     const float *const *old_logp; /* [n][len] the policy that sampled (before this step's updates) */
     const float *const *ref_logp; /* [n][len] adapter off; read only when beta != 0 */
     const float *const *entropy;  /* [n][len] for the statistic, or NULL */
+    const bs_grpo_totals *totals; /* the step's (grpo_totals); NULL: this batch is the whole step */
 } bs_grpo_batch;
 
+/* The totals of step, the whole step's batch (its masks, lengths and
+ * truncation flags are read). */
+bs_status grpo_totals(const bs_grpo_config *c, const bs_grpo_batch *step, bs_grpo_totals *out, bs_error *err);
+
 typedef struct bs_grpo_loss_stats {
-    float loss;
-    float kl;                     /* mean k3 over loss tokens (0 when beta == 0) */
+    float loss;                   /* this batch's share of the step's loss (the shares add up to it) */
+    float kl;                     /* mean k3 over this batch's loss tokens (0 when beta == 0) */
     float clip_low, clip_high;    /* fraction of loss tokens clipped below (A < 0) / above (A > 0) */
     float clip_region;            /* either */
     float entropy;                /* mean over loss tokens (0 without entropies) */
     float completion_len_mean;    /* completion tokens per sequence (mask sums, before truncation masking) */
     int completion_len_max;
     int n_tokens;                 /* tokens in the loss */
+    int backward;                 /* grpo_forward_backward: 1 when it added a gradient to the trainer */
 } bs_grpo_loss_stats;
 
 /* The loss given the current log-probs logp[n][len], and its gradient
@@ -106,5 +122,13 @@ bs_status grpo_loss(const bs_grpo_config *c, const bs_grpo_batch *b, const float
  * disable_dropout). */
 bs_status grpo_forward_backward(bs_trainer *t, const bs_grpo_config *c, const int32_t *const *tokens,
                                 const bs_grpo_batch *b, bs_grpo_loss_stats *stats, bs_error *err);
+
+/* The update after the step's micro-batches, n_backward of which added a
+ * gradient (their stats' backward summed).  Their gradients are shares of
+ * the one-batch gradient, so their SUM is the step's gradient, while
+ * trainer_step averages micro-batches: the sum is restored first.  No
+ * gradient at all (every advantage 0 and the policy still at the
+ * reference): no update, *grad_norm 0. */
+bs_status grpo_step(bs_trainer *t, int n_backward, float *grad_norm, float *lr, bs_error *err);
 
 #endif

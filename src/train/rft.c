@@ -5,6 +5,7 @@
 #include "train/rft.h"
 
 #include <cblas.h>
+#include <dirent.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #define RFT_DEFAULT_BATCH 8
 #define RFT_DEFAULT_COMPLETION 256
 #define RFT_AUTO_INTERVALS 10
+#define RFT_DEFAULT_KEEP 3 /* OpenAI keeps the 3 best by valid_reward_mean */
 #define RFT_MAX_PROBLEMS 50
 
 /* ---- prompts --------------------------------------------------------------- */
@@ -188,6 +190,7 @@ bs_status rft_resolve(rft_config *c, size_t n, bs_error *err) {
     if (c->lora.rank == 0) c->lora.rank = RFT_DEFAULT_RANK;
     if (c->lora.alpha == 0) c->lora.alpha = 2.0f * (float)c->lora.rank;
     if (c->lora.targets == 0) c->lora.targets = BS_LORA_ALL_LINEAR;
+    if (c->keep_checkpoints == 0) c->keep_checkpoints = RFT_DEFAULT_KEEP;
     if (c->n_epochs < 1 || c->n_epochs > 50)
         return bs_fail(err, BS_EINVAL, "n_epochs: %d is outside 1..50", c->n_epochs);
     if (c->batch_size < 1 || c->batch_size > 256)
@@ -216,6 +219,8 @@ bs_status rft_resolve(rft_config *c, size_t n, bs_error *err) {
     if (!(c->lora.alpha > 0)) return bs_fail(err, BS_EINVAL, "lora_alpha: %g must be > 0", c->lora.alpha);
     if (c->lora.dropout != 0)
         return bs_fail(err, BS_EINVAL, "lora_dropout: must be 0 for RFT (the old and new log-probs must agree)");
+    if (c->keep_checkpoints < 1 || c->keep_checkpoints > 100)
+        return bs_fail(err, BS_EINVAL, "keep_checkpoints: %d is outside 1..100", c->keep_checkpoints);
     int total = c->n_epochs * (int)((n + (size_t)c->batch_size - 1) / (size_t)c->batch_size);
     int auto_every = total / RFT_AUTO_INTERVALS > 1 ? (total + RFT_AUTO_INTERVALS - 1) / RFT_AUTO_INTERVALS : 1;
     if (c->checkpoint_every == 0) c->checkpoint_every = auto_every;
@@ -240,6 +245,10 @@ struct rft_run {
     size_t *perm;   /* the order of perm_epoch */
     int perm_epoch; /* -1: none yet */
     size_t *valid_idx;
+    double step_valid;   /* valid_reward_mean at step, NAN unless evaluated there */
+    int best_step;       /* rft_best; 0: none */
+    double best_valid;
+    float *best;         /* the trained values at best_step [trainer_n_params] */
 };
 
 static int longest_prompt(const rft_data *d) {
@@ -259,7 +268,8 @@ bs_status rft_open(bs_model *base, bs_scheduler *sched, const bs_reward_grader *
     rft_run *r = calloc(1, sizeof *r);
     if (!r) return bs_fail(err, BS_ENOMEM, "rft: out of memory");
     *r = (rft_run){.model = base, .sched = sched, .grader = grader, .tok = model_tokenizer(base), .c = *c,
-                   .train = train, .valid = valid && valid->n ? valid : NULL, .n_train = train->n, .perm_epoch = -1};
+                   .train = train, .valid = valid && valid->n ? valid : NULL, .n_train = train->n, .perm_epoch = -1,
+                   .step_valid = NAN, .best_valid = NAN};
     r->steps_per_epoch = (int)((r->n_train + (size_t)c->batch_size - 1) / (size_t)c->batch_size);
     r->total_steps = r->steps_per_epoch * c->n_epochs;
     int lp = longest_prompt(train), lv = longest_prompt(r->valid);
@@ -283,6 +293,8 @@ bs_status rft_open(bs_model *base, bs_scheduler *sched, const bs_reward_grader *
     tc.seed = c->seed;
     tc.max_tokens = r->capacity;
     bs_status st = trainer_open(base, &tc, &r->trainer, err);
+    if (st == BS_OK && r->valid && !(r->best = malloc(trainer_n_params(r->trainer) * sizeof *r->best)))
+        st = bs_fail(err, BS_ENOMEM, "rft: out of memory");
     if (st != BS_OK) {
         rft_close(r);
         return st;
@@ -296,7 +308,13 @@ void rft_close(rft_run *r) {
     trainer_close(r->trainer);
     free(r->perm);
     free(r->valid_idx);
+    free(r->best);
     free(r);
+}
+
+int rft_best(const rft_run *r, double *valid) {
+    *valid = r->best_valid;
+    return r->best_step;
 }
 
 int rft_step(const rft_run *r) { return r->step; }
@@ -514,9 +532,38 @@ static bs_status roll_out(rft_run *r, const rft_data *d, const size_t *idx, uint
     return BS_OK;
 }
 
-/* Rewards of every sample; errs counts the unscorable by kind. */
+/* Adds the samples' numeric and boolean grader metrics into acc (name ->
+ * [sum, count]). */
+static void metrics_add(json_t *acc, const json_t *per_sample) {
+    size_t i;
+    json_t *o, *v;
+    const char *k;
+    json_array_foreach(per_sample, i, o) json_object_foreach(o, k, v) {
+        if (!json_is_number(v) && !json_is_boolean(v)) continue;
+        json_t *a = json_object_get(acc, k);
+        if (!a) json_object_set_new(acc, k, a = json_pack("[f,i]", 0.0, 0));
+        if (!a) continue;
+        double x = json_is_boolean(v) ? json_is_true(v) : json_number_value(v);
+        json_array_set_new(a, 0, json_real(json_number_value(json_array_get(a, 0)) + x));
+        json_array_set_new(a, 1, json_integer(json_integer_value(json_array_get(a, 1)) + 1));
+    }
+}
+
+/* name -> mean of metrics_add's sums, or NULL when there are none. */
+static json_t *metrics_means(const json_t *acc) {
+    if (!acc || !json_object_size(acc)) return NULL;
+    json_t *out = json_object(), *a;
+    const char *k;
+    json_object_foreach((json_t *)acc, k, a)
+        json_object_set_new(out, k, json_real(json_number_value(json_array_get(a, 0)) /
+                                              (double)json_integer_value(json_array_get(a, 1))));
+    return out;
+}
+
+/* Rewards of every sample; errs counts the unscorable by kind, acc (may be
+ * NULL) sums the grader's per-sample metrics. */
 static bs_status grade(rft_run *r, const rft_data *d, const size_t *idx, samples *s, reward_errors *errs,
-                       bs_error *err) {
+                       json_t *acc, bs_error *err) {
     reward_sample *rs = calloc((size_t)s->n, sizeof *rs);
     json_t **convs = calloc((size_t)s->n, sizeof *convs);
     bs_status st = rs && convs ? BS_OK : bs_fail(err, BS_ENOMEM, "rft: out of memory");
@@ -528,7 +575,10 @@ static bs_status grade(rft_run *r, const rft_data *d, const size_t *idx, samples
             st = bs_fail(err, BS_ENOMEM, "rft: out of memory");
         rs[i] = (reward_sample){.messages = convs[i], .output_text = s->texts[i], .item = p->row};
     }
-    if (st == BS_OK) st = reward_score_batch(r->grader, rs, s->n, s->scores, errs, NULL, err);
+    json_t *metrics = NULL;
+    if (st == BS_OK) st = reward_score_batch(r->grader, rs, s->n, s->scores, errs, acc ? &metrics : NULL, err);
+    if (acc) metrics_add(acc, metrics);
+    json_decref(metrics);
     for (int i = 0; convs && i < s->n; i++) json_decref(convs[i]);
     free(convs);
     free(rs);
@@ -557,13 +607,13 @@ static bs_status logprobs_all(rft_run *r, samples *s, int adapter_on, float **ou
 
 /* Sample, grade and average the validation prompts idx[0..n). */
 static bs_status eval_rewards(rft_run *r, const rft_data *d, const size_t *idx, size_t n, uint64_t key,
-                              double *sum, int *count, bs_error *err) {
+                              double *sum, int *count, json_t *acc, bs_error *err) {
     for (size_t first = 0; first < n; first += (size_t)r->c.batch_size) {
         int P = (int)(n - first < (size_t)r->c.batch_size ? n - first : (size_t)r->c.batch_size);
         samples s;
         bs_status st = samples_init(&s, d, idx + first, P, r->c.eval_samples, r->c.grpo.max_completion_len, err);
         if (st == BS_OK) st = roll_out(r, d, idx + first, mix(key, first), &s, err);
-        if (st == BS_OK) st = grade(r, d, idx + first, &s, NULL, err);
+        if (st == BS_OK) st = grade(r, d, idx + first, &s, NULL, acc, err);
         for (int i = 0; st == BS_OK && i < s.n; i++)
             if (isfinite(s.scores[i])) {
                 *sum += s.scores[i];
@@ -575,16 +625,19 @@ static bs_status eval_rewards(rft_run *r, const rft_data *d, const size_t *idx, 
     return BS_OK;
 }
 
-bs_status rft_eval(rft_run *r, double *reward_mean, bs_error *err) {
+/* rft_eval, also summing the grader's metrics into acc (may be NULL). */
+static bs_status evaluate(rft_run *r, double *reward_mean, json_t *acc, bs_error *err) {
     *reward_mean = NAN;
     if (!r->valid) return bs_fail(err, BS_EINVAL, "rft: no validation prompts");
     double sum = 0;
     int count = 0;
     bs_status st = eval_rewards(r, r->valid, r->valid_idx, r->valid->n, mix(r->c.seed ^ 0x5eed, (uint64_t)r->step),
-                                &sum, &count, err);
+                                &sum, &count, acc, err);
     if (st == BS_OK) *reward_mean = count ? sum / count : NAN;
     return st;
 }
+
+bs_status rft_eval(rft_run *r, double *reward_mean, bs_error *err) { return evaluate(r, reward_mean, NULL, err); }
 
 /* ---- checkpoints ----------------------------------------------------------- */
 
@@ -594,14 +647,16 @@ typedef struct ckpt_meta {
     uint32_t kind, pad;
     uint64_t n_train, seed;
     int32_t n_epochs, batch_size, group_size, rank;
-    int32_t step, pad2;
+    int32_t step, best_step;
     int64_t trained_tokens;
+    double valid, best_valid; /* valid_reward_mean at step (NAN: not evaluated) and at best_step */
 } ckpt_meta;
 
 static void ckpt_expect(const rft_run *r, ckpt_meta *h) {
     *h = (ckpt_meta){.kind = RFT_META_KIND, .n_train = r->n_train, .seed = r->c.seed, .n_epochs = r->c.n_epochs,
                      .batch_size = r->c.batch_size, .group_size = r->c.grpo.group_size, .rank = r->c.lora.rank,
-                     .step = r->step, .trained_tokens = r->trained_tokens};
+                     .step = r->step, .best_step = r->best_step, .trained_tokens = r->trained_tokens,
+                     .valid = r->step_valid, .best_valid = r->best_valid};
 }
 
 static bs_status ckpt_check(void *user, const void *meta, const char *path, bs_error *err) {
@@ -617,9 +672,34 @@ static bs_status ckpt_check(void *user, const void *meta, const char *path, bs_e
                        path, (unsigned long long)h->n_train, (unsigned long long)h->seed, h->n_epochs, h->batch_size,
                        h->group_size, h->rank, (unsigned long long)want.n_train, (unsigned long long)want.seed,
                        want.n_epochs, want.batch_size, want.group_size, want.rank);
-    if (h->step < 0 || h->step > r->total_steps)
-        return bs_fail(err, BS_EFORMAT, "%s: step %d is outside 0..%d", path, h->step, r->total_steps);
+    if (h->step < 0 || h->step > r->total_steps || h->best_step < 0 || h->best_step > h->step)
+        return bs_fail(err, BS_EFORMAT, "%s: step %d (best %d) is outside 0..%d", path, h->step, h->best_step,
+                       r->total_steps);
     return BS_OK;
+}
+
+static float *trained_values(rft_run *r) { return trainer_tensor(r->trainer, 0)->data; /* one block (trainer.h) */ }
+
+/* The best weights so far become the current ones (keep) or are read from
+ * the checkpoint of their step, a sibling of dir, which pruning keeps. */
+static bs_status restore_best(rft_run *r, const char *dir, const ckpt_meta *h, bs_error *err) {
+    size_t n = trainer_n_params(r->trainer);
+    if (h->best_step == h->step) {
+        memcpy(r->best, trained_values(r), n * sizeof *r->best);
+        return BS_OK;
+    }
+    const char *slash = strrchr(dir, '/');
+    char name[32], *parent = slash ? strndup(dir, (size_t)(slash - dir)) : strdup(".");
+    snprintf(name, sizeof name, "checkpoint-%d", h->best_step);
+    char *best_dir = parent ? bs_path_join(parent, name) : NULL;
+    free(parent);
+    if (!best_dir) return bs_fail(err, BS_ENOMEM, "rft: out of memory");
+    ckpt_meta bm;
+    bs_status st = train_state_peek(best_dir, &bm, sizeof bm, r->best, n, err);
+    if (st == BS_OK && (bm.step != h->best_step || ckpt_check(r, &bm, best_dir, err) != BS_OK))
+        st = bs_fail(err, BS_EFORMAT, "%s: not the best checkpoint (step %d) of this run", best_dir, h->best_step);
+    free(best_dir);
+    return st;
 }
 
 bs_status rft_save_checkpoint(rft_run *r, const char *dir, bs_error *err) {
@@ -631,57 +711,84 @@ bs_status rft_save_checkpoint(rft_run *r, const char *dir, bs_error *err) {
 bs_status rft_load_checkpoint(rft_run *r, const char *dir, bs_error *err) {
     ckpt_meta h;
     bs_status st = train_state_load(r->trainer, dir, &h, sizeof h, ckpt_check, r, err);
+    /* a run without validation prompts exports its last weights */
+    int best = r->valid ? h.best_step : 0;
+    if (st == BS_OK && best > 0) st = restore_best(r, dir, &h, err);
     if (st == BS_OK) {
         r->step = h.step;
         r->trained_tokens = h.trained_tokens;
+        r->step_valid = h.valid;
+        r->best_step = best;
+        r->best_valid = best ? h.best_valid : NAN;
     }
     return st;
 }
 
+/* Exchanges the current and the best trained values. */
+static void swap_best(rft_run *r) {
+    float *v = trained_values(r);
+    for (size_t i = 0, n = trainer_n_params(r->trainer); i < n; i++) {
+        float t = v[i];
+        v[i] = r->best[i];
+        r->best[i] = t;
+    }
+}
+
 bs_status rft_export(rft_run *r, const char *base_path, const char *base_name, const char *out_dir, bs_error *err) {
-    return train_export(r->trainer, r->model, base_path, base_name, out_dir, err);
+    if (r->best_step > 0) swap_best(r);
+    bs_status st = train_export(r->trainer, r->model, base_path, base_name, out_dir, err);
+    if (r->best_step > 0) swap_best(r);
+    return st;
 }
 
 /* ---- the loop -------------------------------------------------------------- */
 
-/* grpo_forward_backward over every micro-batch, then one update; the loss
- * statistics averaged over loss tokens. */
+/* grpo_forward_backward over every micro-batch with the whole step's
+ * totals, then one update; the loss is the sum of the micro-batches'
+ * shares, the other statistics are averaged over loss tokens. */
 static bs_status update(rft_run *r, samples *s, rft_progress *p, bs_error *err) {
-    double tokens = 0, loss = 0, kl = 0, clip = 0;
-    for (int i = 0; i < s->n;) {
+    bs_grpo_batch all = {.n = s->n, .lengths = s->lengths, .mask = s->mask_p, .truncated = s->truncated};
+    bs_grpo_totals totals;
+    bs_status st = grpo_totals(&r->c.grpo, &all, &totals, err);
+    double tokens = 0, loss = 0, kl = 0, clip = 0, entropy = 0;
+    int n_backward = 0;
+    for (int i = 0; st == BS_OK && i < s->n;) {
         int j = micro_end(r, s, i);
         bs_grpo_batch b = {.n = j - i, .lengths = s->lengths + i, .mask = s->mask_p + i, .truncated = s->truncated + i,
-                           .adv = s->adv + i, .old_logp = s->old_p + i, .ref_logp = s->ref_p + i};
+                           .adv = s->adv + i, .old_logp = s->old_p + i, .ref_logp = s->ref_p + i, .totals = &totals};
         bs_grpo_loss_stats ls;
-        bs_status st = grpo_forward_backward(r->trainer, &r->c.grpo, s->seq_p + i, &b, &ls, err);
-        if (st != BS_OK) return st;
+        st = grpo_forward_backward(r->trainer, &r->c.grpo, s->seq_p + i, &b, &ls, err);
         tokens += ls.n_tokens;
-        loss += (double)ls.loss * ls.n_tokens;
+        loss += ls.loss;
         kl += (double)ls.kl * ls.n_tokens;
         clip += (double)ls.clip_region * ls.n_tokens;
+        entropy += (double)ls.entropy * ls.n_tokens;
+        n_backward += ls.backward;
         i = j;
     }
+    if (st != BS_OK) return st;
+    p->loss = loss;
     if (tokens > 0) {
-        p->loss = loss / tokens;
         p->kl = kl / tokens;
         p->clip_ratio = clip / tokens;
+        p->entropy = entropy / tokens;
     }
     float norm = 0, lr = 0;
-    bs_status st = trainer_step(r->trainer, &norm, &lr, err);
+    st = grpo_step(r->trainer, n_backward, &norm, &lr, err);
     p->grad_norm = norm;
     p->lr = lr;
     return st;
 }
 
 /* One step's rollouts, grading, advantages and update into p. */
-static bs_status run_step(rft_run *r, const size_t *idx, int P, rft_progress *p, bs_error *err) {
+static bs_status run_step(rft_run *r, const size_t *idx, int P, rft_progress *p, json_t *acc, bs_error *err) {
     samples s;
     const bs_grpo_config *g = &r->c.grpo;
     bs_status st = samples_init(&s, r->train, idx, P, g->group_size, g->max_completion_len, err);
     double t0 = bs_now();
     if (st == BS_OK) st = roll_out(r, r->train, idx, mix(r->c.seed, (uint64_t)r->step), &s, err);
     double t1 = bs_now();
-    if (st == BS_OK) st = grade(r, r->train, idx, &s, &p->grader_errors, err);
+    if (st == BS_OK) st = grade(r, r->train, idx, &s, &p->grader_errors, acc, err);
     double t2 = bs_now();
     p->sample_s = t1 - t0;
     p->grade_s = t2 - t1;
@@ -733,6 +840,70 @@ static void shuffle_for(rft_run *r, int epoch) {
     r->perm_epoch = epoch;
 }
 
+/* A checkpoint in the root, for pruning. */
+typedef struct kept {
+    int step;
+    double valid; /* NAN: not evaluated */
+} kept;
+
+/* Best first: evaluated before not; higher valid_reward_mean, on ties the
+ * older (as rft_best, whose checkpoint must stay); unevaluated ones newer
+ * first. */
+static int by_rank(const void *pa, const void *pb) {
+    const kept *a = pa, *b = pb;
+    if (isnan(a->valid) != isnan(b->valid)) return isnan(a->valid) ? 1 : -1;
+    if (isnan(a->valid)) return (b->step > a->step) - (b->step < a->step);
+    if (a->valid != b->valid) return a->valid > b->valid ? -1 : 1;
+    return (a->step > b->step) - (a->step < b->step);
+}
+
+/* Removes every checkpoint in root but the latest and the best
+ * keep_checkpoints; the checkpoints' own meta blocks rank them, so
+ * checkpoints of earlier sessions (resume) count too. */
+static bs_status prune(rft_run *r, const char *root, const rft_hooks *h, bs_error *err) {
+    DIR *d = opendir(root);
+    if (!d) return bs_fail(err, BS_EIO, "%s: cannot list checkpoints", root);
+    kept *k = NULL;
+    size_t n = 0, cap = 0;
+    bs_status st = BS_OK;
+    struct dirent *e;
+    while (st == BS_OK && (e = readdir(d))) {
+        int step, used = 0;
+        if (sscanf(e->d_name, "checkpoint-%d%n", &step, &used) != 1 || e->d_name[used] != '\0') continue;
+        char *dir = bs_path_join(root, e->d_name);
+        ckpt_meta m;
+        bs_error ignored = {0}; /* not one of this run's: not ours to remove */
+        if (!dir) st = bs_fail(err, BS_ENOMEM, "rft: out of memory");
+        else if (train_state_peek(dir, &m, sizeof m, NULL, 0, &ignored) == BS_OK && m.kind == RFT_META_KIND &&
+                 m.step == step) {
+            if (n == cap) {
+                kept *q = realloc(k, (cap = cap ? 2 * cap : 16) * sizeof *k);
+                if (!q) st = bs_fail(err, BS_ENOMEM, "rft: out of memory");
+                else k = q;
+            }
+            if (st == BS_OK) k[n++] = (kept){.step = step, .valid = m.valid};
+        }
+        free(dir);
+    }
+    closedir(d);
+    int latest = 0;
+    for (size_t i = 0; i < n; i++)
+        if (k[i].step > latest) latest = k[i].step;
+    if (st == BS_OK) qsort(k, n, sizeof *k, by_rank);
+    for (size_t i = (size_t)r->c.keep_checkpoints; st == BS_OK && i < n; i++) {
+        if (k[i].step == latest) continue;
+        char name[32];
+        snprintf(name, sizeof name, "checkpoint-%d", k[i].step);
+        char *dir = bs_path_join(root, name);
+        if (!dir) st = bs_fail(err, BS_ENOMEM, "rft: out of memory");
+        else st = bs_remove_tree(dir, err);
+        if (st == BS_OK && h && h->on_checkpoint_removed) st = h->on_checkpoint_removed(h->user, dir, err);
+        free(dir);
+    }
+    free(k);
+    return st;
+}
+
 static bs_status checkpoint_at(rft_run *r, const char *root, const rft_hooks *h, const rft_progress *p,
                                bs_error *err) {
     ckpt_meta m;
@@ -741,6 +912,21 @@ static bs_status checkpoint_at(rft_run *r, const char *root, const rft_hooks *h,
     bs_status st = train_state_checkpoint(r->trainer, r->model, &m, sizeof m, root, r->step, &dir, err);
     if (st == BS_OK && h && h->on_checkpoint) st = h->on_checkpoint(h->user, p, dir, err);
     free(dir);
+    if (st == BS_OK) st = prune(r, root, h, err);
+    return st;
+}
+
+/* The validation after step r->step into p; a new best keeps its weights. */
+static bs_status validate(rft_run *r, rft_progress *p, json_t *acc, bs_error *err) {
+    double t0 = bs_now();
+    bs_status st = evaluate(r, &p->valid_reward_mean, acc, err);
+    p->eval_s = bs_now() - t0;
+    r->step_valid = p->valid_reward_mean;
+    if (st == BS_OK && isfinite(r->step_valid) && (r->best_step == 0 || r->step_valid > r->best_valid)) {
+        r->best_step = r->step;
+        r->best_valid = r->step_valid;
+        memcpy(r->best, trained_values(r), trainer_n_params(r->trainer) * sizeof *r->best);
+    }
     return st;
 }
 
@@ -749,7 +935,8 @@ bs_status rft_train(rft_run *r, const char *checkpoint_root, const rft_hooks *h,
     double t0 = bs_now();
     int step0 = r->step;
     int threads = r->c.threads > 0 ? r->c.threads : bs_cpu_count();
-    while (r->step < r->total_steps) {
+    bs_status st = BS_OK;
+    while (st == BS_OK && r->step < r->total_steps) {
         openblas_set_num_threads(threads);
         int epoch;
         size_t first, n;
@@ -757,19 +944,34 @@ bs_status rft_train(rft_run *r, const char *checkpoint_root, const rft_hooks *h,
         shuffle_for(r, epoch);
         rft_progress p = {.step = r->step + 1, .total_steps = r->total_steps, .epoch = epoch + 1,
                           .n_epochs = r->c.n_epochs, .valid_reward_mean = NAN};
-        if (run_step(r, r->perm + first, (int)n, &p, err) != BS_OK) return bs_wrap(err, "step %d", r->step + 1);
-        r->step++;
-        int last = r->step == r->total_steps;
-        if (r->valid && (last || r->step % r->c.eval_every == 0) && rft_eval(r, &p.valid_reward_mean, err) != BS_OK)
-            return bs_wrap(err, "validation at step %d", r->step);
-        p.elapsed_s = bs_now() - t0;
-        p.eta_s = p.elapsed_s / (r->step - step0) * (r->total_steps - r->step);
-        int stop = h && h->on_step && h->on_step(h->user, &p);
-        if (checkpoint_root && r->c.checkpoint_every > 0 && (last || r->step % r->c.checkpoint_every == 0) &&
-            checkpoint_at(r, checkpoint_root, h, &p, err) != BS_OK)
-            return err->status;
+        json_t *acc = json_object(), *vacc = json_object(), *scores = NULL, *vscores = NULL;
+        if (!acc || !vacc) st = bs_fail(err, BS_ENOMEM, "rft: out of memory");
+        if (st == BS_OK && run_step(r, r->perm + first, (int)n, &p, acc, err) != BS_OK)
+            st = bs_wrap(err, "step %d", r->step + 1);
+        int last = 0, evaluated = 0, stop = 0;
+        if (st == BS_OK) {
+            r->step++;
+            r->step_valid = NAN;
+            last = r->step == r->total_steps;
+            evaluated = r->valid && (last || r->step % r->c.eval_every == 0);
+            if (evaluated && validate(r, &p, vacc, err) != BS_OK) st = bs_wrap(err, "validation at step %d", r->step);
+        }
+        if (st == BS_OK) {
+            p.grader_scores = scores = metrics_means(acc);
+            p.valid_grader_scores = vscores = metrics_means(vacc);
+            p.elapsed_s = bs_now() - t0;
+            p.eta_s = p.elapsed_s / (r->step - step0) * (r->total_steps - r->step);
+            stop = h && h->on_step && h->on_step(h->user, &p);
+            if (checkpoint_root && r->c.checkpoint_every > 0 &&
+                (last || evaluated || r->step % r->c.checkpoint_every == 0))
+                st = checkpoint_at(r, checkpoint_root, h, &p, err);
+        }
+        json_decref(acc);
+        json_decref(vacc);
+        json_decref(scores);
+        json_decref(vscores);
         if (stop) break;
     }
     *finished = r->step >= r->total_steps;
-    return BS_OK;
+    return st;
 }

@@ -18,11 +18,20 @@
  * grpo_advantages -> old log-probs with the trainer's own forward
  * (trainer_token_logprobs, adapter on), so sampler and trainer agree, and
  * reference log-probs (adapter off) when beta != 0 -> grpo_forward_backward
- * over micro-batches of at most max_length tokens -> trainer_step.  One
+ * over micro-batches of at most max_length tokens -> grpo_step.  One
  * update per generation (num_iterations 1), so the ratio is 1 at the
- * update; each micro-batch's loss is normalised over its own tokens and the
- * trainer averages micro-batches.  A step whose advantages are all 0 (and
- * beta 0) leaves no gradient and makes no update.
+ * update; the loss reduction's denominators (grpo_totals) count the whole
+ * step, so the micro-batches' gradients add up to the one-batch gradient.
+ * A step whose advantages are all 0 (and beta 0) leaves no gradient and
+ * makes no update.
+ *
+ * Checkpoints (with a checkpoint root): every checkpoint_every steps, at
+ * every evaluation and at the end.  After each, the root keeps only the
+ * latest checkpoint (to resume from) and the best keep_checkpoints by
+ * valid_reward_mean (the older on ties; checkpoints without one rank last,
+ * newer first); the
+ * others are removed.  With validation prompts the exported model is the
+ * best evaluated one (rft_best), not the last step's; without, the last.
  *
  * LoRA only: rollouts sample through the adapter, so full-parameter
  * training (which the serving engine cannot apply per step) is refused.
@@ -88,6 +97,7 @@ typedef struct rft_config {
     uint64_t seed;
     int threads;              /* OpenBLAS threads while training; <= 0: every core */
     int checkpoint_every;     /* 0: auto; < 0: none */
+    int keep_checkpoints;     /* 1..100; 0: auto (3, OpenAI's) */
 } rft_config;
 
 /* Everything auto, the GRPO defaults of train/grpo.h, temperature/top_p 1. */
@@ -106,13 +116,20 @@ typedef struct rft_progress {
     double frac_reward_zero_std;
     double valid_reward_mean;    /* NAN unless evaluated at this step */
     double loss, kl, clip_ratio; /* clip_ratio: fraction of tokens clipped (either side) */
+    double entropy;              /* mean over loss tokens, from the update's forward (0 without update) */
     double completion_len_mean;
     int completion_len_max;
     double truncated_frac;       /* completions cut at max_completion_tokens */
     int n_samples, n_unscored;
     reward_errors grader_errors; /* of this step, by kind */
+    /* Mean per-sample grader metric by name (multi's sub-scores by key, an
+     * external grader's metrics_list, "passed"; booleans as 0/1), of the
+     * step's samples and (when evaluated) the validation samples; NULL
+     * when none.  Borrowed, valid during on_step. */
+    const json_t *grader_scores, *valid_grader_scores;
     double lr, grad_norm;
     double sample_s, grade_s, train_s; /* this step's rollouts, grading, log-probs + update */
+    double eval_s;                     /* its validation (0 when not evaluated) */
     double elapsed_s, eta_s;
 } rft_progress;
 
@@ -122,6 +139,8 @@ typedef struct rft_hooks {
     int (*on_step)(void *user, const rft_progress *p);
     /* After a checkpoint was written to dir.  May be NULL. */
     bs_status (*on_checkpoint)(void *user, const rft_progress *p, const char *dir, bs_error *err);
+    /* After the checkpoint dir was removed (not among those kept).  May be NULL. */
+    bs_status (*on_checkpoint_removed)(void *user, const char *dir, bs_error *err);
 } rft_hooks;
 
 typedef struct rft_run rft_run;
@@ -135,7 +154,8 @@ bs_status rft_open(bs_model *base, bs_scheduler *sched, const bs_reward_grader *
 void rft_close(rft_run *r);
 
 bs_status rft_save_checkpoint(rft_run *r, const char *dir, bs_error *err);
-/* BS_EFORMAT naming what differs for another run's checkpoint. */
+/* BS_EFORMAT naming what differs for another run's checkpoint.  The best
+ * weights so far come back from the sibling checkpoint-<best step>. */
 bs_status rft_load_checkpoint(rft_run *r, const char *dir, bs_error *err);
 
 /* Run steps until the last (*finished = 1) or until on_step stops it; with
@@ -146,12 +166,17 @@ bs_status rft_train(rft_run *r, const char *checkpoint_root, const rft_hooks *h,
  * without validation prompts). */
 bs_status rft_eval(rft_run *r, double *reward_mean, bs_error *err);
 
+/* The step whose weights rft_export writes: the best valid_reward_mean so
+ * far (*valid; the earliest on ties), or 0 (*valid NAN) when never
+ * evaluated: then the current weights. */
+int rft_best(const rft_run *r, double *valid);
+
 int rft_step(const rft_run *r);
 int rft_total_steps(const rft_run *r);
 int64_t rft_trained_tokens(const rft_run *r);
 const rft_config *rft_run_config(const rft_run *r);
 
-/* As sft_export. */
+/* As sft_export, of the weights rft_best names. */
 bs_status rft_export(rft_run *r, const char *base_path, const char *base_name, const char *out_dir, bs_error *err);
 
 #endif

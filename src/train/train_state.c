@@ -93,24 +93,32 @@ bs_status train_state_save(bs_trainer *t, bs_model *m, const void *meta, size_t 
     return st;
 }
 
+/* dir's state file into *data (malloc'ed), its header checked against
+ * this version and meta_size; *path (malloc'ed) names it for messages. */
+static bs_status read_state(const char *dir, size_t meta_size, char **data, size_t *size, state_header *h,
+                            char **path, bs_error *err) {
+    *data = NULL;
+    if (!(*path = bs_path_join(dir, STATE_FILE))) return bs_fail(err, BS_ENOMEM, "out of memory");
+    bs_status st = bs_file_read(*path, data, size, err);
+    if (st == BS_OK && *size < sizeof *h)
+        st = bs_fail(err, BS_EFORMAT, "%s: %zu bytes is too short for a basalt checkpoint", *path, *size);
+    if (st == BS_OK) {
+        memcpy(h, *data, sizeof *h);
+        if (h->magic != STATE_MAGIC || h->version != STATE_VERSION)
+            st = bs_fail(err, BS_EFORMAT, "%s: not a basalt checkpoint of this version (version %u)", *path,
+                         h->version);
+        else if (h->meta_size != meta_size || *size < sizeof *h + meta_size)
+            st = bs_fail(err, BS_EFORMAT, "%s: made by a different run (another kind of training)", *path);
+    }
+    return st;
+}
+
 bs_status train_state_load(bs_trainer *t, const char *dir, void *meta, size_t meta_size, train_meta_check check,
                            void *user, bs_error *err) {
-    char *path = bs_path_join(dir, STATE_FILE), *data = NULL;
-    size_t size = 0;
-    if (!path) return bs_fail(err, BS_ENOMEM, "out of memory");
-    bs_status st = bs_file_read(path, &data, &size, err);
-    size_t n = trainer_n_params(t), want = sizeof(state_header) + meta_size + 3 * n * sizeof(float);
+    char *path = NULL, *data = NULL;
+    size_t size = 0, n = trainer_n_params(t), want = sizeof(state_header) + meta_size + 3 * n * sizeof(float);
     state_header h;
-    if (st == BS_OK && size < sizeof h)
-        st = bs_fail(err, BS_EFORMAT, "%s: %zu bytes is too short for a basalt checkpoint", path, size);
-    if (st == BS_OK) {
-        memcpy(&h, data, sizeof h);
-        if (h.magic != STATE_MAGIC || h.version != STATE_VERSION)
-            st = bs_fail(err, BS_EFORMAT, "%s: not a basalt checkpoint of this version (version %u)", path,
-                         h.version);
-        else if (h.meta_size != meta_size)
-            st = bs_fail(err, BS_EFORMAT, "%s: made by a different run (another kind of training)", path);
-    }
+    bs_status st = read_state(dir, meta_size, &data, &size, &h, &path, err);
     if (st == BS_OK) {
         memcpy(meta, data + sizeof h, meta_size);
         st = check(user, meta, path, err);
@@ -123,6 +131,23 @@ bs_status train_state_load(bs_trainer *t, const char *dir, void *meta, size_t me
         const char *p = data + sizeof h + meta_size;
         memcpy(params_of(t), p, n * sizeof(float));
         memcpy(trainer_moments(t), p + n * sizeof(float), 2 * n * sizeof(float));
+    }
+    free(data);
+    free(path);
+    return st;
+}
+
+bs_status train_state_peek(const char *dir, void *meta, size_t meta_size, float *values, size_t n, bs_error *err) {
+    char *path = NULL, *data = NULL;
+    size_t size = 0;
+    state_header h;
+    bs_status st = read_state(dir, meta_size, &data, &size, &h, &path, err);
+    if (st == BS_OK && values && (h.n_params != n || size != sizeof h + meta_size + 3 * n * sizeof(float)))
+        st = bs_fail(err, BS_EFORMAT, "%s: made by a different run (%llu trained values, this run has %zu)", path,
+                     (unsigned long long)h.n_params, n);
+    if (st == BS_OK) {
+        memcpy(meta, data + sizeof h, meta_size);
+        if (values) memcpy(values, data + sizeof h + meta_size, n * sizeof(float));
     }
     free(data);
     free(path);

@@ -32,6 +32,11 @@ typedef bs_status (*train_meta_check)(void *user, const void *meta, const char *
 bs_status train_state_load(bs_trainer *t, const char *dir, void *meta, size_t meta_size, train_meta_check check,
                            void *user, bs_error *err);
 
+/* A checkpoint's meta block (meta_size bytes, which must match) and, with
+ * values, its n trained values (in trainer tensor order), without a
+ * trainer: to rank checkpoints, or to keep another's weights. */
+bs_status train_state_peek(const char *dir, void *meta, size_t meta_size, float *values, size_t n, bs_error *err);
+
 /* train_state_save into root/checkpoint-<step> (root created); *dir
  * (malloc'ed) is that path. */
 bs_status train_state_checkpoint(bs_trainer *t, bs_model *m, const void *meta, size_t meta_size, const char *root,

@@ -17,7 +17,12 @@ OUTDIR/<case>.grad    named tensors: dLoss/d(A, B)
 OUTDIR/<case>.loss    float64 loss, kl, clip_low, clip_high
 
 Named tensors as train_ref.py writes them.  The constants below are
-repeated in tests/train/test_grpo.c.
+repeated in tests/train/test_grpo.c, which also runs every case split into
+two micro-batches (sequences [0, SPLIT) and [SPLIT, N)) and compares the
+accumulated gradient with the same unsplit reference: the reductions'
+denominators belong to the whole step.  grpo_loss(..., rows=...) checks
+here that the two halves' losses, normalised that way, add up to the
+unsplit loss.
 """
 import math
 import os
@@ -40,6 +45,7 @@ CASES = [("grpo", "group", "keep"), ("grpo", "batch", "keep"), ("grpo", "none", 
          ("dr_grpo", "group", "keep"), ("dr_grpo", "none", "penalize"), ("dapo", "group", "keep"),
          ("dapo", "batch", "mask"), ("dapo", "none", "penalize")]
 SEED = 777
+SPLIT = 4
 
 
 def nanstd(x, dim):
@@ -64,19 +70,23 @@ def advantages(rewards, truncated, scale, truncation):
     return torch.nan_to_num(adv.reshape(-1), nan=0.0)
 
 
-def grpo_loss(logp, old, ref, mask, adv, loss_type):
-    """TRL _compute_loss on padded [N][L] completion tensors."""
+def grpo_loss(logp, old, ref, mask, adv, loss_type, rows=None):
+    """TRL _compute_loss on padded [N][L] completion tensors; with rows (a
+    slice), that micro-batch's share of the step's loss: the denominators
+    stay the whole step's (sequences for grpo/dr_grpo, tokens for dapo)."""
+    rows = rows or slice(0, mask.size(0))
     coef_1 = torch.exp(logp - old)
     coef_2 = torch.clamp(coef_1, 1 - EPSILON, 1 + EPSILON_HIGH)
     per_token_loss = -torch.min(coef_1 * adv[:, None], coef_2 * adv[:, None])
     kl = torch.exp(ref - logp) - (ref - logp) - 1
     per_token_loss = per_token_loss + BETA * kl
+    part = (per_token_loss * mask)[rows]
     if loss_type == "grpo":
-        loss = ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+        loss = (part.sum(-1) / mask[rows].sum(-1).clamp(min=1.0)).sum() / mask.size(0)
     elif loss_type == "dr_grpo":
-        loss = (per_token_loss * mask).sum() / (mask.size(0) * MAX_COMPLETION)
+        loss = part.sum() / (mask.size(0) * MAX_COMPLETION)
     else:
-        loss = (per_token_loss * mask).sum() / mask.sum().clamp(min=1.0)
+        loss = part.sum() / mask.sum().clamp(min=1.0)
     n = mask.sum().clamp(min=1.0)
     low = ((coef_1 < 1 - EPSILON) & (adv[:, None] < 0)).double()
     high = ((coef_1 > 1 + EPSILON_HIGH) & (adv[:, None] > 0)).double()
@@ -153,7 +163,11 @@ def main():
             m[truncated] = 0
         for p in params.values():
             p.grad = None
-        loss, stats = grpo_loss(token_logps(delta), old, ref, m, adv, loss_type)
+        logp = token_logps(delta)
+        loss, stats = grpo_loss(logp, old, ref, m, adv, loss_type)
+        halves = [grpo_loss(logp, old, ref, m, adv, loss_type, rows)[0]
+                  for rows in (slice(0, SPLIT), slice(SPLIT, N))]
+        assert abs((halves[0] + halves[1]).item() - loss.item()) <= 1e-12 * max(1.0, abs(loss.item())), name
         loss.backward()
         tr.write_named(os.path.join(out, name + ".grad"), {k: p.grad for k, p in params.items()})
         np.array([loss.item()] + [s.item() for s in stats], dtype="<f8").tofile(os.path.join(out, name + ".loss"))

@@ -234,6 +234,7 @@ RFT_HP='"n_epochs":2,"batch_size":2,"group_size":4,"max_completion_tokens":4,"ch
 bad create_rft_no_grader method.reinforcement.grader '{"model":"'$MODEL'","training_file":"'$prompts'","method":{"type":"reinforcement","reinforcement":{}}}'
 bad create_rft_bad_grader method.reinforcement.grader '{"model":"'$MODEL'","training_file":"'$prompts'","method":{"type":"reinforcement","reinforcement":{"grader":{"type":"string_check","name":"x","input":"a","reference":"b","operation":"frob"}}}}'
 bad create_rft_bad_group method.reinforcement.hyperparameters.group_size '{"model":"'$MODEL'","training_file":"'$prompts'","method":{"type":"reinforcement","reinforcement":{"grader":'"$GRADER"',"hyperparameters":{"group_size":1}}}}'
+bad create_rft_bad_keep method.reinforcement.hyperparameters.keep_checkpoints '{"model":"'$MODEL'","training_file":"'$prompts'","method":{"type":"reinforcement","reinforcement":{"grader":'"$GRADER"',"hyperparameters":{"keep_checkpoints":0}}}}'
 bad create_rft_bad_loss method.reinforcement.hyperparameters.loss_type '{"model":"'$MODEL'","training_file":"'$prompts'","method":{"type":"reinforcement","reinforcement":{"grader":'"$GRADER"',"hyperparameters":{"loss_type":"ppo"}}}}'
 post /v1/fine_tuning/jobs '{"model":"'$MODEL'","training_file":"'$prompts'","suffix":"rft","method":{"type":"reinforcement","reinforcement":{"grader":'"$GRADER"',"hyperparameters":{'"$RFT_HP"'}}}}'
 check rft_create json_ok "j['method']['type'] == 'reinforcement' and j['method']['reinforcement']['grader']['name'] == 'nonempty' and j['method']['reinforcement']['hyperparameters']['group_size'] == 4 and j['hyperparameters']['eval_interval'] == 'auto'"
@@ -242,6 +243,7 @@ check rft_succeeds wait_job "$job5" "j['status'] in ('succeeded', 'failed', 'can
 check rft_object json_ok "j['status'] == 'succeeded' and j['fine_tuned_model'] == 'ft:$MODEL:rft:$job5' and j['method']['reinforcement']['hyperparameters']['loss_type'] == 'grpo' and j['trained_tokens'] > 0"
 all_events "$job5"
 check rft_metrics events_ok "[d['step'] for d in m] == [1, 2, 3, 4] and all(0 <= d['train_reward_mean'] <= 1 and d['samples'] == 8 and d['grader_errors']['timeout'] == 0 and d['completion_length_max'] <= 4 for d in m) and any(x.startswith('Step 4/4: train_reward_mean=') for x in msgs)"
+check rft_metric_keys events_ok "all({'entropy', 'kl', 'frac_reward_zero_std', 'completion_length_mean', 'completion_length_max', 'clip_ratio', 'truncated_fraction', 'grader_errors', 'scores', 'timing'} <= set(d) and d['entropy'] >= 0 and d['scores']['train_reward_mean'] == d['train_reward_mean'] and d['scores']['graders'][0]['name'] == 'nonempty' and d['scores']['graders'][0]['train_reward_mean'] == d['train_reward_mean'] and set(d['timing']['step']) == {'sampling', 'grading', 'training', 'eval', 'full_iteration'} for d in m) and any(x.endswith('from the last step (no validation file)') for x in msgs)"
 req "$url/v1/fine_tuning/jobs/$job5/checkpoints"
 check rft_checkpoints json_ok "sorted(c['step_number'] for c in j['data']) == [2, 4] and 'train_reward_mean' in j['data'][0]['metrics']"
 chat "ft:$MODEL:rft:$job5" sun

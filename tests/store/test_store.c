@@ -410,6 +410,15 @@ static void test_jobs_events_checkpoints(void) {
         CHECK_STR(ckpts[0].metrics, "{\"train_loss\":0.5}");
     }
     store_checkpoints_free(ckpts, n);
+    /* a deleted checkpoint leaves the list; the other stays; twice is not found */
+    CHECK_OK(store_checkpoint_delete(s, "ftckpt-2", &err), &err);
+    CHECK_INT(store_checkpoint_delete(s, "ftckpt-2", &err), BS_ENOTFOUND);
+    p = (store_page){.limit = 10};
+    CHECK_OK(store_checkpoint_list(s, "ftjob-1", &p, &ckpts, &n, &more, &err), &err);
+    CHECK_INT(n, 1);
+    CHECK_INT(more, 0);
+    if (n == 1) CHECK_STR(ckpts[0].id, "ftckpt-1");
+    store_checkpoints_free(ckpts, n);
     store_close(s);
     remove_dir(dir);
     free(dir);

@@ -3,7 +3,8 @@
  * turn), the "auto" rules, GRPO raising the reward of a regex grader (the
  * completion starts with a lower-case letter: about 1 in 10 at first), the
  * failure cutoff on unscorable samples, and checkpoints (resume state,
- * refusal of another run's). */
+ * refusal of another run's, keeping the best by valid reward, exporting the
+ * best). */
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
@@ -212,6 +213,105 @@ static void test_reward_rises(void) {
     fixture_close(&f);
 }
 
+typedef struct valid_seen {
+    double valid[16];
+    int n_removed, bad;
+} valid_seen;
+
+static int record_valid(void *user, const rft_progress *p) {
+    valid_seen *s = user;
+    if (p->step < 16) s->valid[p->step] = p->valid_reward_mean;
+    /* the step's metrics: entropy from the update; multi's only sub-grader
+     * scores as the whole grader does, in training and validation */
+    const json_t *train = json_object_get(p->grader_scores, "digit"), *valid =
+                                                                          json_object_get(p->valid_grader_scores, "digit");
+    if (!(p->entropy > 0 && p->entropy < log(257)) || !(p->eval_s > 0) ||
+        fabs(json_number_value(train) - p->train_reward_mean) > 1e-6 ||
+        fabs(json_number_value(valid) - p->valid_reward_mean) > 1e-9)
+        s->bad++;
+    return 0;
+}
+
+static bs_status count_removed(void *user, const char *dir, bs_error *err) {
+    (void)err;
+    valid_seen *s = user;
+    s->n_removed++;
+    if (access(dir, F_OK) == 0) s->bad++; /* the directory goes first */
+    return BS_OK;
+}
+
+static int same_file(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa && fb, ca, cb;
+    while (same && ((ca = fgetc(fa)) != EOF) | ((cb = fgetc(fb)) != EOF)) same = ca == cb;
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
+}
+
+/* eval_interval 1, keep 2: after 6 steps the root holds the two best
+ * checkpoints by valid reward (older on ties) and the latest; the export
+ * is the best one's adapter, byte for byte. */
+static void test_keep_best(void) {
+    bs_error err = {0};
+    fixture f;
+    fixture_open(&f);
+    bs_reward_grader *g = grader("{\"type\":\"multi\",\"name\":\"m\",\"graders\":{\"digit\":{\"type\":\"regex\","
+                                 "\"name\":\"d\",\"pattern\":\"^[0-9]\"}},\"calculate_output\":\"digit\"}");
+    rft_config c = small_config();
+    c.n_epochs = 6;
+    c.eval_every = 1;
+    c.checkpoint_every = 1;
+    c.keep_checkpoints = 2;
+    CHECK_OK(rft_resolve(&c, rft_data_count(f.data), &err), &err);
+    rft_run *r = NULL;
+    CHECK_OK(rft_open(f.m, f.sched, g, &c, f.data, f.data, &r, &err), &err);
+    valid_seen seen = {0};
+    rft_hooks h = {.user = &seen, .on_step = record_valid, .on_checkpoint_removed = count_removed};
+    int finished = 0;
+    if (r) CHECK_OK(rft_train(r, path_in("keep"), &h, &finished, &err), &err);
+    CHECK_INT(finished, 1);
+    CHECK_INT(seen.bad, 0);
+    /* the expected survivors: rank steps 1..6 as prune does */
+    int order[6] = {1, 2, 3, 4, 5, 6};
+    for (int i = 0; i < 6; i++)
+        for (int j = i + 1; j < 6; j++)
+            if (seen.valid[order[j]] > seen.valid[order[i]] ||
+                (seen.valid[order[j]] == seen.valid[order[i]] && order[j] < order[i])) {
+                int t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+    int kept = 0;
+    for (int step = 1; step <= 6; step++) {
+        char name[64];
+        snprintf(name, sizeof name, "keep/checkpoint-%d", step);
+        int want = step == order[0] || step == order[1] || step == 6;
+        CHECK_INT(access(path_in(name), F_OK) == 0, want);
+        kept += want;
+    }
+    printf("  valid rewards %.3f %.3f %.3f %.3f %.3f %.3f: kept %d, %d, 6\n", seen.valid[1], seen.valid[2],
+           seen.valid[3], seen.valid[4], seen.valid[5], seen.valid[6], order[0], order[1]);
+    CHECK_INT(seen.n_removed, 6 - kept);
+    double best_valid = 0;
+    CHECK_INT(r ? rft_best(r, &best_valid) : 0, order[0]);
+    CHECK(best_valid == seen.valid[order[0]]);
+    if (r) CHECK_OK(rft_export(r, NULL, "tiny", path_in("best"), &err), &err);
+    char best[64];
+    snprintf(best, sizeof best, "keep/checkpoint-%d/adapter_model.safetensors", order[0]);
+    CHECK(same_file(path_in("best/adapter_model.safetensors"), path_in(best)));
+    /* resuming from the latest brings the best weights back from their checkpoint */
+    rft_run *again = NULL;
+    CHECK_OK(rft_open(f.m, f.sched, g, &c, f.data, f.data, &again, &err), &err);
+    if (again) CHECK_OK(rft_load_checkpoint(again, path_in("keep/checkpoint-6"), &err), &err);
+    if (again) CHECK_OK(rft_export(again, NULL, "tiny", path_in("best2"), &err), &err);
+    CHECK(same_file(path_in("best2/adapter_model.safetensors"), path_in(best)));
+    rft_close(again);
+    rft_close(r);
+    reward_grader_free(g);
+    fixture_close(&f);
+}
+
 static void test_unscorable_cutoff(void) {
     bs_error err = {0};
     fixture f;
@@ -238,6 +338,7 @@ int main(void) {
     RUN(test_data_validation);
     RUN(test_auto_rules);
     RUN(test_reward_rises);
+    RUN(test_keep_best);
     RUN(test_unscorable_cutoff);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
