@@ -67,7 +67,8 @@ typedef struct batch_call {
 
 struct live_batch {
     char id[64];
-    char *owner;
+    char *owner;      /* the tenant: who sees the batch and its files */
+    char key_id[64];  /* the API key that made it ("" when open): its lines act as that key */
     int64_t created_at;
     char *dir, *out_path, *err_path;
     json_t *obj;  /* the Batch object */
@@ -446,13 +447,15 @@ static size_t on_header(char *data, size_t size, size_t n, void *user) {
 }
 
 static int send_call(batch_runner *br, live_batch *b, batch_call *c) {
-    char url[256], token[128], tenant[192];
+    char url[256], token[128], key[192];
     snprintf(url, sizeof url, "%s%s", server_url(br->s), c->url);
     snprintf(token, sizeof token, "%s: %s", INTERNAL_TOKEN_HEADER, internal_auth_token());
-    /* "Name;" is how curl sends a header with an empty value (open mode's tenant). */
-    if (*b->owner) snprintf(tenant, sizeof tenant, "%s: %s", INTERNAL_TENANT_HEADER, b->owner);
-    else snprintf(tenant, sizeof tenant, "%s;", INTERNAL_TENANT_HEADER);
-    const char *lines[] = {"Content-Type: application/json", "Expect:", token, tenant,
+    /* The key, not the tenant: limits, budgets and usage are per key, and
+     * keys sharing an owner are still separate keys.  "Name;" is how curl
+     * sends a header with an empty value (open mode). */
+    if (*b->key_id) snprintf(key, sizeof key, "%s: %s", INTERNAL_TENANT_HEADER, b->key_id);
+    else snprintf(key, sizeof key, "%s;", INTERNAL_TENANT_HEADER);
+    const char *lines[] = {"Content-Type: application/json", "Expect:", token, key,
                            INTERNAL_KIND_HEADER ": batch"};
     struct curl_slist *h = NULL;
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
@@ -752,10 +755,12 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-static live_batch *live_new(batch_runner *br, const char *id, const char *owner, int64_t created_at, json_t *obj) {
+static live_batch *live_new(batch_runner *br, const char *id, const char *owner, const char *key_id,
+                            int64_t created_at, json_t *obj) {
     live_batch *b = calloc(1, sizeof *b);
     if (!b) return NULL;
     snprintf(b->id, sizeof b->id, "%s", id);
+    snprintf(b->key_id, sizeof b->key_id, "%s", key_id);
     b->created_at = created_at;
     b->owner = strdup(owner ? owner : "");
     b->done = json_object();
@@ -775,8 +780,39 @@ static live_batch *live_new(batch_runner *br, const char *id, const char *owner,
     return b;
 }
 
+/* The key a batch acts for lives in its own document (kind "batch_key",
+ * the batch's id and owner): the Batch object is what clients read, and
+ * the key id is no part of OpenAI's object. */
+#define KEY_DOC_KIND "batch_key"
+
+static bs_status store_key_id(bs_store *st, const live_batch *b, bs_error *err) {
+    json_t *body = json_pack("{s:s}", "key_id", b->key_id);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) return bs_fail(err, BS_ENOMEM, "out of memory");
+    store_doc d = {.kind = KEY_DOC_KIND, .id = (char *)b->id, .owner = b->owner, .created_at = b->created_at,
+                   .updated_at = b->created_at, .body = text};
+    bs_status s = store_doc_insert(st, &d, err);
+    free(text);
+    return s;
+}
+
+/* The stored key of batch id into key_id (cap bytes). */
+static bs_status load_key_id(bs_store *st, const char *id, char *key_id, size_t cap, bs_error *err) {
+    store_doc d = {0};
+    if (store_doc_get(st, KEY_DOC_KIND, id, &d, err) != BS_OK) return err->status;
+    json_t *body = json_loads(d.body, 0, NULL);
+    const char *k = json_string_value(json_object_get(body, "key_id"));
+    bs_status s = k ? BS_OK : bs_fail(err, BS_EFORMAT, "batch %s: its key document has no key_id", id);
+    if (k) snprintf(key_id, cap, "%s", k);
+    json_decref(body);
+    store_doc_clear(&d);
+    return s;
+}
+
 /* Batches a previous process left unfinished: validating ones start over,
- * the rest read their parts back. */
+ * the rest read their parts back.  One whose key cannot be read fails
+ * rather than run its lines as nobody. */
 static bs_status load_unfinished(batch_runner *br, bs_error *err) {
     store_page page = {.limit = 0, .ascending = 1};
     store_doc *docs = NULL;
@@ -792,14 +828,18 @@ static bs_status load_unfinished(batch_runner *br, bs_error *err) {
             json_decref(obj);
             continue;
         }
-        live_batch *b = live_new(br, docs[i].id, docs[i].owner, docs[i].created_at, obj);
+        char key_id[64] = "";
+        bs_error kerr = {0};
+        bs_status kst = load_key_id(br->s->store, docs[i].id, key_id, sizeof key_id, &kerr);
+        live_batch *b = live_new(br, docs[i].id, docs[i].owner, key_id, docs[i].created_at, obj);
         if (!b) {
             json_decref(obj);
             store_docs_free(docs, n);
             return bs_fail(err, BS_ENOMEM, "out of memory");
         }
         bs_error perr = {0};
-        if (strcmp(st, "validating") != 0 && open_parts(b, 1, &perr) != BS_OK) set_fatal(b, "%s", perr.msg);
+        if (kst != BS_OK) set_fatal(b, "the API key it acts for: %s", kerr.msg);
+        else if (strcmp(st, "validating") != 0 && open_parts(b, 1, &perr) != BS_OK) set_fatal(b, "%s", perr.msg);
         bs_log_info("batch %s: resuming (%s, %ld done)", b->id, st, b->completed + b->failed);
         *tail = b;
         tail = &b->next;
@@ -856,12 +896,13 @@ void batch_runner_close(batch_runner *br) {
     free(br);
 }
 
-bs_status batch_runner_create(batch_runner *br, const char *owner, const json_t *batch, bs_error *err) {
+bs_status batch_runner_create(batch_runner *br, const char *owner, const char *key_id, const json_t *batch,
+                             bs_error *err) {
     const char *id = json_string_value(json_object_get(batch, "id"));
     int64_t created = json_integer_value(json_object_get(batch, "created_at"));
     char *text = json_dumps(batch, JSON_COMPACT);
     json_t *obj = json_deep_copy(batch);
-    live_batch *b = obj ? live_new(br, id, owner, created, obj) : NULL;
+    live_batch *b = obj ? live_new(br, id, owner, key_id, created, obj) : NULL;
     if (!text || !b) {
         free(text);
         if (!b) json_decref(obj);
@@ -870,7 +911,9 @@ bs_status batch_runner_create(batch_runner *br, const char *owner, const json_t 
     }
     store_doc d = {.kind = "batch", .id = b->id, .owner = b->owner, .created_at = created, .updated_at = created,
                    .body = text};
-    bs_status st = store_doc_insert(br->s->store, &d, err);
+    /* The key first: a batch document never exists without it. */
+    bs_status st = store_key_id(br->s->store, b, err);
+    if (st == BS_OK) st = store_doc_insert(br->s->store, &d, err);
     free(text);
     if (st != BS_OK) {
         live_free(br, b);

@@ -7,7 +7,8 @@
  * line may call any batch endpoint, not only the batch's), then sends each
  * line as an HTTP request to this server's own URL, so routing, fallbacks,
  * guardrails, limits and usage apply exactly as to a client, carrying the
- * internal headers (server/internal_auth.h) that name the batch's owner.
+ * internal headers (server/internal_auth.h) that name the API key that
+ * made the batch.
  *
  * Low priority: a line for a model served locally is sent only while that
  * model's scheduler has no queue and no sequences besides the batches' own
@@ -50,9 +51,11 @@ bs_status batch_runner_open(basalt_server *s, batch_runner **out, bs_error *err)
  * restart), progress is saved.  NULL is fine. */
 void batch_runner_close(batch_runner *br);
 
-/* Stores batch (a Batch object in status "validating") for owner and hands
- * it to the worker. */
-bs_status batch_runner_create(batch_runner *br, const char *owner, const json_t *batch, bs_error *err);
+/* Stores batch (a Batch object in status "validating") for owner (the
+ * tenant) and hands it to the worker, whose requests act as API key key_id
+ * ("" when open). */
+bs_status batch_runner_create(batch_runner *br, const char *owner, const char *key_id, const json_t *batch,
+                              bs_error *err);
 /* The current object of a batch the worker holds (a new reference; fresher
  * than the stored one), NULL when it holds none of that id. */
 json_t *batch_runner_object(batch_runner *br, const char *id);

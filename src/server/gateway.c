@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "base/log.h"
+#include "gateway/audit.h"
 #include "gateway/breaker.h"
 #include "gateway/router.h"
 #include "gateway/upstream.h"
@@ -605,16 +606,34 @@ void gateway_request_done(basalt_server *s, http_request *r, json_t *line) {
 
 void handle_admin_reload(basalt_server *s, http_request *r) {
     bs_error err = {0};
-    if (gateway_reload(s, &err) != BS_OK) {
-        bs_log_warn("gateway: reload rejected, the running config stays: %s", err.msg);
+    bs_status st = gateway_reload(s, &err);
+    if (st != BS_OK) bs_log_warn("gateway: reload rejected, the running config stays: %s", err.msg);
+    /* The generation serving from now on: the new one, or the old one a
+     * rejected reload left in place (0 without --config). */
+    generation *gen = s->gateway ? gen_current(s->gateway) : NULL;
+    json_int_t number = gen ? (json_int_t)gen->number : 0;
+    /* Failed reloads are audited too: an attempt to change the config is an
+     * admin action whether or not the file was valid. */
+    const key_info *k = request_key(r);
+    json_t *details = st == BS_OK ? json_pack("{s:I,s:b}", "generation", number, "ok", 1)
+                                  : json_pack("{s:I,s:b,s:s}", "generation", number, "ok", 0, "error", err.msg);
+    bs_error aerr = {0};
+    bs_status ast = audit_record(s->store, k ? k->id : "", "config.reload", s->gateway ? s->gateway->path : NULL,
+                                 details, NULL, &aerr);
+    json_decref(details);
+    if (ast != BS_OK) {
+        /* The reload cannot be undone; say that it went unrecorded. */
+        bs_log_error("audit: config.reload: %s", aerr.msg);
+        api_error a = {.e = aerr, .http = 500};
+        respond_error(r, &a);
+    } else if (st != BS_OK) {
         api_error a = {.e = err, .http = 400, .code = "invalid_config"};
         respond_error(r, &a);
-        return;
+    } else {
+        respond_json(r, 200,
+                     json_pack("{s:s,s:s,s:I,s:i,s:i,s:i}", "status", "reloaded", "config", s->gateway->path,
+                               "generation", number, "providers", gen->cfg->n_providers, "models", gen->cfg->n_models,
+                               "routes", gen->cfg->n_routes));
     }
-    generation *gen = gen_current(s->gateway);
-    json_t *body = json_pack("{s:s,s:s,s:I,s:i,s:i,s:i}", "status", "reloaded", "config", s->gateway->path,
-                             "generation", (json_int_t)gen->number, "providers", gen->cfg->n_providers, "models",
-                             gen->cfg->n_models, "routes", gen->cfg->n_routes);
     gen_unref(gen);
-    respond_json(r, 200, body);
 }

@@ -112,7 +112,8 @@ void handle_batch_create(basalt_server *s, http_request *r) {
         if (!batch) {
             api_fail(&a, BS_ENOMEM, NULL, NULL, "out of memory");
             respond_error(r, &a);
-        } else if (batch_runner_create(s->batches, tenant, batch, &err) != BS_OK) {
+        } else if (batch_runner_create(s->batches, tenant, request_key(r) ? request_key(r)->id : "", batch, &err) !=
+                   BS_OK) {
             respond_store_error(r, &err, "");
         } else {
             respond_json(r, 200, json_incref(batch));

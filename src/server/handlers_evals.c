@@ -48,11 +48,9 @@ struct eval_runner {
     live_run *head;
 };
 
-/* The tenant owning what a request creates and sees: "" until requests carry one. */
-static const char *request_owner(http_request *r) {
-    (void)r;
-    return "";
-}
+/* The tenant owning what a request creates and sees (server/governance.h):
+ * another tenant's evals and runs answer the 404 of an unknown id. */
+static const char *request_owner(http_request *r) { return request_tenant(r); }
 
 /* ---- documents ------------------------------------------------------------- */
 

@@ -173,6 +173,26 @@ check ft_model_get_404_for_other status_is 404
 chat "$userA" "$ftmodel"
 check ft_model_usable_by_owner status_is 200
 
+# ---- tenancy of evals: A's eval and its runs do not exist for B
+evcfg='{"type":"custom","item_schema":{"type":"object","properties":{"q":{"type":"string"}}}}'
+evsc='{"type":"string_check","name":"c","input":"{{sample.output_text}}","reference":"x","operation":"like"}'
+req "$userA" "$url/v1/evals" -H 'Content-Type: application/json' \
+    -d "{\"name\":\"a-eval\",\"data_source_config\":$evcfg,\"testing_criteria\":[$evsc]}"
+check tenant_eval status_is 200
+evalA=$(json_get 'j["id"]')
+for path in "$evalA" "$evalA/runs"; do
+    req "$userB" "$url/v1/evals/$path"
+    check "other_tenant_eval_$(echo "$path" | tr / _ | sed 's/eval_[0-9a-zA-Z]*/eval/')_404" status_is 404
+done
+req "$userB" "$url/v1/evals/$evalA" -H 'Content-Type: application/json' -d '{"name":"taken"}'
+check other_tenant_eval_update_404 status_is 404
+req "$userB" -X DELETE "$url/v1/evals/$evalA"
+check other_tenant_eval_delete_404 status_is 404
+req "$userB" "$url/v1/evals"
+check other_tenant_evals_empty json_ok "j['data'] == []"
+req "$userA" "$url/v1/evals"
+check own_evals json_ok "[e['id'] for e in j['data']] == ['$evalA'] and j['data'][0]['name'] == 'a-eval'"
+
 # ---- 429 with the exact headers; a request alone over the limit is a 400
 fresh_minute 40
 limited=$(mkkey limited ',"rpm":2,"tpm":100000')
