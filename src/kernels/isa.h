@@ -37,9 +37,11 @@ typedef struct kern_isa_ops {
     void (*swiglu)(float *out, const float *gate, const float *up, int n);
     /* Quantized matmul (qdot.h): a repacker per quantized dtype (NULL for the
      * float types) and the int8 tile kernel.  The AVX-512 qgemm also needs
-     * VNNI; qdot.c uses the AVX2 entries on CPUs without it. */
+     * VNNI (so does its qmatvec); qdot.c uses the AVX2 entries on CPUs
+     * without it. */
     kern_qrepack_fn qrepack[BS_DTYPE_COUNT];
     kern_qgemm_fn qgemm;
+    kern_qmatvec_fn qmatvec; /* T <= KERN_QMV_MAX_T */
     kern_quantize_x_fn quantize_x;
 } kern_isa_ops;
 

@@ -267,5 +267,6 @@ const kern_isa_ops kern_isa_avx2 = {
         [BS_DTYPE_Q6_K] = kern_avx2_qrepack_q6_k,
     },
     .qgemm = kern_avx2_qgemm,
+    .qmatvec = kern_avx2_qmatvec,
     .quantize_x = kern_avx2_quantize_x,
 };

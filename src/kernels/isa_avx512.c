@@ -269,5 +269,6 @@ const kern_isa_ops kern_isa_avx512 = {
         [BS_DTYPE_Q6_K] = kern_avx2_qrepack_q6_k,
     },
     .qgemm = kern_avx512_qgemm,
+    .qmatvec = kern_avx512_qmatvec,
     .quantize_x = kern_avx2_quantize_x,
 };

@@ -95,5 +95,6 @@ const kern_isa_ops kern_isa_ref = {
         [BS_DTYPE_Q6_K] = kern_ref_qrepack_q6_k,
     },
     .qgemm = kern_ref_qgemm,
+    .qmatvec = kern_ref_qmatvec,
     .quantize_x = kern_ref_quantize_x,
 };

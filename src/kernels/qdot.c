@@ -1,10 +1,12 @@
 /* kernels/qdot.c — kern_matmul for block-quantized weights (see qdot.h):
  * quantizes the activations once per call into a per-thread scratch, then
- * threads take contiguous ranges of W's rows in tiles of KERN_QROWS; each
- * tile is repacked KERN_QCHUNK columns at a time and the chunk is applied to
- * every token before the next one is read, so each weight byte is read from
- * memory once per call.  Owns the activation scratch of each calling thread
- * (freed when the thread exits). */
+ * threads take contiguous ranges of W's rows.  Up to KERN_QMV_MAX_T tokens
+ * (decode) are multiplied by the ISA's qmatvec straight from the stored
+ * blocks; more go in tiles of KERN_QROWS rows, each repacked KERN_QCHUNK
+ * columns at a time and applied to every token before the next chunk is
+ * read.  Either way each weight byte is read from memory once per call.
+ * Owns the activation scratch of each calling thread (freed when the thread
+ * exits). */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -115,14 +117,13 @@ static kern_xblock *scratch_get(size_t n) {
 
 typedef struct {
     const kern_isa_ops *isa;
-    const kern_qlayout *layout;
-    kern_qrepack_fn repack;
+    bs_dtype wtype;
     float *y;
     const float *x;
     kern_xblock *xq;
     const unsigned char *W;
     size_t row_bytes;
-    int T, N, K, block_elems;
+    int T, N, K;
 } qmatmul_job;
 
 static void quantize_thread(void *ctx, int ith, int nth) {
@@ -133,23 +134,44 @@ static void quantize_thread(void *ctx, int ith, int nth) {
         job->isa->quantize_x(job->x + (size_t)t * job->K, job->K, job->xq + (size_t)t * (job->K / 32));
 }
 
-static void gemm_thread(void *ctx, int ith, int nth) {
+void kern_qtiles(const kern_isa_ops *isa, bs_dtype type, const void *W, size_t row_bytes, int rows, int K,
+                 const kern_xblock *x, size_t x_stride, int T, float *y, size_t y_stride) {
+    const kern_qlayout *L = kern_qlayout_of(type);
+    int be = bs_dtype_block_elems(type);
+    kern_qtile tile;
+    for (int n = 0; n < rows; n += KERN_QROWS) {
+        int nr = rows - n < KERN_QROWS ? rows - n : KERN_QROWS;
+        const void *rp[KERN_QROWS];
+        for (int r = 0; r < KERN_QROWS; r++) /* a short last tile repeats its last row */
+            rp[r] = (const unsigned char *)W + (size_t)(n + (r < nr ? r : nr - 1)) * row_bytes;
+        for (int k0 = 0; k0 < K; k0 += KERN_QCHUNK) {
+            int len = K - k0 < KERN_QCHUNK ? K - k0 : KERN_QCHUNK;
+            isa->qrepack[type](rp, k0 / be, len / be, &tile);
+            isa->qgemm(L, &tile, len / L->sub, x + k0 / 32, x_stride, T, y + n, y_stride, nr, k0 > 0);
+        }
+    }
+}
+
+void kern_ref_qmatvec(bs_dtype type, const void *W, size_t row_bytes, int rows, int K, const kern_xblock *x,
+                      size_t x_stride, int T, float *y, size_t y_stride) {
+    kern_qtiles(&kern_isa_ref, type, W, row_bytes, rows, K, x, x_stride, T, y, y_stride);
+}
+
+/* A thread's contiguous range of rows: the table's in-place decode kernel for
+ * a few tokens, the repacked tiles for more (both give the same bits). */
+static void rows_thread(void *ctx, int ith, int nth) {
     const qmatmul_job *job = ctx;
     long begin, end;
     bs_split_range(job->N, ith, nth, KERN_QROWS, &begin, &end);
-    kern_qtile tile;
-    for (long n = begin; n < end; n += KERN_QROWS) {
-        int rows = end - n < KERN_QROWS ? (int)(end - n) : KERN_QROWS;
-        const void *rp[KERN_QROWS];
-        for (int r = 0; r < KERN_QROWS; r++) /* a short last tile repeats its last row */
-            rp[r] = job->W + (size_t)(n + (r < rows ? r : rows - 1)) * job->row_bytes;
-        for (int k0 = 0; k0 < job->K; k0 += KERN_QCHUNK) {
-            int len = job->K - k0 < KERN_QCHUNK ? job->K - k0 : KERN_QCHUNK;
-            job->repack(rp, k0 / job->block_elems, len / job->block_elems, &tile);
-            job->isa->qgemm(job->layout, &tile, len / job->layout->sub, job->xq + k0 / 32, (size_t)job->K / 32,
-                            job->T, job->y + n, (size_t)job->N, rows, k0 > 0);
-        }
-    }
+    if (begin >= end) return;
+    const unsigned char *W = job->W + (size_t)begin * job->row_bytes;
+    size_t x_stride = (size_t)job->K / 32;
+    if (job->T <= KERN_QMV_MAX_T)
+        job->isa->qmatvec(job->wtype, W, job->row_bytes, (int)(end - begin), job->K, job->xq, x_stride, job->T,
+                          job->y + begin, (size_t)job->N);
+    else
+        kern_qtiles(job->isa, job->wtype, W, job->row_bytes, (int)(end - begin), job->K, job->xq, x_stride, job->T,
+                    job->y + begin, (size_t)job->N);
 }
 
 void kern_matmul_quant(bs_threadpool *pool, float *y, const float *x, int T, const void *W, bs_dtype wtype,
@@ -159,8 +181,7 @@ void kern_matmul_quant(bs_threadpool *pool, float *y, const float *x, int T, con
     size_t fit = QDOT_SCRATCH_BYTES / (per_token * sizeof(kern_xblock));
     int pass = fit < 1 ? 1 : fit < (size_t)T ? (int)fit : T;
     qmatmul_job job = {
-        .isa = isa, .layout = kern_qlayout_of(wtype), .repack = isa->qrepack[wtype], .W = W,
-        .row_bytes = bs_dtype_row_bytes(wtype, K), .N = N, .K = K, .block_elems = bs_dtype_block_elems(wtype),
+        .isa = isa, .wtype = wtype, .W = W, .row_bytes = bs_dtype_row_bytes(wtype, K), .N = N, .K = K,
         .xq = scratch_get((size_t)pass * per_token),
     };
     for (int t0 = 0; t0 < T; t0 += pass) {
@@ -171,6 +192,6 @@ void kern_matmul_quant(bs_threadpool *pool, float *y, const float *x, int T, con
             bs_threadpool_run(pool, quantize_thread, &job);
         else
             quantize_thread(&job, 0, 1);
-        bs_threadpool_run(pool, gemm_thread, &job);
+        bs_threadpool_run(pool, rows_thread, &job);
     }
 }

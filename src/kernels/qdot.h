@@ -9,7 +9,9 @@
  * 32-bit lane of a vector is one row and one byte-dot instruction (vpdpbusd)
  * multiplies four weights of each of 16 rows by four broadcast activations.
  * The repacked tile stays in L1 and is applied to every token of the call, so
- * each weight byte is read from memory once per call.
+ * each weight byte is read from memory once per call.  For a few tokens
+ * (decode) the repack costs more than the memory read it saves, so those
+ * calls use kern_qmatvec_fn, which reads the stored blocks in place.
  *
  * The result is defined exactly, the same on every ISA: for row n and token
  * t, over the row's sub-blocks j (of 16 or 32 weights, see kern_qlayout) in
@@ -71,6 +73,18 @@ typedef void (*kern_qrepack_fn)(const void *const rows[KERN_QROWS], int b0, int 
 typedef void (*kern_qgemm_fn)(const kern_qlayout *L, const kern_qtile *tile, int nsub, const kern_xblock *x,
                               size_t x_stride, int T, float *y, size_t y_stride, int rows, int accumulate);
 
+/* Most tokens of the decode kernel kern_qmatvec_fn; calls with more go
+ * through the repacked tiles, which amortize the repack over the tokens. */
+enum { KERN_QMV_MAX_T = 4 };
+
+/* Rows [0, rows) of W (stored blocks of dtype type, row_bytes apart) over K
+ * columns for T <= KERN_QMV_MAX_T tokens: y[t*y_stride + r] = the definition
+ * above against activation blocks x + t*x_stride, summed from 0.  The
+ * reference (kern_ref_qmatvec) goes through the tiles; the SIMD variants
+ * (qmatvec_impl.h) read the blocks in place and are bit-identical to it. */
+typedef void (*kern_qmatvec_fn)(bs_dtype type, const void *W, size_t row_bytes, int rows, int K,
+                                const kern_xblock *x, size_t x_stride, int T, float *y, size_t y_stride);
+
 /* Quantize K floats (a multiple of 32) to K/32 activation blocks:
  * d = max|x| / 127, q = round-to-nearest-even(x * (127 / max|x|)); the
  * ISA's quantize_x, bit-identical to the reference kern_ref_quantize_x. */
@@ -116,6 +130,15 @@ void kern_ref_qrepack_q6_k(const void *const rows[KERN_QROWS], int b0, int nb, k
 void kern_ref_qgemm(const kern_qlayout *L, const kern_qtile *tile, int nsub, const kern_xblock *x,
                     size_t x_stride, int T, float *y, size_t y_stride, int rows, int accumulate);
 
+/* The tile path for rows [0, rows) of W with the repackers and kernel of
+ * table isa (struct kern_isa_ops, isa.h), any T; kern_ref_qmatvec is it with
+ * the reference table. */
+struct kern_isa_ops;
+void kern_qtiles(const struct kern_isa_ops *isa, bs_dtype type, const void *W, size_t row_bytes, int rows, int K,
+                 const kern_xblock *x, size_t x_stride, int T, float *y, size_t y_stride);
+void kern_ref_qmatvec(bs_dtype type, const void *W, size_t row_bytes, int rows, int K, const kern_xblock *x,
+                      size_t x_stride, int T, float *y, size_t y_stride);
+
 /* AVX2 repackers (qdot_avx2.c), also used by the AVX-512 table. */
 void kern_avx2_qrepack_q8_0(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
 void kern_avx2_qrepack_q4_0(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
@@ -127,6 +150,12 @@ void kern_avx2_qgemm(const kern_qlayout *L, const kern_qtile *tile, int nsub, co
                      size_t x_stride, int T, float *y, size_t y_stride, int rows, int accumulate);
 void kern_avx512_qgemm(const kern_qlayout *L, const kern_qtile *tile, int nsub, const kern_xblock *x,
                        size_t x_stride, int T, float *y, size_t y_stride, int rows, int accumulate);
+
+/* The in-place decode kernels (qdot_avx2.c; qdot_avx512.c, which needs VNNI). */
+void kern_avx2_qmatvec(bs_dtype type, const void *W, size_t row_bytes, int rows, int K, const kern_xblock *x,
+                       size_t x_stride, int T, float *y, size_t y_stride);
+void kern_avx512_qmatvec(bs_dtype type, const void *W, size_t row_bytes, int rows, int K, const kern_xblock *x,
+                         size_t x_stride, int T, float *y, size_t y_stride);
 
 /* kern_matmul for a quantized wtype (matmul.c dispatches here). */
 void kern_matmul_quant(bs_threadpool *pool, float *y, const float *x, int T, const void *W, bs_dtype wtype,

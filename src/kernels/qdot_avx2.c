@@ -6,8 +6,9 @@
  * because activations never reach -128.  Two tokens share each loaded weight
  * vector.  The repackers decode 32 weights of a row into a vector and
  * transpose eight rows at a time into the tile's interleaved layout; the
- * AVX-512 table uses them too.  Compiled for AVX2 per function; only called
- * when the CPU has it. */
+ * AVX-512 table uses them too.  Also the decode kernel of qmatvec_impl.h
+ * over 8-row groups.  Compiled for AVX2 per function; only called when the
+ * CPU has it. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -227,3 +228,50 @@ AVX2 void kern_avx2_qgemm(const kern_qlayout *L, const kern_qtile *tile, int nsu
     else
         qgemm_layout(tile, nsub, x, x_stride, T, y, y_stride, rows, accumulate, L->off, 32, 0, 0);
 }
+
+/* ---- the decode kernel (qmatvec_impl.h): 8 rows ---------------------------- */
+
+#define QMV_TARGET AVX2
+#define QMV_ROWS 8
+#define QMV_Q8_OFF 0 /* the sign trick below multiplies the signed codes directly */
+#define QMV_NAME kern_avx2_qmatvec
+#define QV(op) _mm256_##op
+typedef __m256i qv_i;
+typedef __m256 qv_f;
+
+AVX2 INLINE qv_i qv_zero(void) { return _mm256_setzero_si256(); }
+AVX2 INLINE qv_i qv_and(qv_i a, qv_i b) { return _mm256_and_si256(a, b); }
+AVX2 INLINE qv_i qv_or(qv_i a, qv_i b) { return _mm256_or_si256(a, b); }
+AVX2 INLINE qv_i qv_loadi(const int32_t *v) { return _mm256_loadu_si256((const __m256i *)v); }
+
+AVX2 INLINE qv_i qv_load(const unsigned char *const p[QMV_ROWS], int k, size_t off) {
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p[k] + off))),
+                                   _mm_loadu_si128((const __m128i *)(p[k + 4] + off)), 1);
+}
+
+AVX2 INLINE qv_i qv_bcast(const int8_t *x) { return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)x)); }
+/* u < 64 keeps vpmaddubsw's pair sums (<= 2 * 63 * 128) from saturating. */
+AVX2 INLINE qv_i qv_dot(qv_i acc, qv_i u, qv_i x) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
+}
+AVX2 INLINE qv_i qv_q8_prep(qv_i w) { return w; }
+/* |w| times x with w's sign: in range because activations never reach -128. */
+AVX2 INLINE qv_i qv_dot_q8(qv_i acc, qv_i w, qv_i x) {
+    return qv_dot(acc, _mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
+}
+AVX2 INLINE qv_i qv_gather(const unsigned char *base, qv_i idx) {
+    return _mm256_i32gather_epi32((const int *)(const void *)base, idx, 1);
+}
+AVX2 INLINE qv_f qv_f16(qv_i v) {
+    const __m256i low16 = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8,
+                                           9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1);
+    __m256i h = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, low16), 0x08);
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+}
+AVX2 INLINE void qv_store(float *y, qv_f v, int rows) {
+    float tmp[QMV_ROWS];
+    _mm256_storeu_ps(tmp, v);
+    memcpy(y, tmp, (size_t)rows * sizeof(float));
+}
+
+#include "kernels/qmatvec_impl.h"

@@ -1,8 +1,9 @@
 /* kernels/qdot_avx512.c — the quantized tile kernel (qdot.h) on AVX-512 VNNI:
  * one 32-bit lane per tile row, vpdpbusd multiplies four unsigned weight
  * bytes of each of the 16 rows by four broadcast int8 activations.  Up to
- * four tokens share each loaded weight vector.  Compiled for those features
- * per function; only called when the CPU has them (qdot.c checks VNNI). */
+ * four tokens share each loaded weight vector.  Also the decode kernel of
+ * qmatvec_impl.h over 16-row groups.  Compiled for those features per
+ * function; only called when the CPU has them (qdot.c checks VNNI). */
 #include <immintrin.h>
 #include <string.h>
 
@@ -87,3 +88,37 @@ VNNI void kern_avx512_qgemm(const kern_qlayout *L, const kern_qtile *tile, int n
     else
         qgemm_layout(tile, nsub, x, x_stride, T, y, y_stride, m, accumulate, L->off, 32, 0);
 }
+
+/* ---- the decode kernel (qmatvec_impl.h): 16 rows, VNNI ------------------- */
+
+#define QMV_TARGET VNNI
+#define QMV_ROWS 16
+#define QMV_Q8_OFF 128 /* Q8_0 codes are made unsigned by + 128 for vpdpbusd */
+#define QMV_NAME kern_avx512_qmatvec
+#define QV(op) _mm512_##op
+typedef __m512i qv_i;
+typedef __m512 qv_f;
+
+VNNI INLINE qv_i qv_zero(void) { return _mm512_setzero_si512(); }
+VNNI INLINE qv_i qv_and(qv_i a, qv_i b) { return _mm512_and_si512(a, b); }
+VNNI INLINE qv_i qv_or(qv_i a, qv_i b) { return _mm512_or_si512(a, b); }
+VNNI INLINE qv_i qv_loadi(const int32_t *v) { return _mm512_loadu_si512(v); }
+
+VNNI INLINE qv_i qv_load(const unsigned char *const p[QMV_ROWS], int k, size_t off) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(p[k] + off)));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p[k + 4] + off)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p[k + 8] + off)), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p[k + 12] + off)), 3);
+}
+
+VNNI INLINE qv_i qv_bcast(const int8_t *x) { return _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)x)); }
+VNNI INLINE qv_i qv_dot(qv_i acc, qv_i u, qv_i x) { return _mm512_dpbusd_epi32(acc, u, x); }
+VNNI INLINE qv_i qv_q8_prep(qv_i w) { return _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80)); }
+VNNI INLINE qv_i qv_dot_q8(qv_i acc, qv_i u, qv_i x) { return _mm512_dpbusd_epi32(acc, u, x); }
+VNNI INLINE qv_i qv_gather(const unsigned char *base, qv_i idx) { return _mm512_i32gather_epi32(idx, base, 1); }
+VNNI INLINE qv_f qv_f16(qv_i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
+VNNI INLINE void qv_store(float *y, qv_f v, int rows) {
+    _mm512_mask_storeu_ps(y, (__mmask16)((1u << rows) - 1), v);
+}
+
+#include "kernels/qmatvec_impl.h"

@@ -168,21 +168,60 @@ static void check_table(const kern_isa_ops *isa) {
     }
 }
 
+/* One table's in-place decode kernel against the reference (the tile path)
+ * bit for bit: 1..KERN_QMV_MAX_T tokens, row counts around the 8- and
+ * 16-row groups (short last groups), one to five blocks per row, and
+ * strides wider than the data (nothing past the rows written). */
+static void check_qmatvec(const kern_isa_ops *isa) {
+    enum { MAXR = 37, MAXNB = 5, XS = MAXNB * 8 + 3, YS = MAXR + 2 };
+    static unsigned char W[MAXR * MAXNB * 210];
+    static kern_xblock x[KERN_QMV_MAX_T][XS];
+    static float y[KERN_QMV_MAX_T][YS], yref[KERN_QMV_MAX_T][YS];
+    static const int row_counts[] = {1, 7, 8, 16, 21, MAXR};
+    for (int q = 0; q < NQ; q++) {
+        bs_dtype type = qtypes[q];
+        int be = bs_dtype_block_elems(type);
+        for (int nb = 1; nb <= MAXNB; nb += 2) {
+            int K = nb * be;
+            size_t row_bytes = bs_dtype_row_bytes(type, K);
+            random_blocks(type, W, MAXR * nb);
+            for (int t = 0; t < KERN_QMV_MAX_T; t++) random_xblocks(x[t], XS);
+            for (size_t ri = 0; ri < sizeof row_counts / sizeof row_counts[0]; ri++)
+                for (int T = 1; T <= KERN_QMV_MAX_T; T++) {
+                    int rows = row_counts[ri];
+                    for (int t = 0; t < KERN_QMV_MAX_T; t++)
+                        for (int r = 0; r < YS; r++) y[t][r] = yref[t][r] = rand_uniform();
+                    isa->qmatvec(type, W, row_bytes, rows, K, x[0], XS, T, y[0], YS);
+                    kern_ref_qmatvec(type, W, row_bytes, rows, K, x[0], XS, T, yref[0], YS);
+                    if (memcmp(y, yref, sizeof y) != 0) {
+                        fprintf(stderr, "  %s qmatvec %s K=%d rows=%d T=%d differs from the reference\n", isa->name,
+                                bs_dtype_name(type), K, rows, T);
+                        test_failed_ = 1;
+                        return;
+                    }
+                }
+        }
+    }
+}
+
 static void test_avx2_table(void) {
     const kern_features *f = kern_cpu_features();
     if (!(f->avx2 && f->fma && f->f16c)) SKIP("CPU lacks AVX2/FMA/F16C");
     check_table(&kern_isa_avx2);
+    check_qmatvec(&kern_isa_avx2);
 }
 
 static void test_avx512_table(void) {
     const kern_features *f = kern_cpu_features();
     if (!(f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni)) SKIP("CPU lacks AVX-512 F/BW/VL/VNNI");
     check_table(&kern_isa_avx512);
+    check_qmatvec(&kern_isa_avx512);
 }
 
 /* kern_matmul end to end: against the reference definition applied to the
- * quantized x, for every pool size, token count and a row count with a
- * short last tile; the fast path must match the forced reference bit for bit. */
+ * quantized x, for every token count up to past KERN_QMV_MAX_T (both the
+ * decode kernel and the tiles) and a row count with a short last tile; the
+ * fast path must match the forced reference bit for bit. */
 static void test_matmul_quant(void) {
     enum { T = 6, N = 37, K = 1280 }; /* K: two chunks and a half */
     static float x[T * K], wf[N * K], y[T * N], yref[T * N];
@@ -196,7 +235,7 @@ static void test_matmul_quant(void) {
         bs_dtype type = qtypes[q];
         size_t row_bytes = bs_dtype_row_bytes(type, K);
         for (int n = 0; n < N; n++) kern_quantize(type, wf + (size_t)n * K, W + row_bytes * n, K);
-        for (int tn = 1; tn <= T; tn += T - 1) {
+        for (int tn = 1; tn <= T; tn++) { /* the decode kernel up to KERN_QMV_MAX_T, then the tiles */
             kern_force_reference(1);
             kern_matmul(NULL, yref, x, tn, W, type, N, K);
             kern_force_reference(0);
