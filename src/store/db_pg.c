@@ -127,9 +127,9 @@ static char *pg_ddl(const char *ddl) {
         int word_start = p == ddl || !(p[-1] == '_' || (p[-1] >= 'A' && p[-1] <= 'Z') || (p[-1] >= 'a' && p[-1] <= 'z'));
         for (size_t k = 0; word_start && !done && k < sizeof from / sizeof from[0]; k++) {
             size_t len = strlen(from[k]);
+            if (strncmp(p, from[k], len) != 0) continue; /* p[len] is only readable after a match */
             char next = p[len];
-            if (strncmp(p, from[k], len) == 0 &&
-                !(next == '_' || (next >= 'A' && next <= 'Z') || (next >= 'a' && next <= 'z'))) {
+            if (!(next == '_' || (next >= 'A' && next <= 'Z') || (next >= 'a' && next <= 'z'))) {
                 memcpy(out + o, to[k], strlen(to[k]));
                 o += strlen(to[k]);
                 p += len;
