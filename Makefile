@@ -4,6 +4,7 @@
 #   make test       build everything and run the whole test suite
 #   make test-san   unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make deps       install missing Debian packages (apt-get, as root or via sudo)
+#   make demo       reinforcement fine-tuning demo: held-out reward before and after
 
 CC      ?= gcc
 SAN     ?= 0
@@ -42,7 +43,7 @@ TEST_BINS := $(TEST_SRCS:%.c=$(BUILD)/%) $(MOCK_SRCS:%.c=$(BUILD)/%)
 LIB := $(BUILD)/libbasalt.a
 BIN := $(BUILD)/basalt
 
-.PHONY: all deps run test test-san unit clean bench
+.PHONY: all deps run test test-san unit clean bench demo
 .SECONDARY:
 all: $(BIN) $(TEST_BINS)
 
@@ -69,6 +70,12 @@ deps:
 run: deps
 	@$(MAKE) --no-print-directory $(BIN)
 	$(BIN) run
+
+# Reinforcement fine-tuning end to end through the public API
+# (examples/demo/README.md): held-out reward before and after.
+demo: deps
+	@$(MAKE) --no-print-directory $(BIN)
+	$(BIN) demo
 
 test: deps
 	@$(MAKE) --no-print-directory all

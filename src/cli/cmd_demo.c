@@ -4,7 +4,7 @@
  * The task: the default model was trained to uppercase text when asked
  * "Uppercase this: …", "Convert to uppercase: …" or "Write in capital
  * letters: …"; the demo asks in a wording it never saw, "Uppercase: …",
- * where about a third of its sampled answers are right.  The reward is
+ * where 30% of its replies sampled at temperature 0.7 are right.  The reward is
  * correctness (examples/demo/reward.py, an AWS Lambda handler served over
  * HTTP by examples/rewards/lambda_runner.py and reached as a "lambda"
  * grader), so the job has to teach the model what the new wording means
@@ -33,7 +33,6 @@
 
 #include "base/file.h"
 #include "base/log.h"
-#include "base/paths.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "reward/reward.h"
@@ -147,9 +146,10 @@ static char *example_path(const char *rel) {
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            char *p = NULL;
-            if (asprintf(&p, "%s/../examples/%s", exe, rel) >= 0 && bs_file_exists(p)) return p;
+            char *p = NULL, *real = NULL;
+            if (asprintf(&p, "%s/../examples/%s", exe, rel) >= 0) real = realpath(p, NULL);
             free(p);
+            if (real) return real;
         }
     }
     char *p = NULL;
@@ -285,7 +285,8 @@ static bs_status upload(api *a, const char *path, char *id, size_t cap, bs_error
     bs_status st = call(a, "/v1/files", NULL, m, &j, err);
     curl_mime_free(m);
     if (st) return st;
-    snprintf(id, cap, "%s", json_string_value(json_object_get(j, "id")) ? json_string_value(json_object_get(j, "id")) : "");
+    const char *got = json_string_value(json_object_get(j, "id"));
+    snprintf(id, cap, "%s", got ? got : "");
     printf("upload      %s -> %s (%lld bytes)\n", path, id, (long long)json_integer_value(json_object_get(j, "bytes")));
     json_decref(j);
     return *id ? BS_OK : bs_fail(err, BS_EFORMAT, "/v1/files: no id in the answer");
@@ -424,7 +425,7 @@ static bs_status run_job(api *a, const char *train, const char *valid, double ma
                             "training_file", train, "validation_file", valid, "suffix", "demo", "seed", TASK_SEED,
                             "method", "type", "reinforcement", "reinforcement", "grader", "type", "lambda", "lambda",
                             "function", LAMBDA_ARN, "hyperparameters", hp);
-    char *method = json_dumps(json_object_get(req, "method"), JSON_COMPACT);
+    char *method = json_dumps(json_object_get(req, "method"), JSON_COMPACT | JSON_REAL_PRECISION(6));
     printf("job         POST /v1/fine_tuning/jobs, method %s\n", method ? method : "?");
     free(method);
     json_t *j;
