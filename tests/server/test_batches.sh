@@ -182,9 +182,9 @@ check resume_no_duplicates lines_ok "$tmp/$(json_get 'j["output_file_id"]').json
 
 # ---- low priority: a local model busy with a client takes no batch lines
 # (EOS, token 256 of the demo model, is banned so the client's request runs
-# its 1500 tokens)
+# its 4 x 3500 tokens: several seconds even on a fast idle machine)
 curl -s -o "$tmp/interactive.json" "$url/v1/chat/completions" -H 'Content-Type: application/json' \
-    -d '{"model":"'"$model"'","messages":[{"role":"user","content":"go"}],"max_tokens":1500,"logit_bias":{"256":-100}}' &
+    -d '{"model":"'"$model"'","messages":[{"role":"user","content":"go"}],"max_tokens":3500,"n":4,"logit_bias":{"256":-100}}' &
 client=$!
 sleep 0.3
 : > "$tmp/quick.jsonl"
@@ -198,9 +198,9 @@ req "$url/v1/batches/$qid"
 if kill -0 "$client" 2>/dev/null; then
     check priority_waits json_ok 'j["request_counts"]["completed"] == 0'
 else
-    fail priority_waits "the client's request ended before the check (too fast a machine for 1500 tokens)"
+    fail priority_waits "the client's request ended before the check (too fast a machine for 4 x 3500 tokens)"
 fi
 wait "$client"
-check priority_client_served "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if j["usage"]["completion_tokens"] == 1500 else 1)' "$tmp/interactive.json"
+check priority_client_served "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if j["usage"]["completion_tokens"] == 4 * 3500 else 1)' "$tmp/interactive.json"
 check priority_then_runs wait_for "$qid" 'j["status"] == "completed" and j["request_counts"]["completed"] == 4'
 stop
