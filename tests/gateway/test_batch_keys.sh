@@ -33,9 +33,6 @@ req() { # key ('' for none), curl args...: body in $tmp/body, status in $tmp/sta
     if [ -n "$k" ]; then set -- -H "Authorization: Bearer $k" "$@"; fi
     curl -s -o "$tmp/body" -w '%{http_code}' "$@" > "$tmp/status"
 }
-status_is() { [ "$(cat "$tmp/status")" = "$1" ]; }
-json_ok() { "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' "$tmp/body" "$1"; }
-json_get() { "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$tmp/body" "$1"; }
 mkkey() { # name, JSON fields: the secret on stdout, the id in $tmp/id_<name>
     req "$admin" -X POST "$url/v1/admin/keys" -H 'Content-Type: application/json' -d "{\"name\":\"$1\"$2}"
     json_get 'j["id"]' > "$tmp/id_$1"

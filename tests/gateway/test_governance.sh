@@ -40,9 +40,6 @@ req() { # key ('' for none), curl args...: body in $tmp/body, status in $tmp/sta
     if [ -n "$k" ]; then set -- -H "Authorization: Bearer $k" "$@"; fi
     curl -s -D "$tmp/headers" -o "$tmp/body" -w '%{http_code}' "$@" > "$tmp/status"
 }
-status_is() { [ "$(cat "$tmp/status")" = "$1" ]; }
-json_ok() { "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' "$tmp/body" "$1"; }
-json_get() { "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$tmp/body" "$1"; }
 header() { tr -d '\r' < "$tmp/headers" | sed -n "s/^$1: //Ip" | head -1; }
 err_is() { status_is "$1" && json_ok "j['error']['code'] == '$2'"; }
 # A fixed window must not roll over mid-check: wait for a minute's first seconds.

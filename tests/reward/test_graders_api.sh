@@ -27,8 +27,6 @@ if [ -z "$url" ]; then fail serve_start "$(cat "$tmp/serve.log")"; exit 1; fi
 
 req() { curl -s -o "$tmp/body" -w '%{http_code}' "$@" > "$tmp/status"; }
 post() { req -H 'Content-Type: application/json' -d "$2" "$url$1"; }
-status_is() { [ "$(cat "$tmp/status")" = "$1" ]; }
-json_ok() { "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' "$tmp/body" "$1"; }
 
 V=/v1/fine_tuning/alpha/graders/validate
 R=/v1/fine_tuning/alpha/graders/run

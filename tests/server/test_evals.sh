@@ -33,9 +33,6 @@ start
 
 req() { curl -s -o "$tmp/body" -w '%{http_code}' "$@" > "$tmp/status"; }
 post() { req -H 'Content-Type: application/json' -d "$2" "$url$1"; }
-status_is() { [ "$(cat "$tmp/status")" = "$1" ]; }
-json_ok() { "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' "$tmp/body" "$1"; }
-json_get() { "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$tmp/body" "$1"; }
 # Poll run $2 of eval $1 until it leaves queued/in_progress.
 wait_run() {
     for _ in $(seq 600); do

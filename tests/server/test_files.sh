@@ -35,10 +35,6 @@ stop() {
 req() { # curl args...: body in $tmp/body, HTTP status in $tmp/status
     curl -s -o "$tmp/body" -w '%{http_code}' "$@" > "$tmp/status"
 }
-status_is() { [ "$(cat "$tmp/status")" = "$1" ]; }
-# A Python expression over the response body j must be true.
-json_ok() { "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' "$tmp/body" "$1"; }
-json_get() { "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$tmp/body" "$1"; }
 no_partials() { [ -z "$(ls "$data/files" | grep -v '^file-[0-9a-f]*$')" ]; }
 blob_count() { ls "$data/files" | wc -l | tr -d ' '; }
 
