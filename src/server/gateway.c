@@ -483,12 +483,9 @@ int gateway_serve(basalt_server *s, http_request *r, const char *endpoint, json_
 
     const char *up_endpoint = endpoint + 3; /* "/v1/chat/completions" -> "/chat/completions" */
     const json_t *so = json_object_get(body, "stream_options");
-    /* The client's bytes still encode body unless an input guardrail (the
-     * key's, the route's or the model's) masked it: then proxy_forward
-     * rewrites them instead of re-encoding body. */
-    const char *const *key_guards;
-    int pristine = request_key_guardrails(r, &key_guards) == 0 &&
-                   (route >= 0 ? cfg->routes[route].n_guardrails : cfg->models[model].n_guardrails) == 0;
+    /* The client's bytes still encode body unless an input guardrail masked
+     * it: then proxy_forward rewrites them instead of re-encoding body. */
+    int pristine = !guard_input_changed(r);
     proxy_attempt a = {.retry_after_s = -1};
     int remote_failed = 0, prev = -1, attempted = 0;
     double arrival = http_start_time(r), deadline = arrival + request_budget(cfg), outside = 0;

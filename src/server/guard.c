@@ -646,6 +646,11 @@ typedef struct guard_request {
     guard_filter *filter; /* owned by the http layer once installed; read in done */
 } guard_request;
 
+int guard_input_changed(http_request *r) {
+    req_log *l = *http_user_slot(r);
+    return l && l->guard && l->guard->intervened;
+}
+
 /* The request's policies: its key's, then its route's or model's, each
  * once.  A name the config does not define fails closed (500). */
 static int select_policies(basalt_server *s, http_request *r, const json_t *body, const guard_set *g,

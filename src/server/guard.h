@@ -33,6 +33,10 @@ const gr_policy *guard_set_find(const guard_set *g, const char *name);
  * generation the request runs on (NULL: none). */
 int guard_admit(basalt_server *s, http_request *r, const char *endpoint, json_t *body, const guard_set *guards);
 
+/* 1 when guard_admit masked the request's input (the body no longer says
+ * what the client's bytes say). */
+int guard_input_changed(http_request *r);
+
 /* line gets guardrail_action ("NONE", "ANONYMIZED", "BLOCKED") and
  * guardrails (the policy names applied) for requests guard_admit saw. */
 void guard_request_done(basalt_server *s, http_request *r, json_t *line);
