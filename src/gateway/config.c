@@ -491,8 +491,8 @@ static bs_status unique_public_name(loader *l, const node *v, const char *path, 
 }
 
 static bs_status read_model(loader *l, const node *m, const char *path, int index, gw_model *md) {
-    static const char *const keys[] = {"name", "path", "quantize", "ctx",   "provider",   "model",
-                                       "price", "rpm", "tpm",      "guardrails", NULL};
+    static const char *const keys[] = {"name",  "path", "quantize", "ctx",            "provider",   "model",
+                                       "price", "rpm",  "tpm",      "max_concurrent", "guardrails", NULL};
     md->line = m->line;
     md->provider = -1;
     bs_status s;
@@ -503,6 +503,7 @@ static bs_status read_model(loader *l, const node *m, const char *path, int inde
         (s = read_str(l, m, path, "quantize", 0, &md->quantize)) || (s = read_int(l, m, path, "ctx", 0, &md->ctx)) ||
         (s = read_str(l, m, path, "model", 0, &md->upstream_model)) ||
         (s = read_int(l, m, path, "rpm", 0, &md->rpm)) || (s = read_int(l, m, path, "tpm", 0, &md->tpm)) ||
+        (s = read_int(l, m, path, "max_concurrent", 0, &md->max_concurrent)) ||
         (s = ref_guardrails(l, m, path, &md->guardrails, &md->n_guardrails)))
         return s;
     const node *prov = get(m, "provider");

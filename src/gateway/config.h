@@ -57,6 +57,7 @@ typedef struct gw_model {
     char *upstream_model;
     gw_price price;
     int rpm, tpm;           /* per-model limits across all keys; 0 = none */
+    int max_concurrent;     /* requests in flight on this model across all keys; 0 = none */
     char **guardrails;      /* guardrail names applied to this model */
     int n_guardrails;
     int line;

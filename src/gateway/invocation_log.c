@@ -10,9 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <unistr.h>
 
 #include "base/file.h"
 #include "base/log.h"
@@ -65,6 +67,140 @@ static int64_t now_ms(void) {
 
 static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
 
+/* ------------------------------------------------------------ response bodies */
+
+/* A JSON string of n bytes of s, invalid UTF-8 (a sequence cut by the cap
+ * included) replaced by U+FFFD. */
+static json_t *text_json(const char *s, size_t n) {
+    const uint8_t *p = (const uint8_t *)s, *end = p + n, *bad = u8_check(p, n);
+    if (!bad) return json_stringn(s, n);
+    char *out = malloc(n * 3 + 1), *o = out;
+    if (!out) return NULL;
+    while (p < end) {
+        bad = u8_check(p, (size_t)(end - p));
+        const uint8_t *stop = bad ? bad : end;
+        memcpy(o, p, (size_t)(stop - p));
+        o += stop - p;
+        p = stop;
+        if (bad) {
+            memcpy(o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            int len = u8_mblen(p, (size_t)(end - p));
+            p += len > 0 ? len : 1;
+        }
+    }
+    json_t *j = json_stringn(out, (size_t)(o - out));
+    free(out);
+    return j;
+}
+
+static int type_is(const char *type, const char *want) {
+    size_t n = strlen(want);
+    return type && strncasecmp(type, want, n) == 0 && (type[n] == 0 || type[n] == ';' || type[n] == ' ');
+}
+
+typedef struct textbuf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} textbuf;
+
+static void text_add(textbuf *t, const char *s, size_t m) {
+    if (t->oom || !m) return;
+    if (t->n + m > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap < t->n + m) cap *= 2;
+        char *p = realloc(t->p, cap);
+        if (!p) {
+            t->oom = 1;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->n, s, m);
+    t->n += m;
+}
+
+/* The text one streamed chunk adds: chat, completions and Responses API. */
+static void chunk_text(const json_t *c, textbuf *text) {
+    const char *type = json_string_value(json_object_get(c, "type"));
+    const json_t *add = NULL;
+    if (type) {
+        if (strcmp(type, "response.output_text.delta") == 0) add = json_object_get(c, "delta");
+    } else {
+        size_t i;
+        const json_t *ch;
+        json_array_foreach(json_object_get(c, "choices"), i, ch) {
+            const json_t *idx = json_object_get(ch, "index");
+            if (idx && json_integer_value(idx) != 0) continue;
+            const json_t *delta = json_object_get(ch, "delta");
+            add = delta ? json_object_get(delta, "content") : json_object_get(ch, "text");
+            break;
+        }
+    }
+    if (json_is_string(add)) text_add(text, json_string_value(add), json_string_length(add));
+}
+
+/* One event's data (its data lines joined by newlines). */
+static void sse_event(const char *data, size_t n, json_t *events, textbuf *text) {
+    if (n == 6 && memcmp(data, "[DONE]", 6) == 0) return;
+    json_t *j = json_loadb(data, n, JSON_DECODE_ANY, NULL);
+    if (j) chunk_text(j, text);
+    else j = text_json(data, n);
+    if (j) json_array_append_new(events, j);
+}
+
+/* The events of a stream; a trailing event without its blank line is
+ * parsed only when the stream was kept whole. */
+static void sse_parse(const char *s, size_t n, int whole, json_t *events, textbuf *text) {
+    char *data = malloc(n + 1);
+    if (!data) return;
+    size_t dl = 0;
+    int have = 0;
+    const char *p = s, *end = s + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl && !whole) break; /* a line cut by the cap */
+        const char *le = nl ? nl : end;
+        size_t ll = (size_t)(le - p);
+        if (ll && p[ll - 1] == '\r') ll--;
+        if (ll == 0) { /* blank line: the event ends */
+            if (have) sse_event(data, dl, events, text);
+            dl = 0;
+            have = 0;
+        } else if (ll >= 5 && memcmp(p, "data:", 5) == 0) {
+            size_t off = ll > 5 && p[5] == ' ' ? 6 : 5;
+            if (have) data[dl++] = '\n';
+            memcpy(data + dl, p + off, ll - off);
+            dl += ll - off;
+            have = 1;
+        }
+        p = nl ? nl + 1 : end;
+    }
+    if (have && whole) sse_event(data, dl, events, text);
+    free(data);
+}
+
+static void output_fields(const invlog_entry *e, json_t *output) {
+    int truncated = e->output_total > (int64_t)e->output_len;
+    const char *d = e->output_data ? e->output_data : "";
+    if (type_is(e->output_type, "text/event-stream")) {
+        json_t *events = json_array();
+        textbuf text = {0};
+        sse_parse(d, e->output_len, !truncated, events, &text);
+        json_object_set_new(output, "outputBodyJson", events);
+        json_object_set_new(output, "outputText", json_stringn(text.p ? text.p : "", text.n));
+        free(text.p);
+    } else {
+        json_t *j = truncated ? NULL : json_loadb(d, e->output_len, JSON_DECODE_ANY, NULL);
+        if (j) json_object_set_new(output, "outputBodyJson", j);
+        else json_object_set_new(output, "outputBodyText", text_json(d, e->output_len));
+    }
+    json_object_set_new(output, "outputBodyBytes", json_integer((json_int_t)e->output_total));
+    json_object_set_new(output, "outputBodyTruncated", json_boolean(truncated));
+}
+
 static json_t *entry_json(const invlog *l, const invlog_entry *e) {
     char ts[32];
     format_ts(e->ts_ms > 0 ? e->ts_ms : now_ms(), ts);
@@ -72,6 +208,7 @@ static json_t *entry_json(const invlog *l, const invlog_entry *e) {
     json_t *output = json_pack("{s:I}", "outputTokenCount", (json_int_t)e->output_tokens);
     if (l->log_bodies && e->input_body) json_object_set(input, "inputBodyJson", (json_t *)e->input_body);
     if (l->log_bodies && e->output_body) json_object_set(output, "outputBodyJson", (json_t *)e->output_body);
+    else if (l->log_bodies && e->output_type) output_fields(e, output);
     json_t *fallbacks = e->fallbacks ? json_deep_copy(e->fallbacks) : json_array();
     return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:f, s:f, s:f, "
                      "s:o, s:s}",

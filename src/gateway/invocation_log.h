@@ -17,6 +17,22 @@
  * Bodies appear only when the log was opened with log_bodies.  The caller
  * passes structured fields, never headers, so credentials cannot leak in.
  *
+ * The response body is given as the bytes that went out to the client
+ * (after guardrail masking), at most a cap of them (the caller's, 1 MiB in
+ * the server), and written as
+ *   - a JSON body: "outputBodyJson" = the parsed JSON;
+ *   - text/event-stream: "outputBodyJson" = the list of its events' data
+ *     parsed as JSON (non-JSON data as strings, "[DONE]" left out), as
+ *     Bedrock logs a streamed invocation, plus "outputText" = the text the
+ *     stream carried (chat choices[0].delta.content, completions
+ *     choices[0].text, Responses response.output_text.delta, concatenated);
+ *     the final usage is the last chunk's "usage";
+ *   - anything else, or a JSON body cut by the cap: "outputBodyText" (as
+ *     UTF-8, invalid bytes replaced by U+FFFD);
+ * with "outputBodyBytes" (what went out) and "outputBodyTruncated" (true
+ * when more went out than was kept; a stream then lists only its events
+ * that were kept whole).
+ *
  * Files: DIR/invocations-YYYYMMDD-HHMMSS.jsonl (UTC, the time the file was
  * started; "-N" is appended when that name is taken), a new one when the
  * current one would exceed max_mb or the UTC day changes.  Files whose last
@@ -59,6 +75,12 @@ typedef struct invlog_entry {
     const char *error_code;
     int64_t input_tokens, output_tokens;
     const json_t *input_body, *output_body; /* written only with log_bodies */
+    /* Without output_body: the response body as it went out (see above),
+     * output_len bytes kept of output_total; output_type its Content-Type
+     * (NULL: no body went out). */
+    const char *output_type, *output_data;
+    size_t output_len;
+    int64_t output_total;
     double cost_usd, latency_ms, overhead_ms;
     double ttft_ms; /* < 0: not streamed (null) */
     const char *guardrail_action; /* "NONE", "GUARDRAIL_INTERVENED", …; NULL: "NONE" */

@@ -1,6 +1,6 @@
 /* gateway/limits.c — see limits.h.  A request becomes a short plan of
- * counter operations (up to six: key RPM/TPM/concurrency/budget, model
- * RPM/TPM); a backend checks and applies the whole plan atomically and
+ * counter operations (up to seven: key RPM/TPM/concurrency/budget, model
+ * RPM/TPM/concurrency); a backend checks and applies the whole plan atomically and
  * reports each counter's value, from which the denial and the header state
  * are computed the same way for both backends. */
 #include "gateway/limits.h"
@@ -19,7 +19,7 @@
 /* Key ids and model names are bounded so counter names fit a fixed buffer. */
 #define NAME_MAX_BYTES 200
 #define COUNTER_NAME_MAX (NAME_MAX_BYTES + 48)
-#define MAX_OPS 6
+#define MAX_OPS 7
 #define STRIPES 64
 #define REDIS_CONNS 4
 #define REDIS_PREFIX "basalt:rl:"
@@ -215,6 +215,9 @@ static bs_status make_plan(const limit_request *r, int64_t now, counter_op *ops,
         if (r->model_tpm > 0)
             add_op(ops, n, OP_WINDOW, LIMIT_TOKENS, 1, r->model_tpm, r->tokens, wexp, wreset, "mtk:%s:%lld",
                    r->model, ws);
+        if (r->model_max_concurrent > 0)
+            add_op(ops, n, OP_CONC, LIMIT_CONCURRENCY, 1, r->model_max_concurrent, 1, 0, 1000, "mcc:%s", r->model,
+                   0);
     }
     return BS_OK;
 }
@@ -934,20 +937,22 @@ bs_status limits_usage(limits *l, const char *key_id, limit_period period, const
                        bs_error *err) {
     memset(out, 0, sizeof *out);
     int64_t now = l->clock(l->clock_ctx), ws = now / WINDOW_MS * WINDOW_MS;
-    char names[6][COUNTER_NAME_MAX];
-    int64_t *dst[6] = {&out->requests, &out->tokens, &out->in_flight, &out->spent_micros, &out->model_requests,
-                       &out->model_tokens};
-    const char *fmts[6] = {"rq:%s:%lld", "tk:%s:%lld", "cc:%s", NULL, "mrq:%s:%lld", "mtk:%s:%lld"};
+    enum { N = 7 };
+    char names[N][COUNTER_NAME_MAX];
+    int64_t *dst[N] = {&out->requests,       &out->tokens,       &out->in_flight,       &out->spent_micros,
+                       &out->model_requests, &out->model_tokens, &out->model_in_flight};
+    const char *fmts[N] = {"rq:%s:%lld", "tk:%s:%lld", "cc:%s", NULL, "mrq:%s:%lld", "mtk:%s:%lld", "mcc:%s"};
     bs_status st;
     if ((st = check_name("key_id", key_id, err)) || (st = check_name("model", model, err))) return st;
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < N; i++) {
         const char *id = i < 4 ? key_id : model;
+        int conc = i == 2 || i == 6;
         if (!id) continue;
         if (i == 3) budget_name(names[i], sizeof names[i], key_id, period, limits_period_start(period, now / 1000));
-        else if (i == 2) snprintf(names[i], sizeof names[i], fmts[i], id);
+        else if (conc) snprintf(names[i], sizeof names[i], fmts[i], id);
         else snprintf(names[i], sizeof names[i], fmts[i], id, (long long)ws);
         if (!l->rb) *dst[i] = mem_value(l, names[i], now);
-        else if ((st = redis_value(l, names[i], i == 2, now, dst[i], err))) return st;
+        else if ((st = redis_value(l, names[i], conc, now, dst[i], err))) return st;
     }
     return BS_OK;
 }

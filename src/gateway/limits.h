@@ -1,6 +1,6 @@
 /* gateway/limits.h — admission control with reservations: per-key requests
  * per minute, tokens per minute, concurrent requests and a daily or monthly
- * budget, plus per-model RPM/TPM across all keys.
+ * budget, plus per-model RPM, TPM and concurrent requests across all keys.
  *
  * A request is admitted or refused in ONE atomic step that checks every
  * applicable limit and, only when all pass, reserves on all of them: one
@@ -62,7 +62,7 @@ typedef struct limit_request {
     int64_t key_budget_micros;
     limit_period budget_period;
     const char *model; /* NULL: no per-model limits */
-    int64_t model_rpm, model_tpm;
+    int64_t model_rpm, model_tpm, model_max_concurrent;
     int64_t tokens;      /* reserved: prompt + max_tokens */
     int64_t cost_micros; /* reserved cost at the model's price */
 } limit_request;
@@ -136,12 +136,12 @@ void limits_format_duration(int64_t ms, char *buf, size_t size);
 bs_status limits_seed_spend(limits *l, const char *key_id, limit_period period, int64_t period_start,
                             int64_t spent_micros, bs_error *err);
 
-/* Current counters of a key (and model, may be NULL) at the clock's now:
- * this window's requests and tokens, in-flight requests, this period's
- * spend.  For the admin API and tests. */
+/* Current counters of a key (may be NULL) and a model (may be NULL) at the
+ * clock's now: this window's requests and tokens, in-flight requests, this
+ * period's spend.  For the admin API and tests. */
 typedef struct limit_usage {
     int64_t requests, tokens, in_flight, spent_micros;
-    int64_t model_requests, model_tokens;
+    int64_t model_requests, model_tokens, model_in_flight;
 } limit_usage;
 bs_status limits_usage(limits *l, const char *key_id, limit_period period, const char *model, limit_usage *out,
                        bs_error *err);

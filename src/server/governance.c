@@ -15,7 +15,11 @@
  * text plus PER_MESSAGE_TOKENS per message for the chat template's markup:
  * a byte-level BPE token never covers less than one byte, so the estimate
  * is never below the real count and a limit cannot be overshot by requests
- * in flight; the excess is given back at settle. */
+ * in flight; the excess is given back at settle.
+ *
+ * With usage.log_bodies the response body is teed as it goes out (an http
+ * tap, after guardrail masking) into at most LOG_BODY_CAP bytes per
+ * request, for the invocation log; without it nothing is captured. */
 #include "server/server_impl.h"
 
 #include <pthread.h>
@@ -35,18 +39,30 @@
 #define PER_MESSAGE_TOKENS 32
 /* The completion allowance when the request gives no max_tokens. */
 #define DEFAULT_MAX_TOKENS 4096
+/* The most of a response body kept for the invocation log. */
+#define LOG_BODY_CAP ((size_t)1 << 20)
 
 struct srv_governance {
     keys_registry *keys;
     limits *limits;
     usage_recorder *usage;
     invlog *log;
+    int log_bodies;
     pthread_t refresher;
     int refresher_started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stop;
 };
+
+/* The response body as it went out, for the invocation log: the first
+ * LOG_BODY_CAP bytes of it, and how many there were.  Owned by the http
+ * request (its tap), which frees it after governance_done read it. */
+typedef struct body_tee {
+    char type[128];
+    srv_buf kept;
+    int64_t total;
+} body_tee;
 
 /* Per request: the key (view.key NULL when open), the reservation and
  * what done needs to price and record the request. */
@@ -58,6 +74,7 @@ typedef struct gov_request {
     char model[128], endpoint[64];
     const char **guardrails;
     int n_guardrails;
+    body_tee *tee; /* NULL: bodies are not logged */
 } gov_request;
 
 /* ------------------------------------------------------------ lifecycle */
@@ -121,6 +138,7 @@ static bs_status open_parts(srv_governance *g, basalt_server *s, const server_co
     invlog_options lo = {.dir = dir, .max_mb = cfg && cfg->log_max_mb > 0 ? cfg->log_max_mb : 100,
                          .retention_days = cfg && cfg->log_retention_days > 0 ? cfg->log_retention_days : 30,
                          .log_bodies = cfg ? cfg->log_bodies : 0};
+    g->log_bodies = lo.log_bodies;
     bs_status st = invlog_open(&lo, &g->log, err);
     free(dir);
     if (st != BS_OK || seed_budgets(g, err) != BS_OK) return err->status;
@@ -282,6 +300,26 @@ int request_key_guardrails(http_request *r, const char *const **names) {
     return q ? q->n_guardrails : 0;
 }
 
+/* ------------------------------------------------------------ body tee */
+
+static void tee_tap(void *ctx, const char *type, const char *data, size_t len) {
+    body_tee *t = ctx;
+    if (type) { /* a (new) body begins: what an earlier response left goes */
+        snprintf(t->type, sizeof t->type, "%s", type);
+        buf_consume(&t->kept, t->kept.len);
+        t->total = 0;
+    }
+    t->total += (int64_t)len;
+    size_t room = LOG_BODY_CAP - t->kept.len;
+    buf_append(&t->kept, data, len < room ? len : room);
+}
+
+static void tee_release(void *ctx) {
+    body_tee *t = ctx;
+    buf_free(&t->kept);
+    free(t);
+}
+
 /* ------------------------------------------------------------ admission */
 
 /* Bytes of every string in v but the model name: what the prompt can be. */
@@ -427,6 +465,7 @@ int governance_admit(basalt_server *s, http_request *r, const char *endpoint, js
     if (mi >= 0) {
         lr.model_rpm = cfg->models[mi].rpm;
         lr.model_tpm = cfg->models[mi].tpm;
+        lr.model_max_concurrent = cfg->models[mi].max_concurrent;
     }
     if (k) {
         lr.key_id = k->id;
@@ -437,7 +476,10 @@ int governance_admit(basalt_server *s, http_request *r, const char *endpoint, js
         lr.budget_period = k->budget_period;
     }
     q->admitted = 1;
-    if (!lr.key_id && lr.model_rpm <= 0 && lr.model_tpm <= 0) return 1; /* nothing to enforce */
+    if (s->gov->log_bodies && !q->tee && (q->tee = calloc(1, sizeof *q->tee)))
+        http_set_tap(r, tee_tap, tee_release, q->tee);
+    if (!lr.key_id && lr.model_rpm <= 0 && lr.model_tpm <= 0 && lr.model_max_concurrent <= 0)
+        return 1; /* nothing to enforce */
     limit_denial d;
     bs_error err = {0};
     bs_status st = limits_admit(s->gov->limits, &lr, &q->ticket, &d, &err);
@@ -500,6 +542,13 @@ static void record(basalt_server *s, http_request *r, gov_request *q, json_t *li
                        .guardrail_action = action};
     req_log *l = request_log(r);
     if (l && g->log) le.input_body = l->body;
+    /* A tee whose buffer failed to grow keeps nothing rather than a hole. */
+    if (q->tee && q->tee->type[0]) {
+        le.output_type = q->tee->type;
+        le.output_data = q->tee->kept.oom ? "" : q->tee->kept.data;
+        le.output_len = q->tee->kept.oom ? 0 : q->tee->kept.len;
+        le.output_total = q->tee->total;
+    }
     invlog_write(g->log, &le);
     json_object_set_new(line, "cost_usd", json_real(cost));
 }

@@ -7,6 +7,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,9 @@ struct http_request {
     http_filter filter;
     void (*filter_release)(void *ctx);
     void *filter_ctx;
+    http_tap tap;
+    void (*tap_release)(void *ctx);
+    void *tap_ctx;
 };
 
 /* ------------------------------------------------------------ accessors */
@@ -132,6 +136,13 @@ void http_set_filter(http_request *r, http_filter filter, void (*release)(void *
     r->filter_ctx = ctx;
 }
 
+void http_set_tap(http_request *r, http_tap tap, void (*release)(void *ctx), void *ctx) {
+    if (r->tap_release) r->tap_release(r->tap_ctx);
+    r->tap = tap;
+    r->tap_release = release;
+    r->tap_ctx = ctx;
+}
+
 static void free_headers(http_request *r) {
     for (header_kv *h = r->headers, *next; h; h = next) {
         next = h->next;
@@ -162,13 +173,16 @@ static void set_response(http_request *r, int status, const char *content_type, 
 void http_respond(http_request *r, int status, const char *content_type, const char *body, size_t len) {
     if (r->filter) {
         srv_buf filtered = {0};
-        if (r->filter(r->filter_ctx, body, len, 1, &filtered) == 0 && !filtered.oom)
+        if (r->filter(r->filter_ctx, body, len, 1, &filtered) == 0 && !filtered.oom) {
+            if (r->tap) r->tap(r->tap_ctx, content_type, filtered.data ? filtered.data : "", filtered.len);
             set_response(r, status, content_type,
                          MHD_create_response_from_buffer(filtered.len, filtered.data ? filtered.data : (void *)"",
                                                          MHD_RESPMEM_MUST_COPY));
+        }
         buf_free(&filtered);
         return;
     }
+    if (r->tap) r->tap(r->tap_ctx, content_type, body, len);
     set_response(r, status, content_type,
                  MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY));
 }
@@ -201,10 +215,18 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
         int rc = stream_pull(st);
         if (rc < 0 || st->pending.oom) return MHD_CONTENT_READER_END_WITH_ERROR;
         if (rc == 0) st->ended = 1;
+        /* Done as soon as the body is complete: MHD reports the request
+         * completed (the done hook: usage, limits) before it releases the
+         * response, and what done reports must be in by then. */
+        if (rc == 0 && st->done) {
+            st->done(st->ctx);
+            st->done = NULL;
+        }
     }
     if (st->pending.len == 0) return MHD_CONTENT_READER_END_OF_STREAM;
     size_t n = st->pending.len < max ? st->pending.len : max;
     memcpy(out, st->pending.data, n);
+    if (st->r->tap) st->r->tap(st->r->tap_ctx, NULL, out, n);
     buf_consume(&st->pending, n);
     return (ssize_t)n;
 }
@@ -231,6 +253,7 @@ void http_respond_stream(http_request *r, int status, const char *content_type, 
         return;
     }
     set_response(r, status, content_type, resp);
+    if (r->tap) r->tap(r->tap_ctx, content_type, "", 0);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
 }
 
@@ -288,15 +311,35 @@ static void form_feed(http_request *r, const char *data, size_t len) {
 
 /* ------------------------------------------------------------ MHD callbacks */
 
-static void new_request_id(char *out, size_t cap) {
-    unsigned char b[12];
-    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
-        static unsigned long long counter;
-        unsigned long long c = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
-        memcpy(b, &c, sizeof c);
+/* splitmix64 over a per-thread state seeded once from getrandom: an id
+ * needs to be unique, not secret, and a getrandom call per request was one
+ * syscall in ten on the proxy path.  A keep-alive connection keeps its
+ * thread, so the seed is paid once per connection. */
+static uint64_t id_bits(void) {
+    static _Thread_local uint64_t state;
+    static _Thread_local int seeded;
+    if (!seeded) {
+        if (getrandom(&state, sizeof state, 0) != (ssize_t)sizeof state) {
+            static uint64_t counter;
+            state = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) ^ (uint64_t)(bs_now() * 1e9);
+        }
+        seeded = 1;
     }
-    size_t k = (size_t)snprintf(out, cap, "req_");
-    for (size_t i = 0; i < sizeof b && k + 2 < cap; i++) k += (size_t)snprintf(out + k, cap - k, "%02x", b[i]);
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* "req_" and 24 hex digits (96 bits). */
+static void new_request_id(char *out, size_t cap) {
+    static const char hex[] = "0123456789abcdef";
+    uint64_t hi = id_bits(), lo = id_bits();
+    char id[29] = "req_";
+    for (int i = 0; i < 16; i++) id[4 + i] = hex[(hi >> (60 - 4 * i)) & 15];
+    for (int i = 0; i < 8; i++) id[20 + i] = hex[(lo >> (28 - 4 * i)) & 15];
+    id[28] = '\0';
+    snprintf(out, cap, "%s", id);
 }
 
 static enum MHD_Result add_len(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
@@ -406,6 +449,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     form_finish(r);
     if (r->form_release) r->form_release(r->form_ctx);
     if (r->filter_release) r->filter_release(r->filter_ctx);
+    if (r->tap_release) r->tap_release(r->tap_ctx);
     free_headers(r);
     buf_free(&r->body);
     free(r->path);
@@ -439,7 +483,12 @@ bs_status http_server_open(const http_config *c, http_handler handler, http_done
         return bs_fail(err, BS_ENOMEM, "out of memory");
     }
     *s = (http_server){.handler = handler, .done = done, .user = user, .max_body = c->max_body, .begin = c->begin};
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
+    /* A thread per connection: handlers block (a local model's stream, an
+     * upstream call driven on this thread), which a pool of event threads
+     * cannot allow.  poll, not select: select cannot wait on a descriptor
+     * past FD_SETSIZE (1024), which connections reach once upstream
+     * connections, files and stores hold the low ones; MHD would drop them. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
                                  MHD_OPTION_SOCK_ADDR, ai->ai_addr,

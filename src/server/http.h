@@ -90,6 +90,15 @@ int http_client_gone(http_request *r);
 typedef int (*http_filter)(void *ctx, const char *data, size_t len, int final, srv_buf *out);
 void http_set_filter(http_request *r, http_filter filter, void (*release)(void *ctx), void *ctx);
 
+/* A tap sees the response body as it goes out, after any filter, without
+ * changing it (invocation logs): content_type set means a body begins (drop
+ * whatever an earlier, replaced response passed), with its first bytes in
+ * data; NULL means more of the same body.  A whole body passes once; a
+ * streamed one piece by piece as the client takes it.  release(ctx) runs
+ * when the request ends, after the done hook.  At most one per request. */
+typedef void (*http_tap)(void *ctx, const char *content_type, const char *data, size_t len);
+void http_set_tap(http_request *r, http_tap tap, void (*release)(void *ctx), void *ctx);
+
 /* Drop a response that was set but not sent yet, with its extra headers:
  * for a gateway that tries another target after a local one answered with
  * an error. */
@@ -101,8 +110,9 @@ void http_respond(http_request *r, int status, const char *content_type, const c
 
 /* Streaming body: pull appends the next bytes to out, blocking as long as it
  * needs; it returns 1 while more may follow, 0 at the end, -1 to abort the
- * connection (the client is gone).  done(ctx) runs once when the response is
- * released, whether or not the body was finished. */
+ * connection (the client is gone).  done(ctx) runs once: when pull returned
+ * 0 (before the request's done hook), else when the response is released
+ * unfinished.  pull is not called after it. */
 typedef int (*http_pull)(void *ctx, srv_buf *out);
 void http_respond_stream(http_request *r, int status, const char *content_type, http_pull pull,
                          void (*done)(void *ctx), void *ctx);

@@ -5,7 +5,9 @@
 # isolation of files and fine-tuning jobs, 429 with the exact x-ratelimit-*
 # headers, and 1000 parallel requests against one key's RPM and TPM: the
 # admitted count is exactly the RPM, the tokens never exceed the TPM, and
-# /v1/admin/usage equals the sum of the usage the 200s reported.
+# /v1/admin/usage equals the sum of the usage the 200s reported.  Last, a
+# model's max_concurrent on a slow mock upstream: one of two concurrent
+# requests refused, the slot free again after completion and disconnect.
 . tests/support/lib.sh
 
 matches() { expr "$1" : "$2" > /dev/null; }
@@ -276,3 +278,67 @@ check public_without_keys_refused grep -q 'insecure-open' "$tmp/open.log"
 serve=$!
 for _ in $(seq 100); do grep -q 'listening on' "$tmp/open.log" && break; sleep 0.1; done
 check open_loopback_says_so grep -q 'no API keys: open access, loopback only' "$tmp/open.log"
+
+# ---- per-model max_concurrent (config models[].max_concurrent), across keys:
+# with a slow upstream, of two concurrent requests one is served and one
+# refused 429 with Retry-After; the slot is free again after completion and
+# after a client disconnect.
+MOCK=${BASALT_MOCK_UPSTREAM:-build/tests/gateway/mock_upstream}
+if [ ! -x "$MOCK" ]; then echo "SKIP model_max_concurrent: $MOCK not built"; exit 0; fi
+kill "$serve" && wait "$serve" 2>/dev/null
+serve=
+"$MOCK" --port 0 > "$tmp/mock.log" 2>&1 &
+mock=$!
+trap '[ -n "$serve" ] && kill "$serve" 2>/dev/null; kill "$mock" 2>/dev/null; rm -rf "$tmp"' EXIT
+mport=
+for _ in $(seq 100); do
+    mport=$(sed -n 's/^listening on \([0-9]*\).*/\1/p' "$tmp/mock.log" | head -1)
+    [ -n "$mport" ] && break
+    sleep 0.1
+done
+cat > "$tmp/conc.yaml" <<EOF
+providers:
+  - {name: mock, base_url: "http://127.0.0.1:$mport/v1"}
+models:
+  - {name: one-at-a-time, provider: mock, model: up, max_concurrent: 1}
+EOF
+"$BIN" serve --config "$tmp/conc.yaml" --port 0 --threads 1 --data "$data" > "$tmp/conc.log" 2>&1 &
+serve=$!
+url=
+for _ in $(seq 100); do
+    url=$(sed -n 's/.*listening on \(http:[0-9.:/]*\).*/\1/p' "$tmp/conc.log" | head -1)
+    [ -n "$url" ] && break
+    sleep 0.1
+done
+[ -n "$url" ] || { fail conc_serve_start "$(tail -5 "$tmp/conc.log")"; exit 1; }
+slow() { curl -s -X POST "http://127.0.0.1:$mport/mock/faults" -d "{\"always\":{\"delay_ms\":$1}}" > /dev/null; }
+conc_chat() { # key, curl args...: status on stdout, body in $tmp/conc_body
+    k=$1; shift
+    curl -s -o "$tmp/conc_body" -w '%{http_code}' -H "Authorization: Bearer $k" -H 'Content-Type: application/json' \
+        -d '{"model":"one-at-a-time","messages":[{"role":"user","content":"hi"}],"max_tokens":2}' "$@" \
+        "$url/v1/chat/completions"
+}
+slow 1500
+conc_chat "$userA" > "$tmp/first_status" &
+first=$!
+sleep 0.4
+# Another key: the model's limit spans keys.
+chat "$userB" one-at-a-time
+check model_conc_second_429 err_is 429 rate_limit_exceeded
+check model_conc_says_model json_ok "\"the model's concurrent-requests limit of 1\" in j['error']['message']"
+check model_conc_retry_after [ "$(header retry-after)" = 1 ]
+wait "$first"
+check model_conc_first_200 [ "$(cat "$tmp/first_status")" = 200 ]
+slow 0
+chat "$userB" one-at-a-time
+check model_conc_free_after_completion status_is 200
+# A client that gives up: its slot is released when the server notices.
+slow 1500
+conc_chat "$userA" --max-time 0.4 > /dev/null
+slow 0
+freed=
+for _ in $(seq 50); do
+    [ "$(conc_chat "$userB")" = 200 ] && { freed=1; break; }
+    sleep 0.1
+done
+check model_conc_free_after_disconnect [ -n "$freed" ]

@@ -1,7 +1,8 @@
 /* Tests for gateway/limits: 1000 parallel admissions against one key's TPM
  * and budget admit exactly the limit and settle to the exact sum of actual
  * usage; concurrency never exceeds its cap; windows reset with the clock;
- * per-model limits span keys; denial headers are exact; settle counts once.
+ * per-model limits span keys (a model's concurrency cap included: N parallel
+ * reservations admit exactly K); denial headers are exact; settle counts once.
  * Each scenario runs on the in-process backend and, when
  * BASALT_TEST_REDIS_URL is set, on Redis with two handles ("replicas")
  * sharing one quota. */
@@ -284,6 +285,110 @@ static void model_limits_span_keys(int redis) {
     close_backend(&be);
 }
 
+/* N threads reserve at once against a model's max_concurrent K (from two
+ * keys, over both replicas) and hold their tickets: exactly K are admitted,
+ * the rest refused for the model's concurrency; settling one frees exactly
+ * one slot, and settling all leaves nothing in flight. */
+#define MODEL_CONC_K 3
+#define MODEL_CONC_N 24
+
+typedef struct mconc {
+    backend *be;
+    limit_request req[2];
+    pthread_barrier_t go;
+    limit_ticket *tickets[MODEL_CONC_N];
+    int refused_right[MODEL_CONC_N], other[MODEL_CONC_N];
+} mconc;
+
+typedef struct mconc_arg {
+    mconc *m;
+    int i;
+} mconc_arg;
+
+static void *mconc_worker(void *arg) {
+    mconc_arg *a = arg;
+    mconc *m = a->m;
+    limits *l = a->i % 2 ? m->be->b : m->be->a;
+    limit_denial d;
+    bs_error err = {0};
+    pthread_barrier_wait(&m->go);
+    bs_status st = limits_admit(l, &m->req[a->i % 2], &m->tickets[a->i], &d, &err);
+    if (st == BS_EBUSY)
+        m->refused_right[a->i] = d.kind == LIMIT_CONCURRENCY && d.model_limit == 1 && d.limit == MODEL_CONC_K &&
+                                 d.remaining == 0 && d.retry_after_s == 1 && !d.exceeds_limit;
+    else if (st != BS_OK) m->other[a->i] = 1;
+    return NULL;
+}
+
+static void model_concurrency_cap(int redis) {
+    backend be;
+    if (!open_backend(&be, redis)) return;
+    mconc *m = calloc(1, sizeof *m);
+    char ka[96], kb[96], model[96];
+    unique_id(ka, sizeof ka, "mcka");
+    unique_id(kb, sizeof kb, "mckb");
+    unique_id(model, sizeof model, "mcmodel");
+    m->be = &be;
+    /* The keys' own caps are far above the model's: only the model refuses. */
+    m->req[0] = (limit_request){.key_id = ka, .key_max_concurrent = 100, .model = model,
+                                .model_max_concurrent = MODEL_CONC_K, .tokens = 10};
+    m->req[1] = m->req[0];
+    m->req[1].key_id = kb;
+    pthread_barrier_init(&m->go, NULL, MODEL_CONC_N);
+    pthread_t th[MODEL_CONC_N];
+    mconc_arg args[MODEL_CONC_N];
+    for (int i = 0; i < MODEL_CONC_N; i++) {
+        args[i] = (mconc_arg){m, i};
+        pthread_create(&th[i], NULL, mconc_worker, &args[i]);
+    }
+    for (int i = 0; i < MODEL_CONC_N; i++) pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&m->go);
+    int admitted = 0, refused_right = 0, other = 0, held = -1;
+    for (int i = 0; i < MODEL_CONC_N; i++) {
+        if (m->tickets[i]) {
+            admitted++;
+            held = i;
+        }
+        refused_right += m->refused_right[i];
+        other += m->other[i];
+    }
+    CHECK_INT(admitted, MODEL_CONC_K);
+    CHECK_INT(refused_right, MODEL_CONC_N - MODEL_CONC_K);
+    CHECK_INT(other, 0);
+    limit_usage u;
+    bs_error err = {0};
+    CHECK_OK(limits_usage(be.a, NULL, LIMIT_PERIOD_DAY, model, &u, &err), &err);
+    CHECK_INT(u.model_in_flight, MODEL_CONC_K);
+    /* Full: a newcomer from either key is refused and reserves nothing. */
+    limit_ticket *t = NULL;
+    limit_denial d;
+    CHECK_INT(limits_admit(be.b, &m->req[0], &t, &d, &err), BS_EBUSY);
+    CHECK_INT(d.kind, LIMIT_CONCURRENCY);
+    CHECK_INT(d.model_limit, 1);
+    /* Settling one frees exactly one slot. */
+    if (held >= 0) {
+        CHECK_OK(limits_settle(be.a, m->tickets[held], 0, 0, &err), &err);
+        limit_ticket_free(be.a, m->tickets[held]);
+        m->tickets[held] = NULL;
+    }
+    CHECK_OK(limits_admit(be.b, &m->req[1], &t, &d, &err), &err);
+    limit_ticket *t2 = NULL;
+    CHECK_INT(limits_admit(be.a, &m->req[0], &t2, &d, &err), BS_EBUSY);
+    CHECK_OK(limits_usage(be.b, kb, LIMIT_PERIOD_DAY, model, &u, &err), &err);
+    CHECK_INT(u.model_in_flight, MODEL_CONC_K);
+    limit_ticket_free(be.b, t); /* dropped unsettled: the slot is still freed */
+    for (int i = 0; i < MODEL_CONC_N; i++)
+        if (m->tickets[i]) {
+            CHECK_OK(limits_settle(i % 2 ? be.b : be.a, m->tickets[i], 0, 0, &err), &err);
+            limit_ticket_free(i % 2 ? be.b : be.a, m->tickets[i]);
+        }
+    CHECK_OK(limits_usage(be.a, ka, LIMIT_PERIOD_DAY, model, &u, &err), &err);
+    CHECK_INT(u.model_in_flight, 0);
+    CHECK_INT(u.in_flight, 0);
+    free(m);
+    close_backend(&be);
+}
+
 typedef struct hdrs {
     char text[1024];
 } hdrs;
@@ -398,6 +503,7 @@ static void test_memory_budget_1000_parallel(void) { parallel_quota(0, 1); }
 static void test_memory_concurrency_cap(void) { concurrency_cap(0); }
 static void test_memory_rpm_window_reset(void) { rpm_window_reset(0); }
 static void test_memory_model_limits_span_keys(void) { model_limits_span_keys(0); }
+static void test_memory_model_concurrency_cap(void) { model_concurrency_cap(0); }
 static void test_memory_denial_headers(void) { denial_headers_exact(0); }
 static void test_memory_settle_once(void) { settle_once(0); }
 static void test_memory_seeded_budget(void) { seeded_budget(0); }
@@ -412,6 +518,7 @@ static void test_redis_budget_two_replicas(void) { NEED_REDIS(); parallel_quota(
 static void test_redis_concurrency_cap(void) { NEED_REDIS(); concurrency_cap(1); }
 static void test_redis_rpm_window_reset(void) { NEED_REDIS(); rpm_window_reset(1); }
 static void test_redis_model_limits_span_keys(void) { NEED_REDIS(); model_limits_span_keys(1); }
+static void test_redis_model_concurrency_cap(void) { NEED_REDIS(); model_concurrency_cap(1); }
 static void test_redis_denial_headers(void) { NEED_REDIS(); denial_headers_exact(1); }
 static void test_redis_settle_once(void) { NEED_REDIS(); settle_once(1); }
 static void test_redis_seeded_budget(void) { NEED_REDIS(); seeded_budget(1); }
@@ -521,6 +628,7 @@ int main(void) {
     RUN(test_memory_concurrency_cap);
     RUN(test_memory_rpm_window_reset);
     RUN(test_memory_model_limits_span_keys);
+    RUN(test_memory_model_concurrency_cap);
     RUN(test_memory_denial_headers);
     RUN(test_memory_settle_once);
     RUN(test_memory_seeded_budget);
@@ -530,6 +638,7 @@ int main(void) {
     RUN(test_redis_concurrency_cap);
     RUN(test_redis_rpm_window_reset);
     RUN(test_redis_model_limits_span_keys);
+    RUN(test_redis_model_concurrency_cap);
     RUN(test_redis_denial_headers);
     RUN(test_redis_settle_once);
     RUN(test_redis_seeded_budget);
