@@ -210,14 +210,14 @@ static json_t *entry_json(const invlog *l, const invlog_entry *e) {
     if (l->log_bodies && e->output_body) json_object_set(output, "outputBodyJson", (json_t *)e->output_body);
     else if (l->log_bodies && e->output_type) output_fields(e, output);
     json_t *fallbacks = e->fallbacks ? json_deep_copy(e->fallbacks) : json_array();
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:f, s:f, s:f, "
-                     "s:o, s:s}",
+    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:b, s:f, s:f, "
+                     "s:f, s:o, s:s}",
                      "schemaType", "ModelInvocationLog", "schemaVersion", "1.0", "timestamp", ts, "requestId",
                      str_or_null(e->request_id), "keyId", str_or_null(e->key_id), "keyName",
                      str_or_null(e->key_name), "operation", str_or_null(e->operation), "modelId",
                      str_or_null(e->model_id), "route", str_or_null(e->route), "target", str_or_null(e->target),
                      "fallbacks", fallbacks, "status", e->status, "errorCode", str_or_null(e->error_code), "input",
-                     input, "output", output, "costUsd", e->cost_usd, "latencyMs", e->latency_ms, "overheadMs",
+                     input, "output", output, "usageEstimated", e->usage_estimated != 0, "costUsd", e->cost_usd, "latencyMs", e->latency_ms, "overheadMs",
                      e->overhead_ms, "ttftMs", e->ttft_ms >= 0 ? json_real(e->ttft_ms) : json_null(),
                      "guardrailAction", e->guardrail_action ? e->guardrail_action : "NONE");
 }

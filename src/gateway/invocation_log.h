@@ -12,9 +12,14 @@
  *    "target":…,"fallbacks":[…],"status":200,"errorCode":null,
  *    "input":{"inputTokenCount":…,"inputBodyJson":{…}},
  *    "output":{"outputTokenCount":…,"outputBodyJson":{…}},
- *    "costUsd":…,"latencyMs":…,"overheadMs":…,"ttftMs":…,
- *    "guardrailAction":"NONE"}
- * Bodies appear only when the log was opened with log_bodies.  The caller
+ *    "usageEstimated":false,"costUsd":…,"latencyMs":…,"overheadMs":…,
+ *    "ttftMs":…,"guardrailAction":"NONE"}
+ * errorCode is null for a success; for a failure (status >= 400), the
+ * OpenAI error object's code (its type when code is null), where Bedrock
+ * logs the exception's name.  usageEstimated is true when no usage was
+ * reported and the token counts (and cost) are the admission's
+ * reservation.  Bodies appear only when the log was opened with
+ * log_bodies.  The caller
  * passes structured fields, never headers, so credentials cannot leak in.
  *
  * The response body is given as the bytes that went out to the client
@@ -72,8 +77,9 @@ typedef struct invlog_entry {
     const char *route, *target;
     const json_t *fallbacks; /* array of the models tried before target; NULL: [] */
     int status;              /* HTTP status */
-    const char *error_code;
+    const char *error_code; /* NULL: none (a success) */
     int64_t input_tokens, output_tokens;
+    int usage_estimated; /* the counts are the reservation, no usage was reported */
     const json_t *input_body, *output_body; /* written only with log_bodies */
     /* Without output_body: the response body as it went out (see above),
      * output_len bytes kept of output_total; output_type its Content-Type

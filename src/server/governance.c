@@ -17,9 +17,22 @@
  * is never below the real count and a limit cannot be overshot by requests
  * in flight; the excess is given back at settle.
  *
- * With usage.log_bodies the response body is teed as it goes out (an http
- * tap, after guardrail masking) into at most LOG_BODY_CAP bytes per
- * request, for the invocation log; without it nothing is captured. */
+ * Settle when the usage is unknown: a client that hangs up mid-stream, or a
+ * proxied stream cut before its final usage chunk, leaves no counts (an
+ * upstream reports usage at the end).  Settling at 0 would let a client
+ * stream and hang up for free, so such a request is charged an estimate
+ * and marked usage_estimated: a remote model's whole reservation (the
+ * upstream may have generated up to max_tokens and bills them); a local
+ * model's prompt estimate alone (its job reports the prompt with the first
+ * token, so none was generated).  Where counts did arrive they are the
+ * actual usage: a local job counts the tokens it generated up to the
+ * cancel, and a proxied stream's usage chunk is final.
+ *
+ * Every admitted request's response body is teed as it goes out (an http
+ * tap, after guardrail masking): with usage.log_bodies at most LOG_BODY_CAP
+ * bytes of any body, for the invocation log; without it only the first
+ * ERROR_BODY_CAP bytes of a JSON body, read for the error code of a failed
+ * request and never written. */
 #include "server/server_impl.h"
 
 #include <pthread.h>
@@ -41,6 +54,11 @@
 #define DEFAULT_MAX_TOKENS 4096
 /* The most of a response body kept for the invocation log. */
 #define LOG_BODY_CAP ((size_t)1 << 20)
+/* Without log_bodies: the most of a JSON body kept for its error object. */
+#define ERROR_BODY_CAP ((size_t)4096)
+/* http.c's status for a response the client did not take whole (nginx's
+ * "client closed request"). */
+#define STATUS_CLIENT_CLOSED 499
 
 struct srv_governance {
     keys_registry *keys;
@@ -55,11 +73,13 @@ struct srv_governance {
     int stop;
 };
 
-/* The response body as it went out, for the invocation log: the first
- * LOG_BODY_CAP bytes of it, and how many there were.  Owned by the http
- * request (its tap), which frees it after governance_done read it. */
+/* The response body as it went out: the first cap bytes of it (see the
+ * top), and how many there were.  Owned by the http request (its tap),
+ * which frees it after governance_done read it. */
 typedef struct body_tee {
+    int log_bodies;
     char type[128];
+    size_t cap; /* of the current body */
     srv_buf kept;
     int64_t total;
 } body_tee;
@@ -70,11 +90,12 @@ typedef struct gov_request {
     key_view key;
     int admitted;         /* governance_admit let an inference request through */
     limit_ticket *ticket; /* NULL: no limit applied */
+    int64_t reserved_prompt, reserved_completion; /* the tokens admission reserved */
     gw_config *cfg;       /* the request's config (a reference), for prices */
     char model[128], endpoint[64];
     const char **guardrails;
     int n_guardrails;
-    body_tee *tee; /* NULL: bodies are not logged */
+    body_tee *tee; /* NULL: out of memory */
 } gov_request;
 
 /* ------------------------------------------------------------ lifecycle */
@@ -308,10 +329,11 @@ static void tee_tap(void *ctx, const char *type, const char *data, size_t len) {
         snprintf(t->type, sizeof t->type, "%s", type);
         buf_consume(&t->kept, t->kept.len);
         t->total = 0;
+        t->cap = t->log_bodies ? LOG_BODY_CAP : strncmp(type, "application/json", 16) == 0 ? ERROR_BODY_CAP : 0;
     }
     t->total += (int64_t)len;
-    size_t room = LOG_BODY_CAP - t->kept.len;
-    buf_append(&t->kept, data, len < room ? len : room);
+    size_t room = t->cap - t->kept.len;
+    if (room) buf_append(&t->kept, data, len < room ? len : room);
 }
 
 static void tee_release(void *ctx) {
@@ -476,8 +498,12 @@ int governance_admit(basalt_server *s, http_request *r, const char *endpoint, js
         lr.budget_period = k->budget_period;
     }
     q->admitted = 1;
-    if (s->gov->log_bodies && !q->tee && (q->tee = calloc(1, sizeof *q->tee)))
+    q->reserved_prompt = in;
+    q->reserved_completion = out;
+    if (!q->tee && (q->tee = calloc(1, sizeof *q->tee))) {
+        q->tee->log_bodies = s->gov->log_bodies;
         http_set_tap(r, tee_tap, tee_release, q->tee);
+    }
     if (!lr.key_id && lr.model_rpm <= 0 && lr.model_tpm <= 0 && lr.model_max_concurrent <= 0)
         return 1; /* nothing to enforce */
     limit_denial d;
@@ -510,13 +536,58 @@ static int64_t line_int(const json_t *line, const char *name) {
     return (int64_t)json_integer_value(json_object_get(line, name));
 }
 
+static int is_remote(const gw_config *cfg, const char *name) {
+    int i = cfg ? gw_config_model(cfg, name) : -1;
+    return i >= 0 && cfg->models[i].kind == GW_MODEL_REMOTE;
+}
+
+/* No counts arrived although a model may have run: the client left before
+ * any (a local job reports its prompt with its first token, a proxied
+ * stream its usage in its last chunk), or an upstream answered 2xx without
+ * usage (a stream cut before the usage chunk).  A model that ran reports
+ * at least one prompt token, so 0 + 0 means nothing was reported. */
+static int usage_unknown(const gw_config *cfg, const char *target, int status, int64_t in, int64_t out) {
+    if (in + out > 0) return 0;
+    return status == STATUS_CLIENT_CLOSED || (status >= 200 && status < 300 && is_remote(cfg, target));
+}
+
+/* The error object's code (else its type) of a failed request's JSON body
+ * as it went out; "client_closed_request" when the client left.  Into
+ * out, "" when there is none. */
+static void error_code_of(const body_tee *t, int status, char *out, size_t cap) {
+    out[0] = '\0';
+    if (status < 400) return;
+    if (status == STATUS_CLIENT_CLOSED) {
+        snprintf(out, cap, "client_closed_request");
+        return;
+    }
+    if (!t || !t->kept.len || t->kept.oom) return;
+    json_t *body = json_loadb(t->kept.data, t->kept.len, 0, NULL);
+    const json_t *e = json_object_get(body, "error");
+    const char *code = json_string_value(json_object_get(e, "code"));
+    if (!code) code = json_string_value(json_object_get(e, "type"));
+    if (code) snprintf(out, cap, "%s", code);
+    json_decref(body);
+}
+
 static void record(basalt_server *s, http_request *r, gov_request *q, json_t *line) {
     srv_governance *g = s->gov;
     int64_t in = line_int(line, "prompt_tokens"), out = line_int(line, "completion_tokens");
     const char *route = line_string(line, "route"), *target = line_string(line, "target");
     if (!target || !*target) target = q->model;
-    double cost = price_of(model_price(q->cfg, target), in, out);
     int status = http_status(r);
+    int estimated = usage_unknown(q->cfg, target, status, in, out);
+    if (estimated) {
+        in = q->reserved_prompt;
+        out = is_remote(q->cfg, target) ? q->reserved_completion : 0;
+        json_object_set_new(line, "prompt_tokens", json_integer(in));
+        json_object_set_new(line, "completion_tokens", json_integer(out));
+        json_object_set_new(line, "usage_estimated", json_true());
+    }
+    /* At most the reserved cost: the target is one the reservation priced. */
+    double cost = price_of(model_price(q->cfg, target), in, out);
+    char error_code[64];
+    error_code_of(q->tee, status, error_code, sizeof error_code);
     if (q->ticket) {
         bs_error err = {0};
         if (limits_settle(g->limits, q->ticket, in + out, limits_micros(cost), &err) != BS_OK)
@@ -530,13 +601,14 @@ static void record(basalt_server *s, http_request *r, gov_request *q, json_t *li
     usage_event e = {.key_id = k ? k->id : "", .model = q->model, .route = route ? route : "", .target = target,
                      .error = status < 200 || status >= 300, .prompt_tokens = in, .completion_tokens = out,
                      .cost_usd = cost, .latency_ms = latency,
-                     .guardrail_intervened = action && strcmp(action, "GUARDRAIL_INTERVENED") == 0};
+                     .guardrail_intervened = action && strcmp(action, "NONE") != 0};
     usage_record(g->usage, &e);
     const json_t *ttft = json_object_get(line, "ttft_ms");
     invlog_entry le = {.request_id = http_request_id(r), .key_id = k ? k->id : NULL, .key_name = k ? k->name : NULL,
                        .operation = q->endpoint, .model_id = q->model, .route = route, .target = target,
-                       .fallbacks = json_object_get(line, "chain"), .status = status, .input_tokens = in,
-                       .output_tokens = out, .cost_usd = cost, .latency_ms = latency,
+                       .fallbacks = json_object_get(line, "chain"), .status = status,
+                       .error_code = error_code[0] ? error_code : NULL, .input_tokens = in, .output_tokens = out,
+                       .usage_estimated = estimated, .cost_usd = cost, .latency_ms = latency,
                        .overhead_ms = json_number_value(json_object_get(line, "overhead_ms")),
                        .ttft_ms = json_number_value(ttft) > 0 ? json_number_value(ttft) : -1,
                        .guardrail_action = action};
