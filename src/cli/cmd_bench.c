@@ -33,7 +33,7 @@ static json_t *json_doubles(const double *v, int n) {
 
 int cmd_bench(int argc, char **argv) {
     const char *path = NULL, *quant = NULL;
-    int pp = 128, tg = 64, threads = 0, reps = 3, as_json = 0;
+    int pp = 128, tg = 64, threads = 0, reps = 3, as_json = 0, plain = 0;
     const cli_opt opts[] = {
         {"--prompt-tokens", "-p", OPT_INT, &pp, "N", "tokens in the prefill batch (default 128; 0 skips)"},
         {"--gen-tokens", "-n", OPT_INT, &tg, "N", "tokens to decode one by one (default 64; 0 skips)"},
@@ -41,6 +41,7 @@ int cmd_bench(int argc, char **argv) {
         {"--reps", "-r", OPT_INT, &reps, "R", "repetitions per measurement (default 3)"},
         {"--json", NULL, OPT_FLAG, &as_json, NULL, "print one JSON object instead of a table"},
         {"--quantize", NULL, OPT_STRING, &quant, "TYPE", "convert a Hugging Face model's matrices at load (q8_0, q4_0, q4_k, q6_k, ...)"},
+        {"--plain-layout", NULL, OPT_FLAG, &plain, NULL, "keep quantized matrices in the file's layout (to compare with the interleaved one)"},
         {0},
     };
     int rc = cli_parse(&bench_cmd, opts, argc, argv, &path, 1, 1);
@@ -52,7 +53,7 @@ int cmd_bench(int argc, char **argv) {
     bs_error err = {0};
     bs_model *model = NULL;
     bs_context *ctx = NULL;
-    bs_model_params mp = {.n_threads = threads};
+    bs_model_params mp = {.n_threads = threads, .plain_layout = plain};
     if (quant && quant_parse(quant, &mp.quantize, &err) != BS_OK) {
         fprintf(stderr, "basalt bench: --quantize: %s\n", err.msg);
         return 2;

@@ -34,7 +34,7 @@ int cmd_merge(int argc, char **argv) {
     bs_error err = {0};
     bs_model *m = NULL;
     bs_adapter *a = NULL;
-    bs_model_params mp = {.n_threads = threads};
+    bs_model_params mp = {.n_threads = threads, .plain_layout = 1}; /* the merge reads the checkpoint files */
     double t0 = bs_now();
     bs_status st = model_open(pos[0], &mp, &m, &err);
     if (!st) st = adapter_load_peft(m, pos[1], &a, &err);

@@ -288,8 +288,7 @@ bs_status batch_eval(bs_batch *b, const bs_batch_item *items, int n_items, bs_er
         for (int j = 0; j < items[i].n; j++, t++) {
             b->row_item[t] = i;
             b->row_pos[t] = items[i].seq->n_pos + j;
-            const char *row = (const char *)m->tok_embd.data + (size_t)items[i].tokens[j] * m->tok_embd.row_bytes;
-            kern_dequant(m->tok_embd.dtype, row, b->x + (size_t)t * dim, dim);
+            kern_dequant_rows(m->tok_embd.dtype, m->tok_embd.data, dim, items[i].tokens[j], 1, b->x + (size_t)t * dim);
         }
     }
 

@@ -349,6 +349,99 @@ size_t model_weight_bytes(const bs_model *m) {
     return n;
 }
 
+/* ---- the decode layout --------------------------------------------------
+ * Quantized matrices are interleaved 16 rows at a time (the _R16 types),
+ * which lets the decode kernels read every weight vector with one load.
+ * Matrices the model owns (converted at load) are rearranged in place, a
+ * group at a time; mapped and random ones are copied into one allocation,
+ * so the file's pages are no longer touched and the kernel can drop them. */
+
+typedef struct {
+    bs_model *m;
+    size_t copy_bytes;   /* first pass: bytes to copy */
+    unsigned char *next; /* second pass: bump pointer into m->interleaved */
+    int skip_head;       /* tied: lm_head follows tok_embd */
+} interleave_plan;
+
+static int owned(const bs_model *m, const void *p) {
+    return m->quant_weights && (const char *)p >= (const char *)m->quant_weights &&
+           (const char *)p < (const char *)m->quant_weights + m->quant_bytes;
+}
+
+static int interleavable(const interleave_plan *ip, weight_role r, const bs_matrix *w) {
+    return !(r == W_LM_HEAD && ip->skip_head) && kern_can_interleave(w->dtype, w->rows, w->cols);
+}
+
+static bs_status size_interleaved(void *ctx, weight_role r, int layer, void *slot, int64_t rows, int64_t cols,
+                                  bs_error *err) {
+    (void)layer, (void)rows, (void)err;
+    interleave_plan *ip = ctx;
+    bs_matrix *w = slot;
+    if (!cols) return BS_OK; /* a vector */
+    if (interleavable(ip, r, w) && !owned(ip->m, w->data)) ip->copy_bytes += (size_t)w->rows * w->row_bytes;
+    return BS_OK;
+}
+
+typedef struct {
+    const bs_matrix *w;
+    unsigned char *dst;
+    unsigned char *scratch; /* in place: BS_ROW_GROUP rows per thread */
+} interleave_job;
+
+static void interleave_groups(void *ctx, int ith, int nth) {
+    const interleave_job *j = ctx;
+    size_t group = (size_t)BS_ROW_GROUP * j->w->row_bytes;
+    long begin, end;
+    bs_split_range(j->w->rows / BS_ROW_GROUP, ith, nth, 1, &begin, &end);
+    for (long g = begin; g < end; g++) {
+        const unsigned char *src = (const unsigned char *)j->w->data + g * group;
+        if (j->scratch) {
+            unsigned char *mine = j->scratch + (size_t)ith * group;
+            memcpy(mine, src, group);
+            src = mine;
+        }
+        kern_interleave(j->w->dtype, src, BS_ROW_GROUP, j->w->cols, j->dst + g * group);
+    }
+}
+
+static bs_status interleave_matrix(void *ctx, weight_role r, int layer, void *slot, int64_t rows, int64_t cols,
+                                   bs_error *err) {
+    (void)layer, (void)rows;
+    interleave_plan *ip = ctx;
+    bs_matrix *w = slot;
+    if (!cols || !interleavable(ip, r, w)) return BS_OK;
+    interleave_job j = {.w = w};
+    size_t bytes = (size_t)w->rows * w->row_bytes;
+    if (owned(ip->m, w->data)) {
+        j.dst = (unsigned char *)w->data;
+        j.scratch = malloc((size_t)bs_threadpool_size(ip->m->pool) * BS_ROW_GROUP * w->row_bytes);
+        if (!j.scratch) return bs_fail(err, BS_ENOMEM, "out of memory interleaving a %d x %d matrix", w->rows, w->cols);
+    } else {
+        j.dst = ip->next;
+        ip->next += bytes;
+    }
+    bs_threadpool_run(ip->m->pool, interleave_groups, &j);
+    free(j.scratch);
+    *w = (bs_matrix){j.dst, bs_dtype_interleaved(w->dtype), w->rows, w->cols, w->row_bytes};
+    return BS_OK;
+}
+
+static bs_status model_interleave_weights(bs_model *m, bs_error *err) {
+    if (!kern_qmatvec_reads_interleaved()) return BS_OK;
+    interleave_plan ip = {.m = m, .skip_head = m->cfg.tied_embeddings};
+    bs_status st = model_visit_weights(m, size_interleaved, &ip, err);
+    if (st) return st;
+    if (ip.copy_bytes) {
+        m->interleaved = malloc(ip.copy_bytes);
+        if (!m->interleaved)
+            return bs_fail(err, BS_ENOMEM, "out of memory for the interleaved weights (%zu bytes)", ip.copy_bytes);
+        ip.next = m->interleaved;
+    }
+    st = model_visit_weights(m, interleave_matrix, &ip, err);
+    if (!st && m->cfg.tied_embeddings) m->lm_head = m->tok_embd;
+    return st;
+}
+
 bs_status model_finish(bs_model *m, const bs_model_params *p, bs_error *err) {
     const bs_model_config *c = &m->cfg;
     m->inv_freq = malloc((size_t)c->head_dim / 2 * sizeof(float));
@@ -356,6 +449,7 @@ bs_status model_finish(bs_model *m, const bs_model_params *p, bs_error *err) {
     compute_inv_freq(m, m->inv_freq);
     bs_status st = bs_threadpool_open(p ? p->n_threads : 0, &m->pool, err);
     if (!st && p && p->quantize != BS_QUANT_NONE) st = model_quantize_weights(m, p->quantize, err);
+    if (!st && !(p && p->plain_layout)) st = model_interleave_weights(m, err);
     if (st) return st;
     snprintf(m->describe, sizeof m->describe,
              "%s: %d layers, dim %d, %d heads (%d kv) x %d, ffn %d, vocab %d, %s weights (%.1f MB)%s",
@@ -402,6 +496,7 @@ void model_close(bs_model *m) {
     free(m->inv_freq);
     free(m->random_weights);
     free(m->quant_weights);
+    free(m->interleaved);
     free(m->eog_ids);
     free(m);
 }

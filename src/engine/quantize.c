@@ -186,6 +186,7 @@ bs_status model_quantize_weights(bs_model *m, bs_quant q, bs_error *err) {
     int64_t widest = m->cfg.dim > m->cfg.ffn_dim ? m->cfg.dim : m->cfg.ffn_dim;
     if ((int64_t)m->cfg.n_heads * m->cfg.head_dim > widest) widest = (int64_t)m->cfg.n_heads * m->cfg.head_dim;
     m->quant_weights = malloc(lp.total);
+    m->quant_bytes = lp.total;
     lp.scratch = malloc((size_t)bs_threadpool_size(m->pool) * (size_t)widest * sizeof(float));
     bs_status st = BS_OK;
     if (!m->quant_weights || !lp.scratch) {
@@ -568,7 +569,7 @@ done:
 bs_status quantize_to_gguf(const char *in_path, const char *out_path, bs_quant q, const quantize_params *p,
                            bs_error *err) {
     if (mix_index(q) < 0) return bs_fail(err, BS_EINVAL, "%s: no quantization type given", out_path);
-    bs_model_params mp = {.n_threads = p ? p->n_threads : 0};
+    bs_model_params mp = {.n_threads = p ? p->n_threads : 0, .plain_layout = 1}; /* blocks are copied out */
     bs_model *m = NULL;
     bs_status st = model_open(in_path, &mp, &m, err);
     if (st) return st;

@@ -52,7 +52,7 @@ uint32_t gguf_ggml_type(bs_dtype dtype) {
     case BS_DTYPE_Q4_K: return 12;
     case BS_DTYPE_Q6_K: return 14;
     case BS_DTYPE_BF16: return 30;
-    case BS_DTYPE_COUNT: break;
+    default: break; /* the in-memory _R16 layouts have no file type */
     }
     return UINT32_MAX;
 }

@@ -24,8 +24,26 @@ void kern_force_reference(int on);
 /* Name of the instruction set the kernels use now: "ref", "avx2" or "avx512". */
 const char *kern_isa_name(void);
 
-/* Dequantize/convert n elements (a multiple of the block size) to f32. */
+/* Dequantize/convert n elements (a multiple of the block size) to f32; not
+ * for the _R16 layouts, whose rows are spread over their group (use
+ * kern_dequant_rows). */
 void kern_dequant(bs_dtype type, const void *src, float *dst, int64_t n);
+
+/* Rows [r0, r0 + n) of a matrix of cols columns stored in type (plain or
+ * _R16) to f32, row after row. */
+void kern_dequant_rows(bs_dtype type, const void *W, int cols, int64_t r0, int64_t n, float *out);
+
+/* The _R16 layouts (qinterleave.c): whether a rows x cols matrix of type can
+ * be interleaved (a quantized type, whole groups of BS_ROW_GROUP rows), and
+ * the interleaving itself into dst (as many bytes as src), after which the
+ * matrix is of type bs_dtype_interleaved(type).  kern_deinterleave_blocks
+ * writes blocks [b0, b0 + nb) of one row in the plain block layout. */
+int kern_can_interleave(bs_dtype type, int64_t rows, int cols);
+/* Whether this CPU's decode kernels gain from the _R16 layouts (every table
+ * reads them; the portable reference gains nothing). */
+int kern_qmatvec_reads_interleaved(void);
+void kern_interleave(bs_dtype type, const void *src, int64_t rows, int cols, void *dst);
+void kern_deinterleave_blocks(bs_dtype type, const void *W, int cols, int64_t row, int b0, int nb, void *dst);
 
 /* Quantize/convert n f32 elements (a multiple of the block size) to type, in
  * llama.cpp's block layouts.  A plain round-to-nearest reference quantizer

@@ -34,6 +34,7 @@ static const kern_qlayout layouts[BS_DTYPE_COUNT] = {
 };
 
 const kern_qlayout *kern_qlayout_of(bs_dtype t) {
+    t = bs_dtype_block_type(t);
     return (unsigned)t < BS_DTYPE_COUNT && layouts[t].sub ? &layouts[t] : NULL;
 }
 
@@ -77,6 +78,8 @@ static const kern_isa_ops *qdot_isa(void) {
     if (isa->qgemm == kern_isa_avx512.qgemm && !kern_cpu_features()->avx512vnni) return &kern_isa_avx2;
     return isa;
 }
+
+int kern_qmatvec_reads_interleaved(void) { return qdot_isa() != &kern_isa_ref; }
 
 /* ---- per-thread activation scratch -------------------------------------- */
 
@@ -137,13 +140,16 @@ static void quantize_thread(void *ctx, int ith, int nth) {
 void kern_qtiles(const kern_isa_ops *isa, bs_dtype type, const void *W, size_t row_bytes, int rows, int K,
                  const kern_xblock *x, size_t x_stride, int T, float *y, size_t y_stride) {
     const kern_qlayout *L = kern_qlayout_of(type);
-    int be = bs_dtype_block_elems(type);
+    int be = bs_dtype_block_elems(type), interleaved = bs_dtype_block_type(type) != type;
+    /* An _R16 tile is one group (callers split rows at multiples of
+     * KERN_QROWS), whose repacker takes the group's first byte. */
+    _Static_assert((int)KERN_QROWS == (int)BS_ROW_GROUP, "a tile is one interleaved group");
     kern_qtile tile;
     for (int n = 0; n < rows; n += KERN_QROWS) {
         int nr = rows - n < KERN_QROWS ? rows - n : KERN_QROWS;
         const void *rp[KERN_QROWS];
         for (int r = 0; r < KERN_QROWS; r++) /* a short last tile repeats its last row */
-            rp[r] = (const unsigned char *)W + (size_t)(n + (r < nr ? r : nr - 1)) * row_bytes;
+            rp[r] = (const unsigned char *)W + (size_t)(n + (interleaved ? 0 : r < nr ? r : nr - 1)) * row_bytes;
         for (int k0 = 0; k0 < K; k0 += KERN_QCHUNK) {
             int len = K - k0 < KERN_QCHUNK ? K - k0 : KERN_QCHUNK;
             isa->qrepack[type](rp, k0 / be, len / be, &tile);

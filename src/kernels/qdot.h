@@ -122,11 +122,82 @@ static inline __attribute__((always_inline)) void kern_qrepack_scales(float (*f1
         }
 }
 
+/* The repack of an _R16 group (qinterleave.c): rows[0] is the group's first
+ * byte (the other pointers are ignored), blocks [b0, b0 + nb).  The group
+ * already holds each word of 16 rows together, which is the tile's order, so
+ * every 64 bytes of weights become 64 tile bytes by a byte-wise map; the
+ * scales are computed as kern_qrepack_scales does.  type is the _R16 type;
+ * instantiated per ISA (qdot_ref.c, qdot_avx2.c) so the maps vectorize. */
+static inline __attribute__((always_inline)) void kern_qrepack_r16(float (*f16)(uint16_t), bs_dtype type,
+                                                                   const void *const rows[KERN_QROWS], int b0, int nb,
+                                                                   kern_qtile *tile) {
+    bs_dtype base = bs_dtype_block_type(type);
+    size_t span = (size_t)KERN_QROWS * (size_t)bs_dtype_block_bytes(base); /* one block of the group */
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *g = (const uint8_t *)rows[0] + (size_t)(b0 + i) * span;
+        if (base == BS_DTYPE_Q8_0 || base == BS_DTYPE_Q4_0) {
+            uint8_t *dst = tile->q + (size_t)i * 32 * KERN_QROWS;
+            if (base == BS_DTYPE_Q8_0)
+                for (int e = 0; e < 32 * KERN_QROWS; e++) dst[e] = g[32 + e] ^ 0x80;
+            else
+                for (int e = 0; e < 16 * KERN_QROWS; e++) {
+                    dst[e] = g[32 + e] & 0xF;
+                    dst[16 * KERN_QROWS + e] = g[32 + e] >> 4;
+                }
+            for (int r = 0; r < KERN_QROWS; r++) tile->scale[i][r] = f16((uint16_t)(g[2 * r] | g[2 * r + 1] << 8));
+        } else if (base == BS_DTYPE_Q4_K) { /* sub-blocks 2p, 2p + 1: low, high nibbles of words 8p.. */
+            for (int p = 0; p < 4; p++) {
+                const uint8_t *src = g + 256 + (size_t)p * 32 * KERN_QROWS;
+                uint8_t *lo = tile->q + (size_t)(8 * i + 2 * p) * 32 * KERN_QROWS, *hi = lo + 32 * KERN_QROWS;
+                for (int e = 0; e < 32 * KERN_QROWS; e++) {
+                    lo[e] = src[e] & 0xF;
+                    hi[e] = src[e] >> 4;
+                }
+            }
+            for (int r = 0; r < KERN_QROWS; r++) {
+                uint8_t sc[12];
+                for (int c = 0; c < 3; c++)
+                    for (int k = 0; k < 4; k++) sc[4 * c + k] = g[64 + 64 * c + 4 * r + k];
+                float d = f16((uint16_t)(g[4 * r] | g[4 * r + 1] << 8));
+                float dmin = f16((uint16_t)(g[4 * r + 2] | g[4 * r + 3] << 8));
+                for (int j = 0; j < 8; j++) {
+                    int s, m;
+                    q4k_scale_min(j, sc, &s, &m);
+                    tile->scale[8 * i + j][r] = d * (float)s;
+                    tile->min[8 * i + j][r] = dmin * (float)m;
+                }
+            }
+        } else { /* Q6_K: word k of half h gives 4 bytes of sub-block 8h + 2q + k/4 for each q, see qmatvec_impl.h */
+            for (int h = 0; h < 2; h++)
+                for (int k = 0; k < 8; k++) {
+                    const uint8_t *ql0 = g + 64 * (16 * h + k), *ql1 = g + 64 * (16 * h + 8 + k);
+                    const uint8_t *qh = g + 16 * 128 + 64 * (8 * h + k);
+                    for (int q = 0; q < 4; q++) {
+                        const uint8_t *ql = q % 2 ? ql1 : ql0;
+                        uint8_t *dst = tile->q + (size_t)(16 * i + 8 * h + 2 * q + k / 4) * 16 * KERN_QROWS +
+                                       (size_t)(k % 4) * 4 * KERN_QROWS;
+                        for (int e = 0; e < 4 * KERN_QROWS; e++)
+                            dst[e] = (uint8_t)(((ql[e] >> (4 * (q / 2))) & 0xF) | ((qh[e] >> (2 * q)) & 3) << 4);
+                    }
+                }
+            for (int r = 0; r < KERN_QROWS; r++) {
+                float d = f16((uint16_t)(g[16 * 208 + 2 * r] | g[16 * 208 + 2 * r + 1] << 8));
+                for (int j = 0; j < 16; j++)
+                    tile->scale[16 * i + j][r] = d * (float)(int8_t)g[16 * 192 + 64 * (j / 4) + 4 * r + j % 4];
+            }
+        }
+    }
+}
+
 /* Reference repackers and kernel (qdot_ref.c). */
 void kern_ref_qrepack_q8_0(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
 void kern_ref_qrepack_q4_0(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
 void kern_ref_qrepack_q4_k(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
 void kern_ref_qrepack_q6_k(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
+void kern_ref_qrepack_q8_0_r16(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
+void kern_ref_qrepack_q4_0_r16(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
+void kern_ref_qrepack_q4_k_r16(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
+void kern_ref_qrepack_q6_k_r16(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
 void kern_ref_qgemm(const kern_qlayout *L, const kern_qtile *tile, int nsub, const kern_xblock *x,
                     size_t x_stride, int T, float *y, size_t y_stride, int rows, int accumulate);
 
@@ -144,6 +215,10 @@ void kern_avx2_qrepack_q8_0(const void *const rows[KERN_QROWS], int b0, int nb, 
 void kern_avx2_qrepack_q4_0(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
 void kern_avx2_qrepack_q4_k(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
 void kern_avx2_qrepack_q6_k(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
+void kern_avx2_qrepack_q8_0_r16(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
+void kern_avx2_qrepack_q4_0_r16(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
+void kern_avx2_qrepack_q4_k_r16(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
+void kern_avx2_qrepack_q6_k_r16(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile);
 
 /* The SIMD tile kernels (qdot_avx2.c; qdot_avx512.c, which needs VNNI). */
 void kern_avx2_qgemm(const kern_qlayout *L, const kern_qtile *tile, int nsub, const kern_xblock *x,

@@ -145,6 +145,19 @@ AVX2 void kern_avx2_qrepack_q6_k(const void *const rows[KERN_QROWS], int b0, int
     repack(BS_DTYPE_Q6_K, rows, b0, nb, tile);
 }
 
+AVX2 void kern_avx2_qrepack_q8_0_r16(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile) {
+    kern_qrepack_r16(f16c_to_f32, BS_DTYPE_Q8_0_R16, rows, b0, nb, tile);
+}
+AVX2 void kern_avx2_qrepack_q4_0_r16(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile) {
+    kern_qrepack_r16(f16c_to_f32, BS_DTYPE_Q4_0_R16, rows, b0, nb, tile);
+}
+AVX2 void kern_avx2_qrepack_q4_k_r16(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile) {
+    kern_qrepack_r16(f16c_to_f32, BS_DTYPE_Q4_K_R16, rows, b0, nb, tile);
+}
+AVX2 void kern_avx2_qrepack_q6_k_r16(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile) {
+    kern_qrepack_r16(f16c_to_f32, BS_DTYPE_Q6_K_R16, rows, b0, nb, tile);
+}
+
 /* ---- the tile kernel ------------------------------------------------------ */
 
 /* C tokens against the tile; sub, has_min, is_signed and C are constants
@@ -268,6 +281,9 @@ AVX2 INLINE qv_f qv_f16(qv_i v) {
     __m256i h = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, low16), 0x08);
     return _mm256_cvtph_ps(_mm256_castsi256_si128(h));
 }
+AVX2 INLINE qv_i qv_loadw(const unsigned char *p) { return _mm256_loadu_si256((const __m256i *)p); }
+AVX2 INLINE qv_i qv_bcast4(const int8_t *x) { return _mm256_set1_epi32(load_i32(x)); }
+AVX2 INLINE qv_f qv_f16s(const unsigned char *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 AVX2 INLINE void qv_store(float *y, qv_f v, int rows) {
     float tmp[QMV_ROWS];
     _mm256_storeu_ps(tmp, v);

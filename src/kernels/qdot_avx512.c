@@ -117,6 +117,9 @@ VNNI INLINE qv_i qv_q8_prep(qv_i w) { return _mm512_xor_si512(w, _mm512_set1_epi
 VNNI INLINE qv_i qv_dot_q8(qv_i acc, qv_i u, qv_i x) { return _mm512_dpbusd_epi32(acc, u, x); }
 VNNI INLINE qv_i qv_gather(const unsigned char *base, qv_i idx) { return _mm512_i32gather_epi32(idx, base, 1); }
 VNNI INLINE qv_f qv_f16(qv_i v) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v)); }
+VNNI INLINE qv_i qv_loadw(const unsigned char *p) { return _mm512_loadu_si512(p); }
+VNNI INLINE qv_i qv_bcast4(const int8_t *x) { return _mm512_set1_epi32(load_i32(x)); }
+VNNI INLINE qv_f qv_f16s(const unsigned char *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
 VNNI INLINE void qv_store(float *y, qv_f v, int rows) {
     _mm512_mask_storeu_ps(y, (__mmask16)((1u << rows) - 1), v);
 }

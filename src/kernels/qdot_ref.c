@@ -97,3 +97,16 @@ void kern_ref_qgemm(const kern_qlayout *L, const kern_qtile *tile, int nsub, con
         }
     }
 }
+
+void kern_ref_qrepack_q8_0_r16(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile) {
+    kern_qrepack_r16(bs_f16_to_f32, BS_DTYPE_Q8_0_R16, rows, b0, nb, tile);
+}
+void kern_ref_qrepack_q4_0_r16(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile) {
+    kern_qrepack_r16(bs_f16_to_f32, BS_DTYPE_Q4_0_R16, rows, b0, nb, tile);
+}
+void kern_ref_qrepack_q4_k_r16(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile) {
+    kern_qrepack_r16(bs_f16_to_f32, BS_DTYPE_Q4_K_R16, rows, b0, nb, tile);
+}
+void kern_ref_qrepack_q6_k_r16(const void *const rows[KERN_QROWS], int b0, int nb, kern_qtile *tile) {
+    kern_qrepack_r16(bs_f16_to_f32, BS_DTYPE_Q6_K_R16, rows, b0, nb, tile);
+}

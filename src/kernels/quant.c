@@ -204,6 +204,6 @@ void kern_quantize(bs_dtype type, const float *src, void *dst, int64_t n) {
     case BS_DTYPE_Q4_0: quantize_q4_0(src, dst, nb); break;
     case BS_DTYPE_Q4_K: quantize_q4_k(src, dst, nb); break;
     case BS_DTYPE_Q6_K: quantize_q6_k(src, dst, nb); break;
-    case BS_DTYPE_COUNT: break;
+    default: break; /* the _R16 layouts are made by kern_interleave */
     }
 }

@@ -199,7 +199,61 @@ static void check_qmatvec(const kern_isa_ops *isa) {
                         test_failed_ = 1;
                         return;
                     }
+                    if (rows % BS_ROW_GROUP) continue;
+                    /* the same rows interleaved: the same bits, by the table and by the reference */
+                    static unsigned char WR[MAXR * MAXNB * 210];
+                    bs_dtype rtype = bs_dtype_interleaved(type);
+                    kern_interleave(type, W, rows, K, WR);
+                    for (int ref = 0; ref < 2; ref++) {
+                        for (int t = 0; t < KERN_QMV_MAX_T; t++)
+                            for (int r = 0; r < YS; r++) y[t][r] = yref[t][r];
+                        for (int t = 0; t < T; t++)
+                            for (int r = 0; r < rows; r++) y[t][r] = -1.0f;
+                        if (ref)
+                            kern_ref_qmatvec(rtype, WR, row_bytes, rows, K, x[0], XS, T, y[0], YS);
+                        else
+                            isa->qmatvec(rtype, WR, row_bytes, rows, K, x[0], XS, T, y[0], YS);
+                        if (memcmp(y, yref, sizeof y) != 0) {
+                            fprintf(stderr, "  %s qmatvec %s K=%d rows=%d T=%d (%s) differs from the plain rows\n",
+                                    isa->name, bs_dtype_name(rtype), K, rows, T, ref ? "reference" : "table");
+                            test_failed_ = 1;
+                            return;
+                        }
+                    }
                 }
+        }
+    }
+}
+
+/* The _R16 layouts hold the same bytes: every row read back through
+ * kern_deinterleave_blocks and kern_dequant_rows (any first row and count)
+ * is the plain row. */
+static void test_interleave_round_trip(void) {
+    enum { ROWS = 48, NB = 3 };
+    static unsigned char W[ROWS * NB * 210], WR[ROWS * NB * 210], back[NB * 210];
+    static float want[ROWS * NB * 256], got[ROWS * NB * 256];
+    for (int q = 0; q < NQ; q++) {
+        bs_dtype type = qtypes[q], rtype = bs_dtype_interleaved(type);
+        int K = NB * bs_dtype_block_elems(type);
+        size_t row_bytes = bs_dtype_row_bytes(type, K);
+        CHECK(kern_can_interleave(type, ROWS, K));
+        CHECK(!kern_can_interleave(type, ROWS - 1, K));
+        CHECK(bs_dtype_block_type(rtype) == type);
+        random_blocks(type, W, ROWS * NB);
+        kern_interleave(type, W, ROWS, K, WR);
+        CHECK(memcmp(W, WR, row_bytes * ROWS) != 0);
+        for (int r = 0; r < ROWS; r++) {
+            kern_deinterleave_blocks(rtype, WR, K, r, 0, NB, back);
+            CHECK(memcmp(back, W + r * row_bytes, row_bytes) == 0);
+        }
+        kern_dequant(type, W, want, (int64_t)ROWS * K);
+        static const int spans[][2] = {{0, ROWS}, {5, 1}, {15, 2}, {17, 30}};
+        for (size_t i = 0; i < sizeof spans / sizeof spans[0]; i++) {
+            int r0 = spans[i][0], n = spans[i][1];
+            kern_dequant_rows(rtype, WR, K, r0, n, got);
+            CHECK(memcmp(got, want + (size_t)r0 * K, sizeof(float) * (size_t)n * K) == 0);
+            kern_dequant_rows(type, W, K, r0, n, got);
+            CHECK(memcmp(got, want + (size_t)r0 * K, sizeof(float) * (size_t)n * K) == 0);
         }
     }
 }
@@ -247,12 +301,34 @@ static void test_matmul_quant(void) {
             }
         }
     }
+    /* interleaved rows: the same bits through both paths, split over 3 threads */
+    enum { NR = 48 };
+    static unsigned char WR[NR * K * 2];
+    for (int q = 0; q < NQ; q++) {
+        bs_dtype type = qtypes[q];
+        size_t row_bytes = bs_dtype_row_bytes(type, K);
+        for (int n = 0; n < NR; n++) kern_quantize(type, wf + (size_t)(n % N) * K, W + row_bytes * n, K);
+        kern_interleave(type, W, NR, K, WR);
+        for (int tn = 1; tn <= T; tn++) {
+            static float yr[T * NR], yp[T * NR];
+            kern_force_reference(1);
+            kern_matmul(NULL, yp, x, tn, W, type, NR, K);
+            kern_force_reference(0);
+            kern_matmul(pool, yr, x, tn, WR, bs_dtype_interleaved(type), NR, K);
+            if (memcmp(yr, yp, sizeof(float) * (size_t)tn * NR) != 0) {
+                fprintf(stderr, "  %s T=%d: %s interleaved differs from the plain reference\n", bs_dtype_name(type),
+                        tn, kern_isa_name());
+                test_failed_ = 1;
+            }
+        }
+    }
     bs_threadpool_close(pool);
 }
 
 int main(void) {
     RUN(test_quantize_x);
     RUN(test_reference_against_dequant);
+    RUN(test_interleave_round_trip);
     RUN(test_avx2_table);
     RUN(test_avx512_table);
     RUN(test_matmul_quant);

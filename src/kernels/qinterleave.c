@@ -1,0 +1,99 @@
+/* kernels/qinterleave.c — the _R16 layouts of block-quantized matrices
+ * (base/dtype.h): the decode kernels' storage order, made once at load.
+ *
+ * Rows are taken BS_ROW_GROUP (16) at a time.  A group keeps its 16 rows'
+ * bytes in the same 16 * row_bytes span, block column by block column: block
+ * b of the group's rows is one span of 16 * block_bytes.  Inside it each
+ * field of the block struct (blocks.h) is stored in turn, transposed by
+ * words: word c of row r's field sits at 16 * field_offset + c * 16 * w +
+ * r * w, with w = 2 for a lone f16 and 4 otherwise.  So 16 rows' same word is
+ * one 64-byte vector, one 32-bit lane per row: exactly the order vpdpbusd
+ * wants, with no gather and no lane shuffling, and the f16 scales of 16 rows
+ * are one 32-byte load.  The weights' bytes are unchanged, only moved, so
+ * every result stays bit-identical to the plain layout. */
+#include <string.h>
+
+#include "kernels/blocks.h"
+#include "kernels/isa.h"
+#include "kernels/kernels.h"
+
+typedef struct {
+    int off, size; /* bytes, in the block struct */
+} field;
+
+enum { MAX_FIELDS = 4 };
+
+/* The fields of each block type in struct order, ending at size 0.  Q4_K's
+ * d and dmin travel as one 4-byte word. */
+static const field *fields_of(bs_dtype base) {
+    static const field q8_0[] = {{0, 2}, {2, 32}, {0, 0}};
+    static const field q4_0[] = {{0, 2}, {2, 16}, {0, 0}};
+    static const field q4_k[] = {{0, 4}, {4, 12}, {16, 128}, {0, 0}};
+    static const field q6_k[] = {{0, 128}, {128, 64}, {192, 16}, {208, 2}, {0, 0}};
+    switch (base) {
+    case BS_DTYPE_Q8_0: return q8_0;
+    case BS_DTYPE_Q4_0: return q4_0;
+    case BS_DTYPE_Q4_K: return q4_k;
+    default: return q6_k;
+    }
+}
+
+/* Copy block bytes between row r's plain block and a group's interleaved
+ * block (16 * block_bytes at g); to_group picks the direction. */
+static void move_block(bs_dtype base, unsigned char *plain, unsigned char *g, int r, int to_group) {
+    for (const field *f = fields_of(base); f->size; f++) {
+        int w = f->size == 2 ? 2 : 4;
+        for (int c = 0; c < f->size / w; c++) {
+            unsigned char *at = g + BS_ROW_GROUP * f->off + (size_t)c * BS_ROW_GROUP * w + (size_t)r * w;
+            if (to_group)
+                memcpy(at, plain + f->off + c * w, (size_t)w);
+            else
+                memcpy(plain + f->off + c * w, at, (size_t)w);
+        }
+    }
+}
+
+int kern_can_interleave(bs_dtype type, int64_t rows, int cols) {
+    return bs_dtype_interleaved(type) != BS_DTYPE_COUNT && rows > 0 && rows % BS_ROW_GROUP == 0 &&
+           bs_dtype_row_bytes(type, cols) > 0;
+}
+
+void kern_interleave(bs_dtype type, const void *src, int64_t rows, int cols, void *dst) {
+    size_t rb = bs_dtype_row_bytes(type, cols), bb = (size_t)bs_dtype_block_bytes(type);
+    int nb = cols / bs_dtype_block_elems(type);
+    for (int64_t g = 0; g < rows / BS_ROW_GROUP; g++) {
+        const unsigned char *in = (const unsigned char *)src + (size_t)g * BS_ROW_GROUP * rb;
+        unsigned char *out = (unsigned char *)dst + (size_t)g * BS_ROW_GROUP * rb;
+        for (int b = 0; b < nb; b++)
+            for (int r = 0; r < BS_ROW_GROUP; r++)
+                move_block(type, (unsigned char *)in + r * rb + b * bb, out + b * BS_ROW_GROUP * bb, r, 1);
+    }
+}
+
+void kern_deinterleave_blocks(bs_dtype type, const void *W, int cols, int64_t row, int b0, int nb, void *dst) {
+    bs_dtype base = bs_dtype_block_type(type);
+    size_t rb = bs_dtype_row_bytes(base, cols), bb = (size_t)bs_dtype_block_bytes(base);
+    const unsigned char *g = (const unsigned char *)W + (size_t)(row / BS_ROW_GROUP) * BS_ROW_GROUP * rb;
+    for (int b = 0; b < nb; b++)
+        move_block(base, (unsigned char *)dst + b * bb, (unsigned char *)g + (size_t)(b0 + b) * BS_ROW_GROUP * bb,
+                   (int)(row % BS_ROW_GROUP), 0);
+}
+
+void kern_dequant_rows(bs_dtype type, const void *W, int cols, int64_t r0, int64_t n, float *out) {
+    bs_dtype base = bs_dtype_block_type(type);
+    if (base == type) {
+        kern_dequant(type, (const char *)W + (size_t)r0 * bs_dtype_row_bytes(type, cols), out, n * cols);
+        return;
+    }
+    /* One block at a time through a plain block: no allocation, and each
+     * block's bytes are read once. */
+    int be = bs_dtype_block_elems(base), nb = cols / be;
+    _Alignas(16) unsigned char block[sizeof(block_q6_k)];
+    _Static_assert(sizeof(block_q6_k) >= sizeof(block_q8_0) && sizeof(block_q6_k) >= sizeof(block_q4_k),
+                   "the largest block");
+    for (int64_t r = r0; r < r0 + n; r++)
+        for (int b = 0; b < nb; b++) {
+            kern_deinterleave_blocks(type, W, cols, r, b, 1, block);
+            kern_dequant(base, block, out + (size_t)(r - r0) * cols + (size_t)b * be, be);
+        }
+}
