@@ -99,29 +99,29 @@ void batch_close(bs_batch *b) {
 
 int batch_max_tokens(const bs_batch *b) { return b->max_tokens; }
 
-/* y[T][rows] = x[T][cols] W^T (+ bias). */
-static void linear(bs_threadpool *pool, float *y, const float *x, int T, const bs_matrix *w, const float *bias) {
-    kern_matmul(pool, y, x, T, w->data, w->dtype, w->rows, w->cols);
-    if (!bias) return;
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < w->rows; i++) y[(size_t)t * w->rows + i] += bias[i];
-}
+/* One projection of a shared input: the linear, its weight and bias, and
+ * where its output [T][w->rows] goes. */
+typedef struct {
+    bs_lin lin;
+    const bs_matrix *w;
+    const float *bias;
+    float *y;
+} projection;
 
-/* linear, then scale * B (A x) of each adapter on the rows of the items
- * using it.  An adapter's rows are gathered so its A and B are read once per
- * step; kern_matmul rows do not depend on their neighbours, so an item's
- * output is the same whatever it is batched with. */
-static void project(bs_batch *b, const bs_batch_item *items, int n_items, int layer, bs_lin lin, float *y,
-                    const float *x, int T, const bs_matrix *w, const float *bias) {
+/* scale * B (A x) of each adapter added to the rows of the items using it.
+ * An adapter's rows are gathered so its A and B are read once per step;
+ * kern_matmul rows do not depend on their neighbours, so an item's output is
+ * the same whatever it is batched with. */
+static void add_lora(bs_batch *b, const bs_batch_item *items, int n_items, int layer, const projection *p,
+                     const float *x) {
     bs_threadpool *pool = b->m->pool;
-    linear(pool, y, x, T, w, bias);
-    int in = w->cols, out = w->rows;
+    int in = p->w->cols, out = p->w->rows;
     for (int i = 0; i < n_items; i++) {
         const bs_adapter *ad = items[i].adapter;
         const float *A, *B;
         int seen = 0;
         for (int k = 0; k < i && !seen; k++) seen = items[k].adapter == ad;
-        if (!ad || seen || !adapter_lora(ad, layer, lin, &A, &B)) continue;
+        if (!ad || seen || !adapter_lora(ad, layer, p->lin, &A, &B)) continue;
         int n = 0, r = adapter_config(ad)->rank;
         for (int k = i; k < n_items; k++) {
             if (items[k].adapter != ad) continue;
@@ -134,11 +134,28 @@ static void project(bs_batch *b, const bs_batch_item *items, int n_items, int la
         float scale = adapter_scale(ad);
         for (int k = i, g = 0; k < n_items; k++) {
             if (items[k].adapter != ad) continue;
-            float *yk = y + (size_t)b->item_row0[k] * out;
+            float *yk = p->y + (size_t)b->item_row0[k] * out;
             const float *d = b->lora_y + (size_t)g * out;
             for (size_t e = 0; e < (size_t)items[k].n * out; e++) yk[e] += scale * d[e];
             g += items[k].n;
         }
+    }
+}
+
+/* y = x[T][cols] W^T + bias, then the adapters, for n projections of the
+ * same x: the base matmuls share one kern_matmul_group (one pool pass, the
+ * activations quantized once). */
+static void project(bs_batch *b, const bs_batch_item *items, int n_items, int layer, const float *x, int T,
+                    const projection *p, int n) {
+    kern_matmul_out outs[3];
+    for (int i = 0; i < n; i++) outs[i] = (kern_matmul_out){p[i].y, p[i].w->data, p[i].w->dtype, p[i].w->rows};
+    kern_matmul_group(b->m->pool, x, T, p[0].w->cols, outs, n);
+    for (int i = 0; i < n; i++) {
+        int rows = p[i].w->rows;
+        if (p[i].bias)
+            for (int t = 0; t < T; t++)
+                for (int r = 0; r < rows; r++) p[i].y[(size_t)t * rows + r] += p[i].bias[r];
+        add_lora(b, items, n_items, layer, &p[i], x);
     }
 }
 
@@ -218,7 +235,7 @@ static void outputs(bs_batch *b, const bs_batch_item *items, int n_items) {
         switch (it->out_kind) {
         case BATCH_OUT_LOGITS_ALL:
             rmsnorm_rows(xb, x, m->out_norm, it->n, dim, cfg->rms_eps);
-            linear(m->pool, it->out, xb, it->n, &m->lm_head, NULL);
+            kern_matmul(m->pool, it->out, xb, it->n, m->lm_head.data, m->lm_head.dtype, n_vocab, dim);
             break;
         case BATCH_OUT_HIDDEN_SUM:
             rmsnorm_rows(xb, x, m->out_norm, it->n, dim, cfg->rms_eps);
@@ -239,7 +256,7 @@ static void outputs(bs_batch *b, const bs_batch_item *items, int n_items) {
                      cfg->rms_eps);
     }
     if (!rows) return;
-    linear(m->pool, b->logits, b->xb, rows, &m->lm_head, NULL);
+    kern_matmul(m->pool, b->logits, b->xb, rows, m->lm_head.data, m->lm_head.dtype, n_vocab, dim);
     rows = 0;
     for (int i = 0; i < n_items; i++)
         if (items[i].out_kind == BATCH_OUT_LOGITS_LAST)
@@ -295,9 +312,9 @@ bs_status batch_eval(bs_batch *b, const bs_batch_item *items, int n_items, bs_er
     for (int l = 0; l < cfg->n_layers; l++) {
         const bs_layer *L = &m->layers[l];
         rmsnorm_rows(b->xb, b->x, L->attn_norm, T, dim, cfg->rms_eps);
-        project(b, items, n_items, l, BS_LIN_Q, b->q, b->xb, T, &L->wq, L->bq);
-        project(b, items, n_items, l, BS_LIN_K, b->k, b->xb, T, &L->wk, L->bk);
-        project(b, items, n_items, l, BS_LIN_V, b->v, b->xb, T, &L->wv, L->bv);
+        const projection qkv[] = {{BS_LIN_Q, &L->wq, L->bq, b->q}, {BS_LIN_K, &L->wk, L->bk, b->k},
+                                  {BS_LIN_V, &L->wv, L->bv, b->v}};
+        project(b, items, n_items, l, b->xb, T, qkv, 3);
         if (cfg->qk_norm) {
             rmsnorm_rows(b->q, b->q, L->q_norm, T * cfg->n_heads, hd, cfg->rms_eps);
             rmsnorm_rows(b->k, b->k, L->k_norm, T * cfg->n_kv_heads, hd, cfg->rms_eps);
@@ -309,14 +326,15 @@ bs_status batch_eval(bs_batch *b, const bs_batch_item *items, int n_items, bs_er
         store_kv(b, items, l, T);
         attention_job job = {b, items, l, T};
         bs_threadpool_run(pool, attention_worker, &job);
-        project(b, items, n_items, l, BS_LIN_O, b->xb, b->att, T, &L->wo, L->bo);
+        project(b, items, n_items, l, b->att, T, &(projection){BS_LIN_O, &L->wo, L->bo, b->xb}, 1);
         add_rows(b->x, b->xb, (size_t)T * dim);
 
         rmsnorm_rows(b->xb, b->x, L->ffn_norm, T, dim, cfg->rms_eps);
-        project(b, items, n_items, l, BS_LIN_GATE, b->hb, b->xb, T, &L->w_gate, L->b_gate);
-        project(b, items, n_items, l, BS_LIN_UP, b->hb2, b->xb, T, &L->w_up, L->b_up);
+        const projection gate_up[] = {{BS_LIN_GATE, &L->w_gate, L->b_gate, b->hb},
+                                      {BS_LIN_UP, &L->w_up, L->b_up, b->hb2}};
+        project(b, items, n_items, l, b->xb, T, gate_up, 2);
         kern_swiglu(b->hb, b->hb, b->hb2, T * cfg->ffn_dim);
-        project(b, items, n_items, l, BS_LIN_DOWN, b->xb, b->hb, T, &L->w_down, L->b_down);
+        project(b, items, n_items, l, b->hb, T, &(projection){BS_LIN_DOWN, &L->w_down, L->b_down, b->xb}, 1);
         add_rows(b->x, b->xb, (size_t)T * dim);
     }
     for (int i = 0; i < n_items; i++) items[i].seq->n_pos += items[i].n;

@@ -57,6 +57,21 @@ void kern_quantize(bs_dtype type, const float *src, void *dst, int64_t n);
 void kern_matmul(bs_threadpool *pool, float *y, const float *x, int T, const void *W,
                  bs_dtype wtype, int N, int K);
 
+/* One output of kern_matmul_group: y[T][N] = x W^T for W [N][K] of wtype. */
+typedef struct {
+    float *y;
+    const void *W;
+    bs_dtype wtype;
+    int N;
+} kern_matmul_out;
+
+/* kern_matmul of several matrices over the same x [T][K] (q, k and v; gate
+ * and up), bit-identical to separate calls.  When all are quantized the
+ * activations are quantized once and one pass of the pool covers every
+ * matrix: fewer barriers per layer, and small matrices split as evenly as
+ * large ones. */
+void kern_matmul_group(bs_threadpool *pool, const float *x, int T, int K, const kern_matmul_out *outs, int n);
+
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]; out may alias x. */
 void kern_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 

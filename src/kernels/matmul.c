@@ -64,7 +64,7 @@ static void matmul_thread(void *ctx, int ith, int nth) {
 void kern_matmul(bs_threadpool *pool, float *y, const float *x, int T, const void *W,
                  bs_dtype wtype, int N, int K) {
     if (kern_qlayout_of(wtype)) { /* block-quantized: int8 dot products (qdot.c) */
-        kern_matmul_quant(pool, y, x, T, W, wtype, N, K);
+        kern_matmul_quant(pool, x, T, K, &(kern_matmul_out){y, W, wtype, N}, 1);
         return;
     }
     matmul_job job = {
@@ -72,4 +72,14 @@ void kern_matmul(bs_threadpool *pool, float *y, const float *x, int T, const voi
         .T = T, .N = N, .K = K, .row_bytes = bs_dtype_row_bytes(wtype, K),
     };
     bs_threadpool_run(pool, matmul_thread, &job);
+}
+
+void kern_matmul_group(bs_threadpool *pool, const float *x, int T, int K, const kern_matmul_out *outs, int n) {
+    int quantized = 1;
+    for (int i = 0; i < n; i++) quantized &= kern_qlayout_of(outs[i].wtype) != NULL;
+    if (quantized) {
+        kern_matmul_quant(pool, x, T, K, outs, n);
+        return;
+    }
+    for (int i = 0; i < n; i++) kern_matmul(pool, outs[i].y, x, T, outs[i].W, outs[i].wtype, outs[i].N, K);
 }

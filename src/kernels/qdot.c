@@ -120,13 +120,11 @@ static kern_xblock *scratch_get(size_t n) {
 
 typedef struct {
     const kern_isa_ops *isa;
-    bs_dtype wtype;
-    float *y;
+    const kern_matmul_out *outs; /* the matrices, all over the same x */
+    int n_outs;
     const float *x;
     kern_xblock *xq;
-    const unsigned char *W;
-    size_t row_bytes;
-    int T, N, K;
+    int t0, T, K; /* this pass: tokens [t0, t0 + T) */
 } qmatmul_job;
 
 static void quantize_thread(void *ctx, int ith, int nth) {
@@ -134,7 +132,7 @@ static void quantize_thread(void *ctx, int ith, int nth) {
     long begin, end;
     bs_split_range(job->T, ith, nth, 1, &begin, &end);
     for (long t = begin; t < end; t++)
-        job->isa->quantize_x(job->x + (size_t)t * job->K, job->K, job->xq + (size_t)t * (job->K / 32));
+        job->isa->quantize_x(job->x + (size_t)(job->t0 + t) * job->K, job->K, job->xq + (size_t)t * (job->K / 32));
 }
 
 void kern_qtiles(const kern_isa_ops *isa, bs_dtype type, const void *W, size_t row_bytes, int rows, int K,
@@ -163,37 +161,38 @@ void kern_ref_qmatvec(bs_dtype type, const void *W, size_t row_bytes, int rows, 
     kern_qtiles(&kern_isa_ref, type, W, row_bytes, rows, K, x, x_stride, T, y, y_stride);
 }
 
-/* A thread's contiguous range of rows: the table's in-place decode kernel for
- * a few tokens, the repacked tiles for more (both give the same bits). */
+/* A thread's contiguous range of rows of every matrix (so a small one is
+ * split as evenly as a large one): the table's in-place decode kernel for a
+ * few tokens, the repacked tiles for more (both give the same bits). */
 static void rows_thread(void *ctx, int ith, int nth) {
     const qmatmul_job *job = ctx;
-    long begin, end;
-    bs_split_range(job->N, ith, nth, KERN_QROWS, &begin, &end);
-    if (begin >= end) return;
-    const unsigned char *W = job->W + (size_t)begin * job->row_bytes;
     size_t x_stride = (size_t)job->K / 32;
-    if (job->T <= KERN_QMV_MAX_T)
-        job->isa->qmatvec(job->wtype, W, job->row_bytes, (int)(end - begin), job->K, job->xq, x_stride, job->T,
-                          job->y + begin, (size_t)job->N);
-    else
-        kern_qtiles(job->isa, job->wtype, W, job->row_bytes, (int)(end - begin), job->K, job->xq, x_stride, job->T,
-                    job->y + begin, (size_t)job->N);
+    for (int i = 0; i < job->n_outs; i++) {
+        const kern_matmul_out *o = &job->outs[i];
+        long begin, end;
+        bs_split_range(o->N, ith, nth, KERN_QROWS, &begin, &end);
+        if (begin >= end) continue;
+        size_t row_bytes = bs_dtype_row_bytes(o->wtype, job->K);
+        const unsigned char *W = (const unsigned char *)o->W + (size_t)begin * row_bytes;
+        float *y = o->y + (size_t)job->t0 * o->N + begin;
+        if (job->T <= KERN_QMV_MAX_T)
+            job->isa->qmatvec(o->wtype, W, row_bytes, (int)(end - begin), job->K, job->xq, x_stride, job->T, y,
+                              (size_t)o->N);
+        else
+            kern_qtiles(job->isa, o->wtype, W, row_bytes, (int)(end - begin), job->K, job->xq, x_stride, job->T, y,
+                        (size_t)o->N);
+    }
 }
 
-void kern_matmul_quant(bs_threadpool *pool, float *y, const float *x, int T, const void *W, bs_dtype wtype,
-                       int N, int K) {
+void kern_matmul_quant(bs_threadpool *pool, const float *x, int T, int K, const kern_matmul_out *outs, int n) {
     const kern_isa_ops *isa = qdot_isa();
     size_t per_token = (size_t)K / 32;
     size_t fit = QDOT_SCRATCH_BYTES / (per_token * sizeof(kern_xblock));
     int pass = fit < 1 ? 1 : fit < (size_t)T ? (int)fit : T;
-    qmatmul_job job = {
-        .isa = isa, .wtype = wtype, .W = W, .row_bytes = bs_dtype_row_bytes(wtype, K), .N = N, .K = K,
-        .xq = scratch_get((size_t)pass * per_token),
-    };
-    for (int t0 = 0; t0 < T; t0 += pass) {
-        job.T = T - t0 < pass ? T - t0 : pass;
-        job.x = x + (size_t)t0 * K;
-        job.y = y + (size_t)t0 * N;
+    qmatmul_job job = {.isa = isa, .outs = outs, .n_outs = n, .x = x, .K = K,
+                       .xq = scratch_get((size_t)pass * per_token)};
+    for (job.t0 = 0; job.t0 < T; job.t0 += pass) {
+        job.T = T - job.t0 < pass ? T - job.t0 : pass;
         if ((long)job.T * K >= QDOT_PARALLEL_QUANT)
             bs_threadpool_run(pool, quantize_thread, &job);
         else

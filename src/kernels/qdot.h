@@ -31,6 +31,7 @@
 #include "base/dtype.h"
 #include "base/threadpool.h"
 #include "kernels/blocks.h"
+#include "kernels/kernels.h"
 
 /* Rows per tile (one 32-bit lane each in a 512-bit vector) and columns per
  * repacked chunk (a multiple of every block size, 256). */
@@ -232,8 +233,9 @@ void kern_avx2_qmatvec(bs_dtype type, const void *W, size_t row_bytes, int rows,
 void kern_avx512_qmatvec(bs_dtype type, const void *W, size_t row_bytes, int rows, int K, const kern_xblock *x,
                          size_t x_stride, int T, float *y, size_t y_stride);
 
-/* kern_matmul for a quantized wtype (matmul.c dispatches here). */
-void kern_matmul_quant(bs_threadpool *pool, float *y, const float *x, int T, const void *W, bs_dtype wtype,
-                       int N, int K);
+/* kern_matmul_group when every matrix is quantized (matmul.c dispatches
+ * here): the activations are quantized once for all of them and one pool
+ * run covers every matrix's rows. */
+void kern_matmul_quant(bs_threadpool *pool, const float *x, int T, int K, const kern_matmul_out *outs, int n);
 
 #endif

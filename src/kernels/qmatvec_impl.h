@@ -266,20 +266,25 @@ QMV_TARGET INLINE void qmr_isums(const bs_dtype type, const unsigned char *g, in
                 }
             }
     } else { /* Q6_K, as qmv_isums: sub-block 8*half + 2*q + k/4 from ql words 16*half (+ 8) + k, qh 8*half + k */
-        const qv_i low2 = QV(set1_epi8)(3);
+        const qv_i hi2 = QV(set1_epi8)(0x30);
         for (int t = 0; t < T; t++)
             for (int j = 0; j < 16; j++) isum[t][j] = qv_zero();
         for (int half = 0; half < 2; half++)
             for (int k = 0; k < 8; k++) {
-                qv_i ql[2] = {QMR_WORD(g, 0, 16 * half + k, h), QMR_WORD(g, 0, 16 * half + 8 + k, h)};
+                qv_i ql0 = QMR_WORD(g, 0, 16 * half + k, h), ql1 = QMR_WORD(g, 0, 16 * half + 8 + k, h);
                 qv_i qh = QMR_WORD(g, 128, 8 * half + k, h);
+                /* bits 2q, 2q + 1 of qh moved to 4, 5 (epi16 shifts: bits leaking
+                 * across bytes land outside the mask) */
+                qv_i u[4] = {
+                    qv_or(qv_and(ql0, low4), qv_and(QV(slli_epi16)(qh, 4), hi2)),
+                    qv_or(qv_and(ql1, low4), qv_and(QV(slli_epi16)(qh, 2), hi2)),
+                    qv_or(qv_and(QV(srli_epi16)(ql0, 4), low4), qv_and(qh, hi2)),
+                    qv_or(qv_and(QV(srli_epi16)(ql1, 4), low4), qv_and(QV(srli_epi16)(qh, 2), hi2)),
+                };
                 for (int q = 0; q < 4; q++) {
-                    qv_i lo = qv_and(QV(srli_epi16)(ql[q % 2], 4 * (q / 2)), low4);
-                    qv_i hi = qv_and(QV(srli_epi16)(qh, 2 * q), low2);
-                    qv_i u = qv_or(lo, QV(slli_epi16)(hi, 4));
                     int j = 8 * half + 2 * q + k / 4;
                     for (int t = 0; t < T; t++)
-                        isum[t][j] = qv_dot(isum[t][j], u, qv_bcast4(x[t * x_stride + 4 * half + q].q + 4 * k));
+                        isum[t][j] = qv_dot(isum[t][j], u[q], qv_bcast4(x[t * x_stride + 4 * half + q].q + 4 * k));
                 }
             }
         for (int t = 0; t < T; t++)

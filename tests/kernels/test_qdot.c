@@ -322,6 +322,27 @@ static void test_matmul_quant(void) {
             }
         }
     }
+    /* a group over the same x, matrices of mixed types and sizes (plain,
+     * interleaved, float), is the separate calls bit for bit */
+    static float wq4[16 * K], ya[T * NR], yb[T * N], yc[T * 16], za[T * NR], zb[T * N], zc[T * 16];
+    static unsigned char Wk[NR * K], Wq[N * K];
+    size_t rk = bs_dtype_row_bytes(BS_DTYPE_Q4_K, K), rq = bs_dtype_row_bytes(BS_DTYPE_Q6_K, K);
+    for (int n = 0; n < NR; n++) kern_quantize(BS_DTYPE_Q4_K, wf + (size_t)(n % N) * K, W + rk * n, K);
+    kern_interleave(BS_DTYPE_Q4_K, W, NR, K, Wk);
+    for (int n = 0; n < N; n++) kern_quantize(BS_DTYPE_Q6_K, wf + (size_t)n * K, Wq + rq * n, K);
+    for (int i = 0; i < 16 * K; i++) wq4[i] = rand_uniform();
+    for (int with_float = 0; with_float < 2; with_float++)
+        for (int tn = 1; tn <= T; tn += 4) {
+            kern_matmul_out outs[] = {{ya, Wk, BS_DTYPE_Q4_K_R16, NR}, {yb, Wq, BS_DTYPE_Q6_K, N},
+                                      {yc, wq4, BS_DTYPE_F32, 16}};
+            kern_matmul_group(pool, x, tn, K, outs, 2 + with_float);
+            kern_matmul(pool, za, x, tn, Wk, BS_DTYPE_Q4_K_R16, NR, K);
+            kern_matmul(pool, zb, x, tn, Wq, BS_DTYPE_Q6_K, N, K);
+            kern_matmul(pool, zc, x, tn, wq4, BS_DTYPE_F32, 16, K);
+            CHECK(memcmp(ya, za, sizeof(float) * (size_t)tn * NR) == 0);
+            CHECK(memcmp(yb, zb, sizeof(float) * (size_t)tn * N) == 0);
+            if (with_float) CHECK(memcmp(yc, zc, sizeof(float) * (size_t)tn * 16) == 0);
+        }
     bs_threadpool_close(pool);
 }
 
