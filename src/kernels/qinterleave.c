@@ -45,10 +45,11 @@ static void move_block(bs_dtype base, unsigned char *plain, unsigned char *g, in
         int w = f->size == 2 ? 2 : 4;
         for (int c = 0; c < f->size / w; c++) {
             unsigned char *at = g + BS_ROW_GROUP * f->off + (size_t)c * BS_ROW_GROUP * w + (size_t)r * w;
-            if (to_group)
-                memcpy(at, plain + f->off + c * w, (size_t)w);
+            unsigned char *from = to_group ? plain + f->off + c * w : at, *to = to_group ? at : plain + f->off + c * w;
+            if (w == 4) /* constant sizes: moves, not calls */
+                memcpy(to, from, 4);
             else
-                memcpy(plain + f->off + c * w, at, (size_t)w);
+                memcpy(to, from, 2);
         }
     }
 }
