@@ -216,16 +216,6 @@ QMV_TARGET INLINE void qmv_rows(const bs_dtype type, const unsigned char *W, siz
     }
 }
 
-QMV_TARGET INLINE void qmv_type(const bs_dtype type, const unsigned char *W, size_t row_bytes, int rows, int K,
-                                const kern_xblock *x, size_t x_stride, int T, float *y, size_t y_stride) {
-    switch (T) {
-    case 1: qmv_rows(type, W, row_bytes, rows, K, x, x_stride, 1, y, y_stride); break;
-    case 2: qmv_rows(type, W, row_bytes, rows, K, x, x_stride, 2, y, y_stride); break;
-    case 3: qmv_rows(type, W, row_bytes, rows, K, x, x_stride, 3, y, y_stride); break;
-    default: qmv_rows(type, W, row_bytes, rows, K, x, x_stride, 4, y, y_stride); break;
-    }
-}
-
 /* ---- the _R16 layouts (qinterleave.c) ------------------------------------
  * One block of a group is 16 * bb bytes at g; word c of a field at offset f
  * for the QMV_ROWS rows from lane h on is QMV_ROWS contiguous words at
@@ -325,26 +315,37 @@ QMV_TARGET INLINE void qmr_rows(const bs_dtype type, const unsigned char *W, siz
         }
 }
 
-QMV_TARGET INLINE void qmr_type(const bs_dtype type, const unsigned char *W, size_t row_bytes, int rows, int K,
-                                const kern_xblock *x, size_t x_stride, int T, float *y, size_t y_stride) {
+/* The block type's kernel in either layout, T a constant in each case. */
+QMV_TARGET INLINE void qmv_rows_of(const bs_dtype type, const int interleaved, const unsigned char *W,
+                                   size_t row_bytes, int rows, int K, const kern_xblock *x, size_t x_stride,
+                                   const int T, float *y, size_t y_stride) {
+    if (interleaved)
+        qmr_rows(type, W, row_bytes, rows, K, x, x_stride, T, y, y_stride);
+    else
+        qmv_rows(type, W, row_bytes, rows, K, x, x_stride, T, y, y_stride);
+}
+
+QMV_TARGET INLINE void qmv_type(const bs_dtype type, const int interleaved, const unsigned char *W,
+                                size_t row_bytes, int rows, int K, const kern_xblock *x, size_t x_stride, int T,
+                                float *y, size_t y_stride) {
     switch (T) {
-    case 1: qmr_rows(type, W, row_bytes, rows, K, x, x_stride, 1, y, y_stride); break;
-    case 2: qmr_rows(type, W, row_bytes, rows, K, x, x_stride, 2, y, y_stride); break;
-    case 3: qmr_rows(type, W, row_bytes, rows, K, x, x_stride, 3, y, y_stride); break;
-    default: qmr_rows(type, W, row_bytes, rows, K, x, x_stride, 4, y, y_stride); break;
+    case 1: qmv_rows_of(type, interleaved, W, row_bytes, rows, K, x, x_stride, 1, y, y_stride); break;
+    case 2: qmv_rows_of(type, interleaved, W, row_bytes, rows, K, x, x_stride, 2, y, y_stride); break;
+    case 3: qmv_rows_of(type, interleaved, W, row_bytes, rows, K, x, x_stride, 3, y, y_stride); break;
+    default: qmv_rows_of(type, interleaved, W, row_bytes, rows, K, x, x_stride, 4, y, y_stride); break;
     }
 }
 
 QMV_TARGET void QMV_NAME(bs_dtype type, const void *W, size_t row_bytes, int rows, int K, const kern_xblock *x,
                          size_t x_stride, int T, float *y, size_t y_stride) {
     switch (type) {
-    case BS_DTYPE_Q8_0: qmv_type(BS_DTYPE_Q8_0, W, row_bytes, rows, K, x, x_stride, T, y, y_stride); break;
-    case BS_DTYPE_Q4_0: qmv_type(BS_DTYPE_Q4_0, W, row_bytes, rows, K, x, x_stride, T, y, y_stride); break;
-    case BS_DTYPE_Q4_K: qmv_type(BS_DTYPE_Q4_K, W, row_bytes, rows, K, x, x_stride, T, y, y_stride); break;
-    case BS_DTYPE_Q6_K: qmv_type(BS_DTYPE_Q6_K, W, row_bytes, rows, K, x, x_stride, T, y, y_stride); break;
-    case BS_DTYPE_Q8_0_R16: qmr_type(BS_DTYPE_Q8_0, W, row_bytes, rows, K, x, x_stride, T, y, y_stride); break;
-    case BS_DTYPE_Q4_0_R16: qmr_type(BS_DTYPE_Q4_0, W, row_bytes, rows, K, x, x_stride, T, y, y_stride); break;
-    case BS_DTYPE_Q4_K_R16: qmr_type(BS_DTYPE_Q4_K, W, row_bytes, rows, K, x, x_stride, T, y, y_stride); break;
-    default: qmr_type(BS_DTYPE_Q6_K, W, row_bytes, rows, K, x, x_stride, T, y, y_stride); break;
+    case BS_DTYPE_Q8_0: qmv_type(BS_DTYPE_Q8_0, 0, W, row_bytes, rows, K, x, x_stride, T, y, y_stride); break;
+    case BS_DTYPE_Q4_0: qmv_type(BS_DTYPE_Q4_0, 0, W, row_bytes, rows, K, x, x_stride, T, y, y_stride); break;
+    case BS_DTYPE_Q4_K: qmv_type(BS_DTYPE_Q4_K, 0, W, row_bytes, rows, K, x, x_stride, T, y, y_stride); break;
+    case BS_DTYPE_Q6_K: qmv_type(BS_DTYPE_Q6_K, 0, W, row_bytes, rows, K, x, x_stride, T, y, y_stride); break;
+    case BS_DTYPE_Q8_0_R16: qmv_type(BS_DTYPE_Q8_0, 1, W, row_bytes, rows, K, x, x_stride, T, y, y_stride); break;
+    case BS_DTYPE_Q4_0_R16: qmv_type(BS_DTYPE_Q4_0, 1, W, row_bytes, rows, K, x, x_stride, T, y, y_stride); break;
+    case BS_DTYPE_Q4_K_R16: qmv_type(BS_DTYPE_Q4_K, 1, W, row_bytes, rows, K, x, x_stride, T, y, y_stride); break;
+    default: qmv_type(BS_DTYPE_Q6_K, 1, W, row_bytes, rows, K, x, x_stride, T, y, y_stride); break;
     }
 }
