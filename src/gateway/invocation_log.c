@@ -23,6 +23,9 @@
 #define FILE_PREFIX "invocations-"
 #define FILE_SUFFIX ".jsonl"
 
+/* How long the writer lets lines gather after the first one wakes it. */
+enum { BATCH_WINDOW_MS = 20 };
+
 struct invlog {
     char *dir;
     int64_t max_bytes;
@@ -35,6 +38,8 @@ struct invlog {
     size_t cap, head, count, bytes, max_queue_bytes;
     uint64_t enqueued, done;
     int stop;
+    int writer_idle;    /* the writer sleeps until a line arrives */
+    int flush_now;      /* invlog_sync waits: drain without the batching window */
     pthread_t writer;
     atomic_ullong dropped;
 
@@ -246,7 +251,11 @@ void invlog_write(invlog *l, const invlog_entry *e) {
         l->count++;
         l->bytes += n;
         l->enqueued++;
-        pthread_cond_signal(&l->wake);
+        /* One wake-up per batch, not per line: the first line wakes an idle
+         * writer, which then waits out its window; a half-full queue cuts
+         * the window short. */
+        if (l->writer_idle || l->count >= l->cap / 2 || l->bytes >= l->max_queue_bytes / 2)
+            pthread_cond_signal(&l->wake);
     }
     pthread_mutex_unlock(&l->mu);
     if (full) {
@@ -258,7 +267,10 @@ void invlog_write(invlog *l, const invlog_entry *e) {
 void invlog_sync(invlog *l) {
     pthread_mutex_lock(&l->mu);
     uint64_t target = l->enqueued;
+    l->flush_now = 1;
+    pthread_cond_signal(&l->wake);
     while (l->done < target) pthread_cond_wait(&l->drained, &l->mu);
+    l->flush_now = 0;
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -378,6 +390,17 @@ static void *writer_main(void *arg) {
             struct timespec until;
             clock_gettime(CLOCK_MONOTONIC, &until);
             until.tv_sec += 5;
+            l->writer_idle = 1;
+            pthread_cond_timedwait(&l->wake, &l->mu, &until);
+            l->writer_idle = 0;
+        }
+        if (l->count > 0 && l->count < l->cap / 2 && !l->stop && !l->flush_now) {
+            /* The batching window: under load lines arrive faster than one
+             * write each is worth waking for. */
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_nsec += BATCH_WINDOW_MS * 1000000L;
+            if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
             pthread_cond_timedwait(&l->wake, &l->mu, &until);
         }
         if (l->count == 0 && l->stop) break;
