@@ -1,14 +1,16 @@
 /* train/ops.c — forward/backward pairs of the decoder's ops (see ops.h).
- * f32 GEMMs go to OpenBLAS (cblas_sgemm); attention splits its work over a
+ * Frozen float weights go through kern_matmul (kernels/matmul.c); the
+ * other GEMMs go to OpenBLAS (cblas_sgemm); attention splits its work over a
  * thread pool in units computed alike on any thread; everything else is
  * plain loops, single-threaded, so results depend only on the inputs and the
- * BLAS thread count. */
+ * BLAS thread count (kern_matmul's not even on that). */
 #include "train/ops.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
+#include "kernels/attention.h"
 #include "kernels/kernels.h"
 
 /* ---- embedding ----------------------------------------------------------- */
@@ -16,8 +18,7 @@
 /* out[T][C] = E[tok[t]][:] */
 void embedding_forward(float *out, const int32_t *tok, int T, const bs_weight *E) {
     for (int t = 0; t < T; t++)
-        kern_dequant(E->dtype, (const char *)E->data + (size_t)tok[t] * E->row_bytes, out + (size_t)t * E->cols,
-                     E->cols);
+        kern_dequant_rows(E->dtype, E->data, E->cols, tok[t], 1, out + (size_t)t * E->cols);
 }
 
 /* dE[V][C] += dout[T][C] scattered by tok[t] */
@@ -63,22 +64,24 @@ void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, c
 
 /* ---- linear -------------------------------------------------------------- */
 
-/* Rows [r0, r0+n) of W as f32: in place for f32 weights, else dequantized. */
-static const float *weight_rows(const bs_weight *W, int r0, int n, float *scratch) {
-    if (W->dtype == BS_DTYPE_F32) return (const float *)W->data + (size_t)r0 * W->cols;
-    kern_dequant(W->dtype, (const char *)W->data + (size_t)r0 * W->row_bytes, scratch, (int64_t)n * W->cols);
+/* Rows [r0, r0+n) of a non-f32 W dequantized into scratch. */
+static const float *dequant_rows(const bs_weight *W, int r0, int n, float *scratch) {
+    kern_dequant_rows(W->dtype, W->data, W->cols, r0, n, scratch);
     return scratch;
 }
 
-static int chunk_rows(const bs_weight *W) { return W->dtype == BS_DTYPE_F32 ? W->rows : MATMUL_CHUNK_ROWS; }
-
 /* inp[T][C] · W[OC][C]^T + bias[OC] -> out[T][OC] */
-void matmul_forward(float *out, const float *inp, const bs_weight *W, const float *bias, int T, float *scratch) {
-    int OC = W->rows, C = W->cols, step = chunk_rows(W);
-    for (int r0 = 0; r0 < OC; r0 += step) {
-        int n = OC - r0 < step ? OC - r0 : step;
-        const float *w = weight_rows(W, r0, n, scratch);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n, C, 1.0f, inp, C, w, C, 0.0f, out + r0, OC);
+void matmul_forward(float *out, const float *inp, const bs_weight *W, const float *bias, int T, bs_threadpool *pool,
+                    float *scratch) {
+    int OC = W->rows, C = W->cols;
+    if (bs_dtype_block_elems(W->dtype) == 1) { /* F32, F16, BF16: see ops.h */
+        kern_matmul(pool, out, inp, T, W->data, W->dtype, OC, C);
+    } else {
+        for (int r0 = 0; r0 < OC; r0 += MATMUL_CHUNK_ROWS) {
+            int n = OC - r0 < MATMUL_CHUNK_ROWS ? OC - r0 : MATMUL_CHUNK_ROWS;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n, C, 1.0f, inp, C,
+                        dequant_rows(W, r0, n, scratch), C, 0.0f, out + r0, OC);
+        }
     }
     if (!bias) return;
     for (int t = 0; t < T; t++)
@@ -87,20 +90,47 @@ void matmul_forward(float *out, const float *inp, const bs_weight *W, const floa
 
 /* dout[T][OC] -> dinp[T][C] += dout·W, dW[OC][C] += dout^T·inp, dbias[OC] += colsum(dout) */
 void matmul_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp, const bs_weight *W,
-                     int T, float *scratch) {
-    int OC = W->rows, C = W->cols, step = chunk_rows(W);
-    if (dinp)
-        for (int r0 = 0; r0 < OC; r0 += step) {
-            int n = OC - r0 < step ? OC - r0 : step;
-            const float *w = weight_rows(W, r0, n, scratch);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, C, n, 1.0f, dout + r0, OC, w, C, 1.0f, dinp,
-                        C);
+                     const bs_weight *WT, int T, bs_threadpool *pool, float *scratch) {
+    int OC = W->rows, C = W->cols;
+    if (dinp && WT) { /* dout·W = dout·(W^T)^T: the forward's kernel over the transposed copy */
+        kern_matmul(pool, scratch, dout, T, WT->data, WT->dtype, C, OC);
+        for (size_t i = 0; i < (size_t)T * C; i++) dinp[i] += scratch[i];
+    } else if (dinp && W->dtype == BS_DTYPE_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, C, OC, 1.0f, dout, OC, W->data, C, 1.0f, dinp, C);
+    } else if (dinp) {
+        for (int r0 = 0; r0 < OC; r0 += MATMUL_CHUNK_ROWS) {
+            int n = OC - r0 < MATMUL_CHUNK_ROWS ? OC - r0 : MATMUL_CHUNK_ROWS;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, C, n, 1.0f, dout + r0, OC,
+                        dequant_rows(W, r0, n, scratch), C, 1.0f, dinp, C);
         }
+    }
     if (dW)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, T, 1.0f, dout, OC, inp, C, 1.0f, dW, C);
     if (dbias)
         for (int t = 0; t < T; t++)
             for (int o = 0; o < OC; o++) dbias[o] += dout[(size_t)t * OC + o];
+}
+
+/* dst[C][R] = src[R][C] in square blocks, so both sides move whole cache
+ * lines; elements of 2 or 4 bytes. */
+#define TRANSPOSE_BLOCKS(type)                                                                             \
+    do {                                                                                                   \
+        type *d = dst;                                                                                     \
+        const type *s = src;                                                                               \
+        for (int r0 = 0; r0 < R; r0 += BLK)                                                                \
+            for (int c0 = 0; c0 < C; c0 += BLK) {                                                          \
+                int r1 = r0 + BLK < R ? r0 + BLK : R, c1 = c0 + BLK < C ? c0 + BLK : C;                    \
+                for (int c = c0; c < c1; c++)                                                              \
+                    for (int r = r0; r < r1; r++) d[(size_t)c * R + r] = s[(size_t)r * C + c];             \
+            }                                                                                              \
+    } while (0)
+
+void transpose_rows(void *dst, const void *src, int R, int C, size_t elem) {
+    enum { BLK = 32 };
+    if (elem == 2)
+        TRANSPOSE_BLOCKS(uint16_t);
+    else
+        TRANSPOSE_BLOCKS(uint32_t);
 }
 
 /* ---- dropout ------------------------------------------------------------- */
@@ -188,8 +218,10 @@ typedef struct attn_job {
     const attn_shape *s;
 } attn_job;
 
-/* y[n] += a x[n], in blocks of 8 the compiler vectorizes. */
-static void axpy(float *restrict y, float a, const float *restrict x, int n) {
+/* y[n] += a x[n], in blocks of 8 the compiler vectorizes, for AVX-512 where
+ * the CPU has it (chosen once at load time). */
+__attribute__((target_clones("avx512f", "default"))) static void axpy(float *restrict y, float a,
+                                                                    const float *restrict x, int n) {
     int d = 0;
     for (; d + 8 <= n; d += 8)
         for (int e = 0; e < 8; e++) y[d + e] += a * x[d + e];
@@ -208,31 +240,18 @@ static void attn_run(const attn_shape *s, bs_parallel_fn fn, attn_job *job) {
 static int attn_threads(const attn_shape *s, int nth) { return s->n_threads < nth ? s->n_threads : nth; }
 
 /* Forward of row t (position i of the sequence starting at row0), head h:
- * one pass with a running max (online softmax), so no score buffer. */
+ * the inference engine's online softmax (kernels/attention.h) over the
+ * positions it may see, which are contiguous rows. */
 static void attn_forward_row(const attn_job *jb, int row0, int i, int h) {
     const attn_shape *s = jb->s;
-    int H = s->H, KV = s->KV, hd = s->hd, group = H / KV;
-    float scale = 1.0f / sqrtf((float)hd);
-    size_t t = (size_t)row0 + i;
-    const float *qh = jb->q + (t * H + h) * hd;
+    int H = s->H, KV = s->KV, hd = s->hd, j0 = window_start(i, s->window);
+    size_t t = (size_t)row0 + i, kv = (((size_t)row0 + j0) * KV + h / (H / KV)) * hd;
     float *o = jb->out + (t * H + h) * hd;
-    memset(o, 0, (size_t)hd * sizeof *o);
-    float m = -INFINITY, l = 0;
-    for (int j = window_start(i, s->window); j <= i; j++) {
-        size_t kv = (((size_t)row0 + j) * KV + h / group) * hd;
-        float sc = kern_dot_f32(qh, jb->k + kv, hd) * scale;
-        if (sc > m) {
-            float r = expf(m - sc);
-            l *= r;
-            for (int d = 0; d < hd; d++) o[d] *= r;
-            m = sc;
-        }
-        float p = expf(sc - m);
-        l += p;
-        axpy(o, p, jb->v + kv, hd);
-    }
-    for (int d = 0; d < hd; d++) o[d] /= l;
-    jb->lse[t * H + h] = m + logf(l);
+    kern_attn a;
+    kern_attn_init(&a, o, hd, 1.0f / sqrtf((float)hd));
+    kern_attn_span(&a, o, jb->q + (t * H + h) * hd, jb->k + kv, jb->v + kv, (size_t)KV * hd, i - j0 + 1);
+    kern_attn_finish(&a, o);
+    jb->lse[t * H + h] = a.max + logf(a.sum);
 }
 
 /* Thread ith takes every nth (row, head) unit: causal rows grow in cost, so
@@ -321,7 +340,9 @@ void swiglu_backward(float *dg, float *du, const float *dh, const float *g, cons
 
 /* ---- cross-entropy ------------------------------------------------------- */
 
-/* logits[N][V] -> Σ w·(lse - logit[target]); logits <- dscale·w·(softmax - onehot) */
+/* logits[N][V] -> Σ w·(lse - logit[target]); logits <- dscale·w·(softmax - onehot).
+ * One exp per logit: e_i = exp(z_i - max) is kept in the row and the
+ * gradient is c·e_i/Σe (= c·exp(z_i - lse)); sums in double. */
 double crossentropy_forward_backward(float *logits, const int32_t *target, const float *w, int N, int V,
                                      float dscale) {
     double loss = 0;
@@ -334,14 +355,21 @@ double crossentropy_forward_backward(float *logits, const int32_t *target, const
         float mx = z[0];
         for (int i = 1; i < V; i++)
             if (z[i] > mx) mx = z[i];
+        float zt = z[target[n]];
         double sum = 0;
-        for (int i = 0; i < V; i++) sum += exp((double)z[i] - mx);
-        double lse = mx + log(sum);
-        loss += w[n] * (lse - z[target[n]]);
+        if (dscale == 0) {
+            for (int i = 0; i < V; i++) sum += expf(z[i] - mx);
+        } else {
+            for (int i = 0; i < V; i++) {
+                z[i] = expf(z[i] - mx);
+                sum += z[i];
+            }
+        }
+        loss += w[n] * (mx + log(sum) - zt);
         if (dscale == 0) continue;
-        float c = dscale * w[n];
-        for (int i = 0; i < V; i++) z[i] = c * (float)exp((double)z[i] - lse);
-        z[target[n]] -= c;
+        float c = (float)(dscale * w[n] / sum);
+        for (int i = 0; i < V; i++) z[i] *= c;
+        z[target[n]] -= dscale * w[n];
     }
     return loss;
 }

@@ -30,14 +30,21 @@ void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, in
 void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
                       const float *rstd, int N, int C);
 
-/* out[T][OC] = inp[T][C] W^T + bias; W [OC][C] in any dtype (f32 is used in
- * place, others are dequantized MATMUL_CHUNK_ROWS rows at a time into
- * scratch); bias [OC] or NULL. */
-void matmul_forward(float *out, const float *inp, const bs_weight *W, const float *bias, int T, float *scratch);
+/* out[T][OC] = inp[T][C] W^T + bias; W [OC][C] in any dtype: F32, F16 and
+ * BF16 go to kern_matmul on pool (NULL: this thread), widened to f32 exactly
+ * and summed in an order fixed by C alone, whatever T and the thread count;
+ * block-quantized weights are dequantized MATMUL_CHUNK_ROWS rows at a time
+ * into scratch for cblas_sgemm.  bias [OC] or NULL. */
+void matmul_forward(float *out, const float *inp, const bs_weight *W, const float *bias, int T, bs_threadpool *pool,
+                    float *scratch);
 /* dinp[T][C] += dout W; dW[OC][C] += dout^T inp (W must then be f32);
- * dbias[OC] += sum_t dout[t]. */
+ * dbias[OC] += sum_t dout[t].  WT, when not NULL, is W transposed ([C][OC],
+ * a float dtype): dinp then comes from kern_matmul over it (scratch must
+ * hold T*C floats); else from cblas_sgemm over W (dequantized in chunks). */
 void matmul_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp, const bs_weight *W,
-                     int T, float *scratch);
+                     const bs_weight *WT, int T, bs_threadpool *pool, float *scratch);
+/* dst[C][R] = src[R][C], elements of elem bytes. */
+void transpose_rows(void *dst, const void *src, int R, int C, size_t elem);
 
 /* Inverted dropout: out[n] = x * keep / (1 - p), keep drawn from a counter
  * hash of (key, index) so the backward (and a recomputed forward) redraws

@@ -25,6 +25,7 @@
 
 typedef struct lin_view {
     bs_weight w;         /* [out][in] */
+    bs_weight wt;        /* [in][out] a frozen float w transposed for the backward, or .data NULL */
     float *dw;           /* NULL: frozen */
     const float *b;      /* [out] or NULL */
     float *db;           /* NULL: frozen or no bias */
@@ -89,7 +90,7 @@ struct bs_trainer {
     float *datt;               /* [T][q_dim] */
     float *dg, *du, *dh;       /* [T][ffn] */
     float *dlora_x, *dlora_u;  /* [T][max in], [T][r] */
-    float *scratch;            /* [MATMUL_CHUNK_ROWS][max cols] dequantized weight rows */
+    float *scratch;            /* [max(T, MATMUL_CHUNK_ROWS)][max cols] dequantized weight rows or an input gradient */
     float *cos_t, *sin_t;      /* [max_tokens][head_dim/2] */
     float *weight;             /* [T] loss weight of row t's target */
     float *act_mem;
@@ -97,8 +98,10 @@ struct bs_trainer {
     int *pos, *seq_start;      /* [T], [n_seq+1] */
     int n_seq;
     int logit_rows;
-    float *head_f32;           /* [n_vocab][dim] a frozen non-f32 head dequantized once at open, or NULL */
-    bs_threadpool *pool;       /* attention, SwiGLU, cross-entropy: as many threads take part as OpenBLAS uses */
+    float *head_f32;           /* [n_vocab][dim] a frozen quantized head dequantized once at open, or NULL */
+    bs_weight head_t;          /* [dim][n_vocab] a frozen float head transposed, or .data NULL */
+    void *wt_mem;              /* the transposed copies (lin_view.wt, head_t), one allocation */
+    bs_threadpool *pool;       /* frozen-weight matmuls, attention, SwiGLU, cross-entropy: as many threads as OpenBLAS uses */
     double *thread_loss;       /* [pool size] each thread's share of a chunk's cross-entropy */
 
     int n_micro;               /* micro-batches accumulated since the last step */
@@ -254,7 +257,7 @@ static void bind_tensors(bs_trainer *t, const bs_model *m) {
         lin_view *lv = L && x->lin >= 0 ? &L->lin[x->lin] : NULL;
         switch (t->roles[i]) {
         case R_EMBED:
-            kern_dequant(t->embed.dtype, t->embed.data, x->data, (int64_t)n);
+            kern_dequant_rows(t->embed.dtype, t->embed.data, t->embed.cols, 0, t->embed.rows, x->data);
             t->embed = f32_view(x->data, x->rows, x->cols);
             t->d_embed = x->grad;
             if (c->tied_embeddings) {
@@ -263,7 +266,7 @@ static void bind_tensors(bs_trainer *t, const bs_model *m) {
             }
             break;
         case R_HEAD:
-            kern_dequant(t->head.dtype, t->head.data, x->data, (int64_t)n);
+            kern_dequant_rows(t->head.dtype, t->head.data, t->head.cols, 0, t->head.rows, x->data);
             t->head = f32_view(x->data, x->rows, x->cols);
             t->d_head = x->grad;
             break;
@@ -273,7 +276,7 @@ static void bind_tensors(bs_trainer *t, const bs_model *m) {
         case R_FFN_NORM: bind_norm(x, &L->ffn_norm, &L->d_ffn_norm); break;
         case R_OUT_NORM: bind_norm(x, &t->out_norm, &t->d_out_norm); break;
         case R_WEIGHT:
-            kern_dequant(lv->w.dtype, lv->w.data, x->data, (int64_t)n);
+            kern_dequant_rows(lv->w.dtype, lv->w.data, lv->w.cols, 0, lv->w.rows, x->data);
             lv->w = f32_view(x->data, x->rows, x->cols);
             lv->dw = x->grad;
             break;
@@ -374,7 +377,7 @@ static bs_status alloc_acts(bs_trainer *t, bs_error *err) {
     carve_add(&cv, &t->dh, T * F);
     carve_add(&cv, &t->dlora_x, drop ? T * max_in : 0);
     carve_add(&cv, &t->dlora_u, T * r);
-    carve_add(&cv, &t->scratch, (size_t)MATMUL_CHUNK_ROWS * max_in);
+    carve_add(&cv, &t->scratch, (T > MATMUL_CHUNK_ROWS ? T : MATMUL_CHUNK_ROWS) * max_in);
     carve_add(&cv, &t->cos_t, T * (size_t)c->head_dim / 2);
     carve_add(&cv, &t->sin_t, T * (size_t)c->head_dim / 2);
     carve_add(&cv, &t->weight, T);
@@ -412,18 +415,65 @@ static void fill_rope_tables(bs_trainer *t, const bs_model *m) {
         }
 }
 
-/* Largest frozen head kept as an f32 copy (else it is dequantized in chunks
- * for every group of logit rows, forward and backward). */
+/* Largest frozen quantized head kept as an f32 copy (else it is dequantized
+ * in chunks for every group of logit rows, forward and backward). */
 #define HEAD_CACHE_MAX_BYTES ((size_t)1 << 30)
 
-/* A frozen non-f32 head, dequantized once here when memory allows. */
+/* A frozen quantized head, dequantized once here when memory allows (float
+ * heads are read in place by kern_matmul). */
 static void cache_head(bs_trainer *t) {
     size_t n = (size_t)t->head.rows * t->head.cols;
-    if (t->head.dtype == BS_DTYPE_F32 || n * sizeof(float) > HEAD_CACHE_MAX_BYTES) return;
+    if (t->d_head || bs_dtype_block_elems(t->head.dtype) == 1 || n * sizeof(float) > HEAD_CACHE_MAX_BYTES) return;
     t->head_f32 = malloc(n * sizeof(float));
     if (!t->head_f32) return;
-    kern_dequant(t->head.dtype, t->head.data, t->head_f32, (int64_t)n);
+    kern_dequant_rows(t->head.dtype, t->head.data, t->head.cols, 0, t->head.rows, t->head_f32);
     t->head = f32_view(t->head_f32, t->head.rows, t->head.cols);
+}
+
+/* Most bytes of transposed frozen weights kept (about the bf16 layers and
+ * head of a 2B-parameter model); beyond it every backward goes through
+ * cblas_sgemm over W, dequantized in chunks. */
+#define TRANSPOSED_MAX_BYTES ((size_t)4 << 30)
+
+/* The backward's input gradient dx = dy·W is a matmul over W^T; kern_matmul
+ * reads weight rows, so every frozen float weight (the base of each adapted
+ * or frozen projection, a frozen head) gets a transposed copy in its own
+ * dtype, made once here: exact, and the same fast kernel as the forward. */
+static void cache_transposed(bs_trainer *t) {
+    bs_weight *w[1 + BS_LIN_COUNT * t->cfg.n_layers], *wt[1 + BS_LIN_COUNT * t->cfg.n_layers];
+    int n = 0;
+    for (int l = 0; l < t->cfg.n_layers; l++)
+        for (int i = 0; i < BS_LIN_COUNT; i++) {
+            lin_view *lv = &t->layers[l].lin[i];
+            w[n] = &lv->w;
+            wt[n++] = lv->dw ? NULL : &lv->wt;
+        }
+    w[n] = &t->head;
+    wt[n++] = t->d_head ? NULL : &t->head_t;
+    size_t total = 0;
+    for (int k = 0; k < n; k++)
+        if (wt[k] && bs_dtype_block_elems(w[k]->dtype) == 1) total += (size_t)w[k]->rows * w[k]->row_bytes;
+    if (!total || total > TRANSPOSED_MAX_BYTES || !(t->wt_mem = malloc(total))) return;
+    char *p = t->wt_mem;
+    for (int k = 0; k < n; k++) {
+        if (!wt[k] || bs_dtype_block_elems(w[k]->dtype) != 1) continue;
+        size_t elem = w[k]->row_bytes / (size_t)w[k]->cols;
+        transpose_rows(p, w[k]->data, w[k]->rows, w[k]->cols, elem);
+        *wt[k] = (bs_weight){p, w[k]->dtype, w[k]->cols, w[k]->rows, (size_t)w[k]->rows * elem};
+        p += (size_t)w[k]->rows * w[k]->row_bytes;
+    }
+}
+
+/* The pool has as many threads as OpenBLAS uses (sft.h: a run held to N
+ * cores stays on N), re-opened when that count changed since the last pass. */
+static bs_status sync_pool(bs_trainer *t, bs_error *err) {
+    int n = openblas_get_num_threads(), cpus = bs_cpu_count();
+    if (n > cpus) n = cpus;
+    if (n < 1) n = 1;
+    if (t->pool && bs_threadpool_size(t->pool) == n) return BS_OK;
+    bs_threadpool_close(t->pool);
+    t->pool = NULL;
+    return bs_threadpool_open(n, &t->pool, err);
 }
 
 /* ---- lifecycle ----------------------------------------------------------- */
@@ -465,12 +515,13 @@ bs_status trainer_open(bs_model *base, const bs_train_config *c, bs_trainer **ou
     }
     fill_rope_tables(t, base);
     cache_head(t);
-    st = bs_threadpool_open(bs_cpu_count(), &t->pool, err);
+    cache_transposed(t);
+    st = sync_pool(t, err);
     if (st) {
         trainer_close(t);
         return st;
     }
-    t->thread_loss = calloc((size_t)bs_threadpool_size(t->pool), sizeof *t->thread_loss);
+    t->thread_loss = calloc((size_t)bs_cpu_count(), sizeof *t->thread_loss);
     if (!t->thread_loss) {
         trainer_close(t);
         return bs_fail(err, BS_ENOMEM, "trainer: out of memory");
@@ -494,6 +545,7 @@ void trainer_close(bs_trainer *t) {
     free(t->pos);
     free(t->seq_start);
     free(t->head_f32);
+    free(t->wt_mem);
     free(t->thread_loss);
     bs_threadpool_close(t->pool);
     free(t);
@@ -540,17 +592,12 @@ static bs_status pack_batch(bs_trainer *t, const int32_t *const *tokens, const f
     t->seq_start[B] = n;
     t->n_seq = B;
     *T = n;
-    return BS_OK;
+    return sync_pool(t, err);
 }
 
 /* ---- threads ------------------------------------------------------------- */
 
-/* The element-wise passes use as many pool threads as OpenBLAS does, so a
- * run held to N cores (sft.h) stays on N. */
-static int pool_threads(const bs_trainer *t) {
-    int n = openblas_get_num_threads(), p = bs_threadpool_size(t->pool);
-    return n < p ? n : p;
-}
+static int pool_threads(const bs_trainer *t) { return bs_threadpool_size(t->pool); }
 
 typedef struct par_job {
     int nth;                            /* threads taking part */
@@ -612,7 +659,7 @@ static uint64_t dropout_key(const bs_trainer *t, int l, int i) {
 /* y[T][out] = x[T][in] W^T + b + scale · B A dropout(x) */
 static void lin_forward(bs_trainer *t, layer_acts *a, int l, int i, float *y, const float *x, int T, int train) {
     const lin_view *lv = &t->layers[l].lin[i];
-    matmul_forward(y, x, &lv->w, lv->b, T, t->scratch);
+    matmul_forward(y, x, &lv->w, lv->b, T, t->pool, t->scratch);
     if (!lv->A) return;
     int in = lv->w.cols, out = lv->w.rows;
     const float *xd = x;
@@ -675,13 +722,14 @@ static double head_loss(bs_trainer *t, int T, float dscale) {
     for (int r0 = 0; r0 < T; r0 += t->logit_rows) {
         int n = T - r0 < t->logit_rows ? T - r0 : t->logit_rows;
         const float *xf = t->xf + (size_t)r0 * D;
-        matmul_forward(t->logits, xf, &t->head, NULL, n, t->scratch);
+        matmul_forward(t->logits, xf, &t->head, NULL, n, t->pool, t->scratch);
         par_job cj = {.nth = pool_threads(t), .n = n, .logits = t->logits, .dscale = dscale, .target = t->target + r0,
                       .w = t->weight + r0, .V = V, .loss = t->thread_loss};
         run_par(t, crossentropy_part, &cj);
         for (int i = 0; i < cj.nth; i++) loss += t->thread_loss[i];
         if (dscale != 0)
-            matmul_backward(t->dxn + (size_t)r0 * D, t->d_head, NULL, t->logits, xf, &t->head, n, t->scratch);
+            matmul_backward(t->dxn + (size_t)r0 * D, t->d_head, NULL, t->logits, xf, &t->head,
+                            t->head_t.data ? &t->head_t : NULL, n, t->pool, t->scratch);
     }
     return loss;
 }
@@ -692,7 +740,7 @@ static double head_loss(bs_trainer *t, int T, float dscale) {
 static void lin_backward(bs_trainer *t, layer_acts *a, int l, int i, float *dx, const float *dy, const float *x,
                          int T) {
     const lin_view *lv = &t->layers[l].lin[i];
-    matmul_backward(dx, lv->dw, lv->db, dy, x, &lv->w, T, t->scratch);
+    matmul_backward(dx, lv->dw, lv->db, dy, x, &lv->w, lv->wt.data ? &lv->wt : NULL, T, t->pool, t->scratch);
     if (!lv->A) return;
     int in = lv->w.cols, out = lv->w.rows, r = t->tc.lora.rank;
     float p = t->tc.lora.dropout;
@@ -827,7 +875,7 @@ bs_status trainer_token_logprobs(bs_trainer *t, const int32_t *const *tokens, co
     int D = t->cfg.dim, V = t->cfg.n_vocab, b = 0;
     for (int r0 = 0; r0 < T; r0 += t->logit_rows) {
         int n = T - r0 < t->logit_rows ? T - r0 : t->logit_rows;
-        matmul_forward(t->logits, t->xf + (size_t)r0 * D, &t->head, NULL, n, t->scratch);
+        matmul_forward(t->logits, t->xf + (size_t)r0 * D, &t->head, NULL, n, t->pool, t->scratch);
         for (int row = r0; row < r0 + n; row++) {
             while (row >= t->seq_start[b + 1]) b++;
             int i = t->pos[row];

@@ -73,41 +73,46 @@ static float mm_x[MT * MC], mm_w[MO * MC], mm_b[MO], mm_c[MT * MO];
 static double mm_obj(void) {
     float out[MT * MO];
     bs_weight W = {mm_w, BS_DTYPE_F32, MO, MC, MC * sizeof(float)};
-    matmul_forward(out, mm_x, &W, mm_b, MT, NULL);
+    matmul_forward(out, mm_x, &W, mm_b, MT, NULL, NULL);
     return weighted_sum(out, mm_c, MT * MO);
 }
 static void test_matmul(void) {
     fill(mm_x, MT * MC, 1), fill(mm_w, MO * MC, 1), fill(mm_b, MO, 1), fill(mm_c, MT * MO, 1);
     float dx[MT * MC] = {0}, dw[MO * MC] = {0}, db[MO] = {0};
     bs_weight W = {mm_w, BS_DTYPE_F32, MO, MC, MC * sizeof(float)};
-    matmul_backward(dx, dw, db, mm_c, mm_x, &W, MT, NULL);
+    matmul_backward(dx, dw, db, mm_c, mm_x, &W, NULL, MT, NULL, NULL);
     CHECK_FD("matmul dinp", mm_obj, mm_x, MT * MC, dx);
     CHECK_FD("matmul dW", mm_obj, mm_w, MO * MC, dw);
     CHECK_FD("matmul dbias", mm_obj, mm_b, MO, db);
 }
 
 /* A bf16 weight taller than one dequantization chunk gives the same forward
- * and input gradient as its f32 dequantization. */
+ * and input gradient as its f32 dequantization, by chunks and through its
+ * transposed copy alike. */
 static void test_matmul_bf16_chunks(void) {
     enum { T = 2, C = 16, O = MATMUL_CHUNK_ROWS + 44 };
-    static float x[T * C], wf[O * C], dy[T * O], y1[T * O], y2[T * O], d1[T * C], d2[T * C];
+    static float x[T * C], wf[O * C], dy[T * O], y1[T * O], y2[T * O], d1[T * C], d2[T * C], d3[T * C];
     static float scratch[MATMUL_CHUNK_ROWS * C];
-    static uint16_t wb[O * C];
+    static uint16_t wb[O * C], wbt[C * O];
     fill(x, T * C, 1), fill(dy, T * O, 1);
     for (int i = 0; i < O * C; i++) {
         wb[i] = bs_f32_to_bf16(frand());
         wf[i] = bs_bf16_to_f32(wb[i]);
     }
+    transpose_rows(wbt, wb, O, C, sizeof *wb);
     bs_weight Wb = {wb, BS_DTYPE_BF16, O, C, C * 2}, Wf = {wf, BS_DTYPE_F32, O, C, C * 4};
-    matmul_forward(y1, x, &Wb, NULL, T, scratch);
-    matmul_forward(y2, x, &Wf, NULL, T, NULL);
+    bs_weight WbT = {wbt, BS_DTYPE_BF16, C, O, O * 2};
+    matmul_forward(y1, x, &Wb, NULL, T, NULL, scratch);
+    matmul_forward(y2, x, &Wf, NULL, T, NULL, NULL);
     memset(d1, 0, sizeof d1);
     memset(d2, 0, sizeof d2);
-    matmul_backward(d1, NULL, NULL, dy, x, &Wb, T, scratch);
-    matmul_backward(d2, NULL, NULL, dy, x, &Wf, T, NULL);
+    memset(d3, 0, sizeof d3);
+    matmul_backward(d1, NULL, NULL, dy, x, &Wb, NULL, T, NULL, scratch);
+    matmul_backward(d2, NULL, NULL, dy, x, &Wf, NULL, T, NULL, NULL);
+    matmul_backward(d3, NULL, NULL, dy, x, &Wb, &WbT, T, NULL, scratch);
     double e = 0;
     for (int i = 0; i < T * O; i++) e = fmax(e, fabs(y1[i] - y2[i]));
-    for (int i = 0; i < T * C; i++) e = fmax(e, fabs(d1[i] - d2[i]));
+    for (int i = 0; i < T * C; i++) e = fmax(e, fmax(fabs(d1[i] - d2[i]), fabs(d3[i] - d2[i])));
     CHECK(e <= 1e-5);
 }
 
