@@ -222,6 +222,9 @@ QMV_TARGET INLINE void qmv_rows(const bs_dtype type, const unsigned char *W, siz
  * g + 16 * f + c * 16 * w + h * w.  Each weight vector is unpacked once and
  * dotted with every token's four broadcast activations. */
 
+/* How far ahead of the block being read its bytes are prefetched. */
+#define QMR_PREFETCH 4096
+
 /* Word c (4 bytes per row) of the field at byte offset f of the block. */
 #define QMR_WORD(g, f, c, h) qv_loadw((g) + 16 * (f) + 64 * (c) + 4 * (h))
 
@@ -297,6 +300,12 @@ QMV_TARGET INLINE void qmr_rows(const bs_dtype type, const unsigned char *W, siz
             for (int b = 0; b < K / be; b++) {
                 const unsigned char *g = G + (size_t)b * 16 * bb;
                 const kern_xblock *xb = x + b * be / 32;
+                /* The words of a K-quant block are not read in address order,
+                 * which the hardware prefetchers do not follow from memory:
+                 * fetch this block's span QMR_PREFETCH bytes ahead (past the
+                 * group's end it runs into the next group, which follows). */
+                if (h == 0)
+                    for (int o = 0; o < 16 * bb; o += 64) __builtin_prefetch(g + QMR_PREFETCH + o, 0, 0);
                 qv_f sc[16], mn[8], d = QV(setzero_ps)();
                 qv_i w[4], isum[KERN_QMV_MAX_T][16];
                 if (type == BS_DTYPE_Q8_0 || type == BS_DTYPE_Q4_0) {
