@@ -7,10 +7,7 @@
 # its output file, and a forged internal header is refused.
 . tests/support/lib.sh
 
-check() { # name, condition-command...
-    name=$1; shift
-    if "$@"; then pass "$name"; else fail "$name" "$* (status $(cat "$tmp/status"), body $(head -c 600 "$tmp/body"))"; fi
-}
+CHECK_BODY=600
 
 if [ ! -x "$BIN" ]; then echo "SKIP batch_keys: $BIN not built"; exit 0; fi
 if ! command -v curl > /dev/null; then echo "SKIP batch_keys: curl not installed"; exit 0; fi
@@ -18,26 +15,7 @@ data="$tmp/data"
 model=basalt-demo-random
 
 admin=$("$BIN" keys create --name admin --scopes admin --data "$data" | head -1)
-"$BIN" serve --port 0 --threads 1 --data "$data" > "$tmp/serve.log" 2>&1 &
-serve=$!
-url=
-for _ in $(seq 100); do
-    url=$(sed -n 's/.*listening on \(http:[0-9.:/]*\).*/\1/p' "$tmp/serve.log" | head -1)
-    [ -n "$url" ] && break
-    sleep 0.1
-done
-[ -n "$url" ] || { fail serve_start "$(cat "$tmp/serve.log")"; exit 1; }
-
-req() { # key ('' for none), curl args...: body in $tmp/body, status in $tmp/status
-    k=$1; shift
-    if [ -n "$k" ]; then set -- -H "Authorization: Bearer $k" "$@"; fi
-    curl -s -o "$tmp/body" -w '%{http_code}' "$@" > "$tmp/status"
-}
-mkkey() { # name, JSON fields: the secret on stdout, the id in $tmp/id_<name>
-    req "$admin" -X POST "$url/v1/admin/keys" -H 'Content-Type: application/json' -d "{\"name\":\"$1\"$2}"
-    json_get 'j["id"]' > "$tmp/id_$1"
-    json_get 'j["secret"]'
-}
+start_serve "$tmp/serve.log" --port 0 --threads 1 --data "$data"
 
 scopes='"scopes":["inference","files"]'
 keyA=$(mkkey A ",\"owner\":\"team-a\",$scopes")

@@ -18,8 +18,9 @@
 MOCK=${BASALT_MOCK_UPSTREAM:-build/tests/gateway/mock_upstream}
 if [ ! -x "$BIN" ] || [ ! -x "$MOCK" ]; then echo "SKIP budget: $BIN or $MOCK not built"; exit 0; fi
 "$PY" - "$BIN" "$MOCK" "$tmp" <<'EOF'
-import glob, http.client, json, os, re, signal, subprocess, sys, threading, time
-from concurrent.futures import ThreadPoolExecutor
+import json, os, re, sys, time
+sys.path.insert(0, os.path.join(os.getcwd(), "tests", "support"))
+from gwtest import *
 
 BIN, MOCK, WORK = sys.argv[1:4]
 PG, REDIS = os.environ.get("BASALT_TEST_PG_URL"), os.environ.get("BASALT_TEST_REDIS_URL")
@@ -30,45 +31,6 @@ MAX_TOKENS = 4
 # body's strings but the model ("user" + "hi there") plus 32 per message
 # (+1), and max_tokens, at the model's price.
 RESERVE = ((4 + 8 + 32 * 2) * PRICE_IN + MAX_TOKENS * PRICE_OUT) / 1e6
-procs = []
-
-
-def check(name, ok, why=""):
-    print(("PASS %s" % name) if ok else ("FAIL %s: %s" % (name, why)))
-    sys.stdout.flush()
-
-
-def start(args, log, pattern):
-    f = open(log, "a")
-    p = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT)
-    procs.append(p)
-    seen = os.path.getsize(log)
-    for _ in range(300):
-        m = re.search(pattern, open(log).read()[seen:])  # a restart appends to the log
-        if m and p.poll() is None:
-            return p, int(m.group(1))
-        if p.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise SystemExit("FAIL start %s: %s" % (args[:2], open(log).read()[-2000:]))
-
-
-def stop(p):
-    p.send_signal(signal.SIGTERM)
-    p.wait(timeout=30)
-    procs.remove(p)
-
-
-def req(port, method, path, body=None, key=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    h = {"Content-Type": "application/json"}
-    if key:
-        h["Authorization"] = "Bearer " + key
-    c.request(method, path, json.dumps(body) if body is not None else None, h)
-    r = c.getresponse()
-    raw = r.read()
-    c.close()
-    return r.status, {k.lower(): v for k, v in r.getheaders()}, json.loads(raw) if raw else None
 
 
 def chat(port, key):
@@ -82,20 +44,7 @@ def cost(usage):
 
 def mkkey(port, admin, name, budget):
     # rpm/tpm far above the traffic, so every answer carries x-ratelimit-*.
-    st, _, j = req(port, "POST", "/v1/admin/keys", {"name": name, "scopes": ["inference"], "budget_usd": budget,
-                                                     "budget_period": "day", "rpm": 10000, "tpm": 10000000}, admin)
-    assert st == 200, j
-    return j["secret"], j["id"]
-
-
-def key_usage(port, admin, key_id, requests):
-    """The key's usage row once it counts `requests` (the writer flushes on a timer)."""
-    for _ in range(100):
-        st, _, j = req(port, "GET", "/v1/admin/usage?group_by=key&key_id=" + key_id, None, admin)
-        if st == 200 and j["data"] and j["data"][0]["requests"] >= requests:
-            return j["data"][0]
-        time.sleep(0.1)
-    return j["data"][0] if j.get("data") else {}
+    return make_key(port, admin, name, budget_usd=budget, rpm=10000, tpm=10000000)
 
 
 def burst(ports, key, n):
@@ -103,42 +52,22 @@ def burst(ports, key, n):
     def one(i):
         st, _, j = chat(ports[i % len(ports)], key)
         return st, j
-    with ThreadPoolExecutor(32) as ex:
-        res = list(ex.map(one, range(n)))
+    res = parallel(n, one)
     ok = [j["usage"] for st, j in res if st == 200]
     refused = sorted({(st, j["error"]["code"]) for st, j in res if st != 200})
     return ok, refused
 
 
-def fresh_minute():
-    # The rpm/tpm windows are fixed minutes: do not straddle one.
-    while time.gmtime().tm_sec > 45:
-        time.sleep(0.5)
-
-
-def write_cfg(path, mock_port, extra=""):
-    open(path, "w").write(f"""
-providers:
-  - {{name: mock, base_url: "http://127.0.0.1:{mock_port}/v1"}}
-models:
-  - {{name: priced, provider: mock, model: m, price: {{input_per_mtok: {PRICE_IN}, output_per_mtok: {PRICE_OUT}}}}}
-usage: {{flush_s: 0.2}}
-{extra}""")
-
-
 def single(mock_port):
     data, cfg, log = WORK + "/data", WORK + "/gw.yaml", WORK + "/serve.log"
-    write_cfg(cfg, mock_port)
-    out = subprocess.run([BIN, "keys", "create", "--name", "admin", "--scopes", "admin", "--data", data],
-                         capture_output=True, text=True, check=True).stdout.splitlines()
-    admin, admin_id = out[0], json.loads(out[1])["id"]
-    serve = [BIN, "serve", "--config", cfg, "--port", "0", "--data", data]
-    p, port = start(serve, log, r"listening on http://[^:]+:(\d+)")
+    priced_config(cfg, mock_port, PRICE_IN, PRICE_OUT)
+    admin, admin_id = cli_admin_key(BIN, data)
+    p, port = start_serve(BIN, cfg, data, log)
 
     # (a) sequential until refused
     budget = 0.2
     key, key_id = mkkey(port, admin, "seq", budget)
-    fresh_minute()
+    fresh_minute(45)
     spent, admitted, tokens, ids, refusal, over = 0.0, [], 0, [], None, []
     for _ in range(100):
         st, h, j = chat(port, key)
@@ -192,15 +121,7 @@ def single(mock_port):
     seq_lines = [l for l in lines if l.get("key_id") == key_id and "cost_usd" in l]
     check("log_line_cost", len(seq_lines) >= len(admitted) and
           abs(sum(l["cost_usd"] for l in seq_lines) - spent) < 1e-9, "%d lines" % len(seq_lines))
-    inv = {}
-    for _ in range(50):
-        for f in glob.glob(data + "/logs/*.jsonl"):
-            for text in open(f):
-                e = json.loads(text)
-                inv[e.get("requestId")] = e
-        if all(rid in inv for rid, _ in ids):
-            break
-        time.sleep(0.1)
+    inv = invocations(data, {rid for rid, _ in ids}, tries=50)
     check("invocation_log_cost", all(rid in inv and abs(inv[rid]["costUsd"] - c) < 1e-9 and
                                      inv[rid]["keyId"] == key_id for rid, c in ids),
           "%d of %d found" % (sum(1 for rid, _ in ids if rid in inv), len(ids)))
@@ -223,7 +144,7 @@ def single(mock_port):
 
     # (e) a restart keeps what was spent
     stop(p)
-    p, port = start(serve, log, r"listening on http://[^:]+:(\d+)")
+    p, port = start_serve(BIN, cfg, data, log)
     st, _, j = chat(port, key)
     check("restart_still_refused", st == 429 and j["error"]["code"] == "budget_exceeded", "%d %s" % (st, j))
     st, _, j = chat(port, key2)
@@ -236,13 +157,11 @@ def replicas(mock_port):
         print("SKIP budget_replicas: BASALT_TEST_PG_URL / BASALT_TEST_REDIS_URL not set")
         return
     cfg = WORK + "/rep.yaml"
-    write_cfg(cfg, mock_port, "store: %s\nratelimit: %s\n" % (PG, REDIS))
-    admin = subprocess.run([BIN, "keys", "create", "--name", "admin", "--scopes", "admin", "--store", PG, "--data",
-                            WORK + "/cli"], capture_output=True, text=True, check=True).stdout.splitlines()[0]
+    priced_config(cfg, mock_port, PRICE_IN, PRICE_OUT, "store: %s\nratelimit: %s\n" % (PG, REDIS))
+    admin, _ = cli_admin_key(BIN, WORK + "/cli", store=PG)
     ports = []
     for name in ("ra", "rb"):
-        ports.append(start([BIN, "serve", "--config", cfg, "--port", "0", "--data", WORK + "/" + name],
-                           WORK + "/" + name + ".log", r"listening on http://[^:]+:(\d+)")[1])
+        ports.append(start_serve(BIN, cfg, WORK + "/" + name, WORK + "/" + name + ".log")[1])
     budget = 0.4
     key, key_id = mkkey(ports[0], admin, "shared", budget)
     for _ in range(50):  # the other replica's key refresh
@@ -261,11 +180,9 @@ def replicas(mock_port):
 
 
 try:
-    mock = start([MOCK, "--port", "0", "--name", "m"], WORK + "/mock.log", r"listening on (\d+)")[1]
+    mock = start_mock(MOCK, WORK + "/mock.log", name="m")[1]
     single(mock)
     replicas(mock)
 finally:
-    for p in procs:
-        p.kill()
-        p.wait()
+    stop_all()
 EOF

@@ -18,7 +18,9 @@
 MOCK=${BASALT_MOCK_UPSTREAM:-build/tests/gateway/mock_upstream}
 if [ ! -x "$BIN" ] || [ ! -x "$MOCK" ]; then echo "SKIP disconnect_billing: $BIN or $MOCK not built"; exit 0; fi
 "$PY" - "$BIN" "$MOCK" "$tmp" <<'EOF'
-import glob, http.client, json, os, re, signal, socket, subprocess, sys, time
+import json, os, re, socket, sys, time
+sys.path.insert(0, os.path.join(os.getcwd(), "tests", "support"))
+from gwtest import *
 
 BIN, MOCK, WORK = sys.argv[1:4]
 PRICE_IN, PRICE_OUT = 1000.0, 2000.0  # USD per million tokens: 0.001 / 0.002 per token
@@ -29,43 +31,10 @@ MESSAGES = [{"role": "user", "content": "hi there"}]
 PROMPT_EST = 4 + 8 + 32 * 2
 LONG = 50  # max_tokens of the streams: 55 chunks from the mock
 TPM, BUDGET = 100000, 0.3
-procs = []
-
-
-def check(name, ok, why=""):
-    print(("PASS %s" % name) if ok else ("FAIL %s: %s" % (name, why)))
-    sys.stdout.flush()
 
 
 def reserved_cost(max_tokens):
     return (PROMPT_EST * PRICE_IN + max_tokens * PRICE_OUT) / 1e6
-
-
-def start(args, log, pattern):
-    f = open(log, "a")
-    p = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT)
-    procs.append(p)
-    for _ in range(300):
-        m = re.search(pattern, open(log).read())
-        if m and p.poll() is None:
-            return p, int(m.group(1))
-        if p.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise SystemExit("FAIL start %s: %s" % (args[:2], open(log).read()[-2000:]))
-
-
-def req(port, method, path, body=None, key=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    h = {"Content-Type": "application/json"}
-    if key:
-        h["Authorization"] = "Bearer " + key
-    c.request(method, path, json.dumps(body) if body is not None else None, h)
-    r = c.getresponse()
-    raw = r.read()
-    c.close()
-    ctype = r.getheader("Content-Type") or ""
-    return r.status, {k.lower(): v for k, v in r.getheaders()}, json.loads(raw) if "json" in ctype else raw
 
 
 def chat_body(model, max_tokens, stream):
@@ -91,23 +60,8 @@ def hang_up_after(port, key, body, events):
     return head.split("\r\n")[0], rid.group(1) if rid else None
 
 
-def mkkey(port, admin, name, budget=0):
-    body = {"name": name, "scopes": ["inference"], "rpm": 10000, "tpm": TPM}
-    if budget:
-        body.update(budget_usd=budget, budget_period="day")
-    st, _, j = req(port, "POST", "/v1/admin/keys", body, admin)
-    assert st == 200, j
-    return j["secret"], j["id"]
-
-
-def key_usage(port, admin, key_id, requests):
-    """The key's usage row once it counts `requests` (the writer flushes on a timer)."""
-    for _ in range(100):
-        st, _, j = req(port, "GET", "/v1/admin/usage?group_by=key&key_id=" + key_id, None, admin)
-        if st == 200 and j["data"] and j["data"][0]["requests"] >= requests:
-            return j["data"][0]
-        time.sleep(0.1)
-    return j["data"][0] if j.get("data") else {}
+def mkkey(port, admin, name, budget=None):
+    return make_key(port, admin, name, budget_usd=budget, rpm=10000, tpm=TPM)
 
 
 def request_line(log, rid):
@@ -120,53 +74,19 @@ def request_line(log, rid):
     return {}
 
 
-def invocation(data, rid):
-    for _ in range(100):
-        for f in glob.glob(data + "/logs/*.jsonl"):
-            for text in open(f):
-                e = json.loads(text)
-                if e.get("requestId") == rid:
-                    return e
-        time.sleep(0.1)
-    return {}
-
-
-def faults(mport, steps=None):
-    """Sets the mock's fault steps; None clears them."""
-    c = http.client.HTTPConnection("127.0.0.1", mport, timeout=10)
-    c.request("POST" if steps is not None else "DELETE", "/mock/faults", json.dumps(steps) if steps else None)
-    c.getresponse().read()
-    c.close()
-
-
-def fresh_minute():
-    # The TPM window is a fixed minute: do not straddle one.
-    while time.gmtime().tm_sec > 40:
-        time.sleep(0.5)
-
-
 def main():
-    mock, mport = start([MOCK, "--port", "0"], WORK + "/mock.log", r"listening on (\d+)")
+    mock, mport = start_mock(MOCK, WORK + "/mock.log")
     data, cfg, log = WORK + "/data", WORK + "/gw.yaml", WORK + "/serve.log"
-    open(cfg, "w").write(f"""
-providers:
-  - {{name: mock, base_url: "http://127.0.0.1:{mport}/v1"}}
-models:
-  - {{name: priced, provider: mock, model: m, price: {{input_per_mtok: {PRICE_IN}, output_per_mtok: {PRICE_OUT}}}}}
-usage: {{flush_s: 0.2}}
-""")
-    out = subprocess.run([BIN, "keys", "create", "--name", "admin", "--scopes", "admin", "--data", data],
-                         capture_output=True, text=True, check=True).stdout.splitlines()
-    admin = out[0]
-    _, port = start([BIN, "serve", "--config", cfg, "--port", "0", "--threads", "1", "--data", data], log,
-                    r"listening on http://[^:]+:(\d+)")
+    priced_config(cfg, mport, PRICE_IN, PRICE_OUT)
+    admin, _ = cli_admin_key(BIN, data)
+    _, port = start_serve(BIN, cfg, data, log, ["--threads", "1"])
 
     # (a) hang up on a slow proxied stream
     key, key_id = mkkey(port, admin, "hangs-up", BUDGET)
-    fresh_minute()
-    faults(mport, {"always": {"chunk_delay_ms": 300}})
+    fresh_minute(40)
+    mock_faults(mport, {"always": {"chunk_delay_ms": 300}})
     status, rid = hang_up_after(port, key, chat_body("priced", LONG, True), 1)
-    faults(mport)
+    mock_faults(mport)
     check("remote_stream_began", " 200 " in status + " " and rid, status)
     charged = reserved_cost(LONG)
     row = key_usage(port, admin, key_id, 1)
@@ -202,7 +122,7 @@ usage: {{flush_s: 0.2}}
 
     # (b) an upstream stream cut before its usage chunk
     key, key_id = mkkey(port, admin, "cut")
-    faults(mport, [{"cut_after_chunks": 3}])
+    mock_faults(mport, [{"cut_after_chunks": 3}])
     st, h, body = req(port, "POST", "/v1/chat/completions", chat_body("priced", LONG, True), key)
     rid = h.get("x-request-id")
     check("cut_stream_relayed", st == 200 and b"upstream stream ended early" in body, "%d %r" % (st, body[-300:]))
@@ -235,24 +155,22 @@ usage: {{flush_s: 0.2}}
           row.get("completion_tokens") == line.get("completion_tokens"), "%s %s" % (json.dumps(row), json.dumps(line)))
 
     # (d) errorCode of an upstream 4xx passed through and a 5xx
-    faults(mport, {"always": {"status": 400, "code": "invalid_value", "message": "bad temperature"}})
+    mock_faults(mport, {"always": {"status": 400, "code": "invalid_value", "message": "bad temperature"}})
     st, h, j = req(port, "POST", "/v1/chat/completions", chat_body("priced", 4, False), key)
     inv = invocation(data, h.get("x-request-id"))
     check("errorcode_upstream_400", st == 400 and inv.get("status") == 400 and inv.get("errorCode") == "invalid_value"
           and inv.get("usageEstimated") is False, "%d %s" % (st, json.dumps(inv)))
-    faults(mport, {"always": {"status": 500}})
+    mock_faults(mport, {"always": {"status": 500}})
     st, h, j = req(port, "POST", "/v1/chat/completions", chat_body("priced", 4, False), key)
     inv = invocation(data, h.get("x-request-id"))
     check("errorcode_upstream_500", st == 502 and inv.get("status") == 502 and
           inv.get("errorCode") == j["error"]["code"] == "upstream_error" and inv.get("output", {}).get(
               "outputTokenCount") == 0 and inv.get("costUsd") == 0, "%d %s %s" % (st, json.dumps(j), json.dumps(inv)))
-    faults(mport)
+    mock_faults(mport)
 
 
 try:
     main()
 finally:
-    for p in procs:
-        p.send_signal(signal.SIGTERM)
-        p.wait(timeout=30)
+    stop_all(graceful=True)
 EOF

@@ -11,10 +11,7 @@
 . tests/support/lib.sh
 
 matches() { expr "$1" : "$2" > /dev/null; }
-check() { # name, condition-command...
-    name=$1; shift
-    if "$@"; then pass "$name"; else fail "$name" "$* (status $(cat "$tmp/status"), body $(head -c 400 "$tmp/body"))"; fi
-}
+CHECK_BODY=400
 
 if [ ! -x "$BIN" ]; then echo "SKIP governance: $BIN not built"; exit 0; fi
 if ! command -v curl > /dev/null; then echo "SKIP governance: curl not installed"; exit 0; fi
@@ -27,30 +24,9 @@ check cli_create_secret_shape matches "$admin" 'sk-basalt-[0-9a-f]\{12\}-[0-9A-Z
 "$BIN" keys list --data "$data" > "$tmp/list"
 check cli_list_no_secret sh -c "grep -q '\"name\":\"admin\"' '$tmp/list' && ! grep -q '$admin' '$tmp/list'"
 
-"$BIN" serve --port 0 --threads 1 --data "$data" > "$tmp/serve.log" 2>&1 &
-serve=$!
-url=
-for _ in $(seq 100); do
-    url=$(sed -n 's/.*listening on \(http:[0-9.:/]*\).*/\1/p' "$tmp/serve.log" | head -1)
-    [ -n "$url" ] && break
-    sleep 0.1
-done
-[ -n "$url" ] || { fail serve_start "$(cat "$tmp/serve.log")"; exit 1; }
+start_serve "$tmp/serve.log" --port 0 --threads 1 --data "$data"
 
-req() { # key ('' for none), curl args...: body in $tmp/body, status in $tmp/status, headers in $tmp/headers
-    k=$1; shift
-    if [ -n "$k" ]; then set -- -H "Authorization: Bearer $k" "$@"; fi
-    curl -s -D "$tmp/headers" -o "$tmp/body" -w '%{http_code}' "$@" > "$tmp/status"
-}
-header() { tr -d '\r' < "$tmp/headers" | sed -n "s/^$1: //Ip" | head -1; }
 err_is() { status_is "$1" && json_ok "j['error']['code'] == '$2'"; }
-# A fixed window must not roll over mid-check: wait for a minute's first seconds.
-fresh_minute() { while [ "$(date +%S | sed 's/^0//')" -gt "${1:-30}" ]; do sleep 1; done; }
-mkkey() { # name, JSON fields: the secret on stdout, the id in $tmp/id_<name>
-    req "$admin" -X POST "$url/v1/admin/keys" -H 'Content-Type: application/json' -d "{\"name\":\"$1\"$2}"
-    json_get 'j["id"]' > "$tmp/id_$1"
-    json_get 'j["secret"]'
-}
 chat() { # key: one chat completion of the demo model
     req "$1" "$url/v1/chat/completions" -H 'Content-Type: application/json' \
         -d "{\"model\":\"${2:-$model}\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2}"
@@ -224,20 +200,12 @@ fresh_minute 20
 # after admission) by their message.
 burst() { # key, n: prints the JSON summary of the 200s and the refusals
     "$PY" - "$url" "$1" "$2" "$model" <<'EOF'
-import json, sys, urllib.request, urllib.error
-from concurrent.futures import ThreadPoolExecutor
-url, key, n, model = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-body = json.dumps({"model": model, "prompt": "hi", "max_tokens": 3}).encode()
-def one(_):
-    rq = urllib.request.Request(url + "/v1/completions", body, {"Authorization": "Bearer " + key,
-                                "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(rq, timeout=120) as r:
-            return 200, json.load(r)
-    except urllib.error.HTTPError as e:
-        return e.code, json.load(e)
-with ThreadPoolExecutor(32) as ex:
-    res = list(ex.map(one, range(n)))
+import json, os, sys
+sys.path.insert(0, os.path.join(os.getcwd(), "tests", "support"))
+from gwtest import parallel, req, url_port
+port, key, n, model = url_port(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+body = {"model": model, "prompt": "hi", "max_tokens": 3}
+res = parallel(n, lambda _: req(port, "POST", "/v1/completions", body, key, timeout=120)[::2])
 ok = [j["usage"] for c, j in res if c == 200]
 print(json.dumps({"ok": len(ok), "prompt": sum(u["prompt_tokens"] for u in ok),
                   "completion": sum(u["completion_tokens"] for u in ok),
@@ -270,8 +238,7 @@ check audit_actions json_ok "[e['action'] for e in j['data']].count('key.create'
 check audit_actor json_ok "all(e['actor'] in ('', '$adminid') for e in j['data']) and any(e['actor'] == '$adminid' for e in j['data'])"
 
 # ---- open mode: no keys, loopback only; a public address needs --insecure-open
-kill "$serve" && wait "$serve" 2>/dev/null
-serve=
+stop_serve
 timeout 30 "$BIN" serve --port 0 --threads 1 --host 0.0.0.0 --data "$tmp/open" > "$tmp/open.log" 2>&1
 check public_without_keys_refused grep -q 'insecure-open' "$tmp/open.log"
 "$BIN" serve --port 0 --threads 1 --data "$tmp/open" > "$tmp/open.log" 2>&1 &
@@ -285,32 +252,18 @@ check open_loopback_says_so grep -q 'no API keys: open access, loopback only' "$
 # after a client disconnect.
 MOCK=${BASALT_MOCK_UPSTREAM:-build/tests/gateway/mock_upstream}
 if [ ! -x "$MOCK" ]; then echo "SKIP model_max_concurrent: $MOCK not built"; exit 0; fi
-kill "$serve" && wait "$serve" 2>/dev/null
-serve=
+stop_serve
 "$MOCK" --port 0 > "$tmp/mock.log" 2>&1 &
 mock=$!
 trap '[ -n "$serve" ] && kill "$serve" 2>/dev/null; kill "$mock" 2>/dev/null; rm -rf "$tmp"' EXIT
-mport=
-for _ in $(seq 100); do
-    mport=$(sed -n 's/^listening on \([0-9]*\).*/\1/p' "$tmp/mock.log" | head -1)
-    [ -n "$mport" ] && break
-    sleep 0.1
-done
+mport=$(log_wait "$tmp/mock.log" 's/^listening on \([0-9]*\).*/\1/p')
 cat > "$tmp/conc.yaml" <<EOF
 providers:
   - {name: mock, base_url: "http://127.0.0.1:$mport/v1"}
 models:
   - {name: one-at-a-time, provider: mock, model: up, max_concurrent: 1}
 EOF
-"$BIN" serve --config "$tmp/conc.yaml" --port 0 --threads 1 --data "$data" > "$tmp/conc.log" 2>&1 &
-serve=$!
-url=
-for _ in $(seq 100); do
-    url=$(sed -n 's/.*listening on \(http:[0-9.:/]*\).*/\1/p' "$tmp/conc.log" | head -1)
-    [ -n "$url" ] && break
-    sleep 0.1
-done
-[ -n "$url" ] || { fail conc_serve_start "$(tail -5 "$tmp/conc.log")"; exit 1; }
+start_serve "$tmp/conc.log" --config "$tmp/conc.yaml" --port 0 --threads 1 --data "$data"
 slow() { curl -s -X POST "http://127.0.0.1:$mport/mock/faults" -d "{\"always\":{\"delay_ms\":$1}}" > /dev/null; }
 conc_chat() { # key, curl args...: status on stdout, body in $tmp/conc_body
     k=$1; shift

@@ -14,60 +14,17 @@
 MOCK=${BASALT_MOCK_UPSTREAM:-build/tests/gateway/mock_upstream}
 if [ ! -x "$BIN" ] || [ ! -x "$MOCK" ]; then echo "SKIP invocation_bodies: $BIN or $MOCK not built"; exit 0; fi
 "$PY" - "$BIN" "$MOCK" "$tmp" <<'EOF'
-import glob, http.client, json, os, re, signal, subprocess, sys, time
+import json, os, sys
+sys.path.insert(0, os.path.join(os.getcwd(), "tests", "support"))
+from gwtest import *
 
 BIN, MOCK, WORK = sys.argv[1:4]
 CAP = 1 << 20
-procs = []
-
-
-def check(name, ok, why=""):
-    print(("PASS %s" % name) if ok else ("FAIL %s: %s" % (name, why)))
-    sys.stdout.flush()
-
-
-def start(args, log, pattern):
-    f = open(log, "a")
-    p = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT)
-    procs.append(p)
-    for _ in range(300):
-        m = re.search(pattern, open(log).read())
-        if m and p.poll() is None:
-            return p, int(m.group(1))
-        if p.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise SystemExit("FAIL start %s: %s" % (args[:2], open(log).read()[-2000:]))
-
-
-def stop(p):
-    p.send_signal(signal.SIGTERM)
-    p.wait(timeout=30)
-    procs.remove(p)
 
 
 def post(port, path, body):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-    r = c.getresponse()
-    raw = r.read()
-    c.close()
-    return r.status, r.getheader("x-request-id"), raw
-
-
-def log_lines(data, ids):
-    """The invocation log records of the request ids (the writer is async)."""
-    found = {}
-    for _ in range(100):
-        for f in glob.glob(data + "/logs/*.jsonl"):
-            for text in open(f):
-                e = json.loads(text)
-                if e.get("requestId") in ids:
-                    found[e["requestId"]] = e
-        if len(found) == len(ids):
-            break
-        time.sleep(0.1)
-    return found
+    st, h, raw = req(port, "POST", path, body, timeout=120, raw=True)
+    return st, h.get("x-request-id"), raw
 
 
 def serve(name, mock_port, bodies):
@@ -80,8 +37,7 @@ models:
   - {{name: m, provider: mock, model: up}}
 {usage}
 """)
-    p, port = start([BIN, "serve", "--config", cfg, "--port", "0", "--data", data], log,
-                    r"listening on http://[^:]+:(\d+)")
+    p, port = start_serve(BIN, cfg, data, log)
     return p, port, data
 
 
@@ -97,7 +53,7 @@ def sse_events(raw):
     return [json.loads(l[6:]) for l in raw.decode().split("\n") if l.startswith("data: ") and l != "data: [DONE]"]
 
 
-mock, mock_port = start([MOCK, "--port", "0"], WORK + "/mock.log", r"listening on (\d+)")
+mock, mock_port = start_mock(MOCK, WORK + "/mock.log")
 try:
     # (a) and (b): bodies on
     p, port, data = serve("on", mock_port, True)
@@ -108,7 +64,7 @@ try:
     _, (st4, id4, raw4) = chat(port, 12000, stream=True)
     check("on_requests_ok", (st1, st2, st3, st4) == (200, 200, 200, 200) and len(raw3) > CAP and len(raw4) > CAP,
           "%s, %d / %d bytes" % ((st1, st2, st3, st4), len(raw3), len(raw4)))
-    lines = log_lines(data, {id1, id2, id3, id4})
+    lines = invocations(data, {id1, id2, id3, id4})
     check("on_all_logged", len(lines) == 4, "%d of 4" % len(lines))
 
     e = lines.get(id1, {})
@@ -152,13 +108,12 @@ try:
     p, port, data = serve("off", mock_port, False)
     _, (st5, id5, raw5) = chat(port, 8)
     _, (st6, id6, raw6) = chat(port, 8, stream=True)
-    lines = log_lines(data, {id5, id6})
+    lines = invocations(data, {id5, id6})
     check("off_logged", (st5, st6) == (200, 200) and len(lines) == 2, "%s %d" % ((st5, st6), len(lines)))
     body_keys = [k for e in lines.values() for part in ("input", "output") for k in e.get(part, {})
                  if k not in ("inputTokenCount", "outputTokenCount")]
     check("off_no_bodies", body_keys == [], str(body_keys))
     stop(p)
 finally:
-    for q in list(procs):
-        q.kill()
+    stop_all()
 EOF

@@ -21,11 +21,7 @@ check admin_key_in_pg [ "${admin#sk-basalt-}" != "$admin" ]
 start() { # name: url in $url_<name>, pid in $pid_<name>
     "$BIN" serve --port 0 --threads 1 --config "$tmp/gw.yaml" --data "$tmp/$1" > "$tmp/$1.log" 2>&1 &
     eval "pid_$1=$!"
-    for _ in $(seq 150); do
-        u=$(sed -n 's/.*listening on \(http:[0-9.:/]*\).*/\1/p' "$tmp/$1.log" | head -1)
-        [ -n "$u" ] && { eval "url_$1=$u"; return 0; }
-        sleep 0.1
-    done
+    u=$(wait_url "$tmp/$1.log" 150) && { eval "url_$1=$u"; return 0; }
     fail "start_$1" "$(tail -5 "$tmp/$1.log")"
     kill "$pid_a" "$pid_b" 2>/dev/null
     exit 1
@@ -36,11 +32,12 @@ start a
 start b
 
 code() { # key, url: the status
-    curl -s -o "$tmp/body" -w '%{http_code}' -H "Authorization: Bearer $1" "$2"
+    req "$1" "$2"
+    cat "$tmp/status"
 }
-user=$(curl -s -H "Authorization: Bearer $admin" "$url_a/v1/admin/keys" -d '{"name":"u","rpm":40}' |
-    "$PY" -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
-uid=$(echo "$user" | sed 's/^sk-basalt-\([0-9a-f]*\)-.*/key-\1/')
+url=$url_a
+user=$(mkkey u ',"rpm":40')
+uid=$(cat "$tmp/id_u")
 seen=
 for _ in $(seq 50); do
     [ "$(code "$user" "$url_b/v1/models")" = 200 ] && { seen=1; break; }
@@ -49,21 +46,17 @@ done
 check key_from_a_works_on_b [ -n "$seen" ]
 
 # One RPM quota across both replicas: 100 requests alternating A and B.
-while [ "$(date +%S | sed 's/^0//')" -gt 30 ]; do sleep 1; done
+fresh_minute 30
 "$PY" - "$url_a" "$url_b" "$user" > "$tmp/burst" <<'EOF'
-import json, sys, urllib.request, urllib.error
-from concurrent.futures import ThreadPoolExecutor
-a, b, key = sys.argv[1:4]
-body = json.dumps({"model": "basalt-demo-random", "prompt": "hi", "max_tokens": 1}).encode()
+import os, sys
+sys.path.insert(0, os.path.join(os.getcwd(), "tests", "support"))
+from gwtest import parallel, req, url_port
+ports, key = [url_port(u) for u in sys.argv[1:3]], sys.argv[3]
+body = {"model": "basalt-demo-random", "prompt": "hi", "max_tokens": 1}
 def one(i):
-    rq = urllib.request.Request((a, b)[i % 2] + "/v1/completions", body, {"Authorization": "Bearer " + key})
-    try:
-        with urllib.request.urlopen(rq, timeout=120) as r:
-            return r.status, ""
-    except urllib.error.HTTPError as e:
-        return e.code, json.load(e)["error"]["message"]
-with ThreadPoolExecutor(16) as ex:
-    res = list(ex.map(one, range(100)))
+    st, _, j = req(ports[i % 2], "POST", "/v1/completions", body, key, timeout=120)
+    return st, "" if st == 200 else j["error"]["message"]
+res = parallel(100, one, workers=16)
 print(sum(1 for c, m in res if c == 429 and m.startswith("Rate limit")))
 EOF
 check joint_rpm_exact [ "$(cat "$tmp/burst")" = 60 ]

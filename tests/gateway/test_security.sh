@@ -11,29 +11,16 @@ if [ ! -x "$BIN" ]; then echo "SKIP security: $BIN not built"; exit 0; fi
 if ! command -v curl > /dev/null; then echo "SKIP security: curl not installed"; exit 0; fi
 data="$tmp/data"
 admin=$("$BIN" keys create --name admin --scopes admin --data "$data" | head -1)
-"$BIN" serve --port 0 --threads 1 --max-body 1 --data "$data" > "$tmp/serve.log" 2>&1 &
-serve=$!
-url=
-for _ in $(seq 100); do
-    url=$(sed -n 's/.*listening on \(http:[0-9.:/]*\).*/\1/p' "$tmp/serve.log" | head -1)
-    [ -n "$url" ] && break
-    sleep 0.1
-done
-[ -n "$url" ] || { fail serve_start "$(cat "$tmp/serve.log")"; exit 1; }
+start_serve "$tmp/serve.log" --port 0 --threads 1 --max-body 1 --data "$data"
 
 code() { # key ('' none), curl args...: the status; body in $tmp/body
-    k=$1; shift
-    if [ -n "$k" ]; then set -- -H "Authorization: Bearer $k" "$@"; fi
-    curl -s -o "$tmp/body" -w '%{http_code}' "$@"
+    req "$@"
+    cat "$tmp/status"
 }
-mkkey() { # JSON fields: the secret
-    curl -s -H "Authorization: Bearer $admin" "$url/v1/admin/keys" -d "{\"name\":\"k\"$1}" |
-        "$PY" -c 'import json,sys; print(json.load(sys.stdin)["secret"])'
-}
-infer=$(mkkey ',"scopes":["inference"]')
-tenantA=$(mkkey ',"scopes":["inference","files","fine-tune"]')
-tenantB=$(mkkey ',"scopes":["inference","files","fine-tune"]')
-revoked=$(mkkey '')
+infer=$(mkkey k ',"scopes":["inference"]')
+tenantA=$(mkkey k ',"scopes":["inference","files","fine-tune"]')
+tenantB=$(mkkey k ',"scopes":["inference","files","fine-tune"]')
+revoked=$(mkkey k '')
 revoked_id=$(echo "$revoked" | sed 's/^sk-basalt-\([0-9a-f]*\)-.*/key-\1/')
 curl -s -o /dev/null -X DELETE -H "Authorization: Bearer $admin" "$url/v1/admin/keys/$revoked_id"
 wrong=$(echo "$tenantA" | sed 's/....$/zzzz/')

@@ -7,33 +7,14 @@
 # Uses $BASALT_BIN.
 . tests/support/lib.sh
 
-check() { # name, condition-command...
-    name=$1; shift
-    if "$@"; then pass "$name"; else fail "$name" "$* (status $(cat "$tmp/status"), body $(head -c 600 "$tmp/body"))"; fi
-}
+CHECK_BODY=600
 
 if [ ! -x "$BIN" ]; then echo "SKIP batches: $BIN not built"; exit 0; fi
 if ! command -v curl > /dev/null; then echo "SKIP batches: curl not installed"; exit 0; fi
 data="$tmp/data"
 model=basalt-demo-random
 
-start() {
-    : > "$tmp/serve.log"
-    "$BIN" serve --port 0 --threads 1 --data "$data" > "$tmp/serve.log" 2>&1 &
-    serve=$!
-    url=
-    for _ in $(seq 100); do
-        url=$(sed -n 's/.*listening on \(http:[0-9.:/]*\).*/\1/p' "$tmp/serve.log" | head -1)
-        [ -n "$url" ] && return 0
-        sleep 0.1
-    done
-    fail serve_start "$(cat "$tmp/serve.log")"
-    exit 1
-}
-stop() {
-    kill "$serve" && wait "$serve" 2>/dev/null
-    serve=
-}
+start() { start_serve "$tmp/serve.log" --port 0 --threads 1 --data "$data"; }
 
 req() { # curl args...: body in $tmp/body, HTTP status in $tmp/status
     curl -s -o "$tmp/body" -w '%{http_code}' "$@" > "$tmp/status"
@@ -167,7 +148,7 @@ fid=$(upload "$tmp/resume.jsonl")
 create "$fid"
 rid=$(json_get 'j["id"]')
 check resume_started wait_for "$rid" 'j["request_counts"]["completed"] >= 2'
-stop
+stop_serve
 before=$(cat "$data/batches/$rid/output.part" | wc -l | tr -d ' ')
 check resume_part_kept [ "$before" -ge 2 -a "$before" -lt 40 ]
 start
@@ -200,4 +181,4 @@ fi
 wait "$client"
 check priority_client_served "$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(0 if j["usage"]["completion_tokens"] == 4 * 3500 else 1)' "$tmp/interactive.json"
 check priority_then_runs wait_for "$qid" 'j["status"] == "completed" and j["request_counts"]["completed"] == 4'
-stop
+stop_serve

@@ -9,25 +9,12 @@
 . tests/support/lib.sh
 trap '[ -n "$serve" ] && kill -9 "$serve" 2>/dev/null; rm -rf "$tmp"' EXIT
 
-check() { # name, condition-command...
-    name=$1; shift
-    if "$@"; then pass "$name"; else fail "$name" "$* (status $(cat "$tmp/status"), body $(head -c 600 "$tmp/body"))"; fi
-}
+CHECK_BODY=600
 
 if [ ! -x "$BIN" ]; then echo "SKIP evals: $BIN not built"; exit 0; fi
 if ! command -v curl > /dev/null; then echo "SKIP evals: curl not installed"; exit 0; fi
 
-start() {
-    "$BIN" serve --random --port 0 --threads 1 --data "$tmp/data" > "$tmp/serve.log" 2>&1 &
-    serve=$!
-    url=
-    for _ in $(seq 100); do
-        url=$(sed -n 's/.*listening on \(http:[0-9.:/]*\).*/\1/p' "$tmp/serve.log" | head -1)
-        [ -n "$url" ] && break
-        sleep 0.1
-    done
-    if [ -z "$url" ]; then fail serve_start "$(cat "$tmp/serve.log")"; exit 1; fi
-}
+start() { start_serve "$tmp/serve.log" --random --port 0 --threads 1 --data "$tmp/data"; }
 mkdir -p "$tmp/data"
 start
 

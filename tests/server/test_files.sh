@@ -6,31 +6,13 @@
 # nothing left on disk, and files surviving a restart.  Uses $BASALT_BIN.
 . tests/support/lib.sh
 
-check() { # name, condition-command...
-    name=$1; shift
-    if "$@"; then pass "$name"; else fail "$name" "$* (status $(cat "$tmp/status"), body $(head -c 400 "$tmp/body"))"; fi
-}
+CHECK_BODY=400
 
 if [ ! -x "$BIN" ]; then echo "SKIP files: $BIN not built"; exit 0; fi
 if ! command -v curl > /dev/null; then echo "SKIP files: curl not installed"; exit 0; fi
 data="$tmp/data"
 
-start() {
-    "$BIN" serve --port 0 --threads 1 --max-file-mb 1 --data "$data" > "$tmp/serve.log" 2>&1 &
-    serve=$!
-    url=
-    for _ in $(seq 100); do
-        url=$(sed -n 's/.*listening on \(http:[0-9.:/]*\).*/\1/p' "$tmp/serve.log" | head -1)
-        [ -n "$url" ] && return 0
-        sleep 0.1
-    done
-    fail serve_start "$(cat "$tmp/serve.log")"
-    exit 1
-}
-stop() {
-    kill "$serve" && wait "$serve" 2>/dev/null
-    serve=
-}
+start() { start_serve "$tmp/serve.log" --port 0 --threads 1 --max-file-mb 1 --data "$data"; }
 
 req() { # curl args...: body in $tmp/body, HTTP status in $tmp/status
     curl -s -o "$tmp/body" -w '%{http_code}' "$@" > "$tmp/status"
@@ -134,10 +116,10 @@ check refusals_leave_nothing [ "$(blob_count)" = "$before" ]
 check no_partial_uploads no_partials
 
 # ---- a restart keeps files and their bytes
-stop
+stop_serve
 start
 req "$url/v1/files?order=asc"
 check restart_list json_ok "[f['id'] for f in j['data']] == ['$id1', '$id2']"
 curl -s -o "$tmp/content" "$url/v1/files/$id1/content"
 check restart_content cmp -s "$tmp/content" "$tmp/train.jsonl"
-stop
+stop_serve

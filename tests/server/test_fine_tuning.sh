@@ -13,29 +13,14 @@
 . tests/support/lib.sh
 trap '[ -n "$serve" ] && kill -9 "$serve" 2>/dev/null; rm -rf "$tmp"' EXIT
 
-check() { # name, condition-command...
-    name=$1; shift
-    if "$@"; then pass "$name"; else fail "$name" "$* (status $(cat "$tmp/status"), body $(head -c 600 "$tmp/body"))"; fi
-}
+CHECK_BODY=600
 
 if [ ! -x "$BIN" ]; then echo "SKIP fine_tuning: $BIN not built"; exit 0; fi
 if ! command -v curl > /dev/null; then echo "SKIP fine_tuning: curl not installed"; exit 0; fi
 data="$tmp/data"
 MODEL=basalt-demo-random
 
-start() {
-    : > "$tmp/serve.log"
-    "$BIN" serve --random --port 0 --threads 1 --data "$data" > "$tmp/serve.log" 2>&1 &
-    serve=$!
-    for _ in $(seq 100); do
-        url=$(sed -n 's/.*listening on \(http:[0-9.:/]*\).*/\1/p' "$tmp/serve.log" | head -1)
-        [ -n "$url" ] && return 0
-        sleep 0.1
-    done
-    fail serve_start "$(cat "$tmp/serve.log")"
-    exit 1
-}
-stop() { kill "$serve" && wait "$serve" 2>/dev/null; serve=; }
+start() { start_serve "$tmp/serve.log" --random --port 0 --threads 1 --data "$data"; }
 crash() { kill -9 "$serve" && wait "$serve" 2>/dev/null; serve=; }
 
 req() { curl -s -o "$tmp/body" -w '%{http_code}' "$@" > "$tmp/status"; }
@@ -213,7 +198,7 @@ check restart_resumes_from_checkpoint events_ok "'The server restarted; the job 
 check restart_steps_after_resume events_ok "[d['step'] for d in m][len(m) - (48 - $ckpt):] == list(range($ckpt + 1, 49))"
 
 # ---- a restart serves every succeeded job's model again
-stop
+stop_serve
 start
 req "$url/v1/models"
 check restart_models json_ok "{'$ft1', 'ft:$MODEL:crash:$job4'} <= {m['id'] for m in j['data']}"
@@ -245,4 +230,4 @@ req "$url/v1/fine_tuning/jobs/$job5/checkpoints"
 check rft_checkpoints json_ok "sorted(c['step_number'] for c in j['data']) == [2, 4] and 'train_reward_mean' in j['data'][0]['metrics']"
 chat "ft:$MODEL:rft:$job5" sun
 check rft_chat status_is 200
-stop
+stop_serve
