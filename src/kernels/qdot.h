@@ -123,6 +123,24 @@ static inline __attribute__((always_inline)) void kern_qrepack_scales(float (*f1
         }
 }
 
+/* The byte maps of kern_qrepack_r16, restrict-qualified so they vectorize
+ * without alias checks. */
+#define R16_MAP static inline __attribute__((always_inline)) void
+R16_MAP r16_xor80(uint8_t *restrict dst, const uint8_t *restrict src, int n) {
+    for (int e = 0; e < n; e++) dst[e] = src[e] ^ 0x80;
+}
+R16_MAP r16_nibbles(uint8_t *restrict lo, uint8_t *restrict hi, const uint8_t *restrict src, int n) {
+    for (int e = 0; e < n; e++) {
+        lo[e] = src[e] & 0xF;
+        hi[e] = src[e] >> 4;
+    }
+}
+/* Q6_K: the nibble at shift sl of ql with bits sh, sh + 1 of qh above it. */
+R16_MAP r16_q6(uint8_t *restrict dst, const uint8_t *restrict ql, const uint8_t *restrict qh, int sl, int sh, int n) {
+    for (int e = 0; e < n; e++) dst[e] = (uint8_t)(((ql[e] >> sl) & 0xF) | ((qh[e] >> sh) & 3) << 4);
+}
+#undef R16_MAP
+
 /* The repack of an _R16 group (qinterleave.c): rows[0] is the group's first
  * byte (the other pointers are ignored), blocks [b0, b0 + nb).  The group
  * already holds each word of 16 rows together, which is the tile's order, so
@@ -139,21 +157,15 @@ static inline __attribute__((always_inline)) void kern_qrepack_r16(float (*f16)(
         if (base == BS_DTYPE_Q8_0 || base == BS_DTYPE_Q4_0) {
             uint8_t *dst = tile->q + (size_t)i * 32 * KERN_QROWS;
             if (base == BS_DTYPE_Q8_0)
-                for (int e = 0; e < 32 * KERN_QROWS; e++) dst[e] = g[32 + e] ^ 0x80;
+                r16_xor80(dst, g + 32, 32 * KERN_QROWS);
             else
-                for (int e = 0; e < 16 * KERN_QROWS; e++) {
-                    dst[e] = g[32 + e] & 0xF;
-                    dst[16 * KERN_QROWS + e] = g[32 + e] >> 4;
-                }
+                r16_nibbles(dst, dst + 16 * KERN_QROWS, g + 32, 16 * KERN_QROWS);
             for (int r = 0; r < KERN_QROWS; r++) tile->scale[i][r] = f16((uint16_t)(g[2 * r] | g[2 * r + 1] << 8));
         } else if (base == BS_DTYPE_Q4_K) { /* sub-blocks 2p, 2p + 1: low, high nibbles of words 8p.. */
             for (int p = 0; p < 4; p++) {
                 const uint8_t *src = g + 256 + (size_t)p * 32 * KERN_QROWS;
-                uint8_t *lo = tile->q + (size_t)(8 * i + 2 * p) * 32 * KERN_QROWS, *hi = lo + 32 * KERN_QROWS;
-                for (int e = 0; e < 32 * KERN_QROWS; e++) {
-                    lo[e] = src[e] & 0xF;
-                    hi[e] = src[e] >> 4;
-                }
+                uint8_t *lo = tile->q + (size_t)(8 * i + 2 * p) * 32 * KERN_QROWS;
+                r16_nibbles(lo, lo + 32 * KERN_QROWS, src, 32 * KERN_QROWS);
             }
             for (int r = 0; r < KERN_QROWS; r++) {
                 uint8_t sc[12];
@@ -177,8 +189,7 @@ static inline __attribute__((always_inline)) void kern_qrepack_r16(float (*f16)(
                         const uint8_t *ql = q % 2 ? ql1 : ql0;
                         uint8_t *dst = tile->q + (size_t)(16 * i + 8 * h + 2 * q + k / 4) * 16 * KERN_QROWS +
                                        (size_t)(k % 4) * 4 * KERN_QROWS;
-                        for (int e = 0; e < 4 * KERN_QROWS; e++)
-                            dst[e] = (uint8_t)(((ql[e] >> (4 * (q / 2))) & 0xF) | ((qh[e] >> (2 * q)) & 3) << 4);
+                        r16_q6(dst, ql, qh, 4 * (q / 2), 2 * q, 4 * KERN_QROWS);
                     }
                 }
             for (int r = 0; r < KERN_QROWS; r++) {
