@@ -10,8 +10,9 @@
  *     Qwen2.5-0.5B FFN shape (4864 x 896);
  * then runs `basalt bench --json` on each MODEL and prints the achieved
  * fractions: decode reads model_bytes per token, so decode t/s x model_bytes
- * / bandwidth; prefill FLOPs per token come from the model's shape (every
- * layer matmul, causal attention, the LM head once per prompt), over the f32
+ * / the bandwidth measured around that model's run (just before and after
+ * it); prefill FLOPs per token come from the model's shape (every layer
+ * matmul, causal attention, the LM head once per prompt), over the f32
  * FMA peak (F16 and BF16 weights are widened to f32 and FMA'd; the bf16
  * dot-product peak is printed for reference only).  Prints a table, then one
  * JSON line. */
@@ -254,10 +255,15 @@ int main(int argc, char **argv) {
     json_object_set_new(out, "gemm_bf16_gflops", json_real(gemm_bf16));
     json_object_set_new(out, "gemm_f16_gflops", json_real(gemm_f16));
     if (first_model < argc)
-        printf("\n%-40s %8s %9s %7s %9s %8s %7s\n", "model", "pp t/s", "GFLOP/s", "of peak", "tg t/s", "GB/s",
-               "of bw");
+        printf("\n%-40s %8s %9s %7s %9s %8s %8s %7s\n", "model", "pp t/s", "GFLOP/s", "of peak", "tg t/s", "GB/s",
+               "bw GB/s", "of bw");
     for (int i = first_model; i < argc; i++) {
+        /* A shared host's bandwidth drifts by tens of percent within minutes:
+         * each model is held against the bandwidth measured around its own
+         * run (the mean of just before and just after). */
+        double bw_before = read_bandwidth(pool);
         json_t *o = run_bench(bin, argv[i], threads, prompt, gen);
+        double bw_model = (bw_before + read_bandwidth(pool)) / 2;
         model_shape s;
         const char *desc = o ? json_string_value(json_object_get(o, "description")) : NULL;
         if (!desc || !parse_shape(desc, &s)) {
@@ -269,8 +275,8 @@ int main(int argc, char **argv) {
         double bytes = (double)json_integer_value(json_object_get(o, "model_bytes"));
         double gflops = pp * prefill_flops_per_token(&s, prompt) / 1e9;
         double read = tg * bytes;
-        printf("%-40s %8.1f %9.1f %6.0f%% %9.2f %8.1f %6.0f%%\n", argv[i], pp, gflops, 100 * gflops / fma, tg,
-               read / 1e9, 100 * read / bw);
+        printf("%-40s %8.1f %9.1f %6.0f%% %9.2f %8.1f %8.1f %6.0f%%\n", argv[i], pp, gflops, 100 * gflops / fma, tg,
+               read / 1e9, bw_model / 1e9, 100 * read / bw_model);
         json_t *r = json_object();
         json_object_set_new(r, "model", json_string(argv[i]));
         json_object_set_new(r, "weights", json_string(s.wtype));
@@ -279,7 +285,8 @@ int main(int argc, char **argv) {
         json_object_set_new(r, "prefill_of_peak", json_real(gflops / fma));
         json_object_set_new(r, "tg_tok_s", json_real(tg));
         json_object_set_new(r, "decode_gb_s", json_real(read / 1e9));
-        json_object_set_new(r, "decode_of_bandwidth", json_real(read / bw));
+        json_object_set_new(r, "read_gb_s", json_real(bw_model / 1e9));
+        json_object_set_new(r, "decode_of_bandwidth", json_real(read / bw_model));
         json_array_append_new(runs, r);
         json_decref(o);
     }
