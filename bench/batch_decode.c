@@ -5,8 +5,9 @@
  *
  * Each stream has its own P-token prompt (no prefix sharing) and generates
  * G tokens greedily with ignore_eos.  Prints one JSON line per N: total
- * wall time, and the decode rate measured from the moment every stream has
- * its first token to the end. */
+ * wall time, the decode rate measured from the moment every stream has its
+ * first token to the end, and what one stream sees: time to first token and
+ * the gaps between its tokens (p50 / p95 over every stream's gaps). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,18 +26,33 @@ typedef struct counter {
 typedef struct stream {
     counter *c;
     int tokens;
+    double t_submit, t_last, ttft;
+    double *gaps; /* [gen - 1] seconds between consecutive tokens */
 } stream;
 
 static void on_event(void *user, const bs_request_event *ev) {
     stream *st = user;
     counter *c = st->c;
     pthread_mutex_lock(&c->mu);
-    if (ev->token >= 0 && st->tokens++ == 0 && ++c->streams_started == c->n) c->t_all_started = bs_now();
+    if (ev->token >= 0) {
+        double now = bs_now();
+        if (st->tokens == 0)
+            st->ttft = now - st->t_submit;
+        else
+            st->gaps[st->tokens - 1] = now - st->t_last;
+        st->t_last = now;
+        if (st->tokens++ == 0 && ++c->streams_started == c->n) c->t_all_started = now;
+    }
     if (ev->finish_reason) {
         c->streams_done++;
         pthread_cond_signal(&c->cv);
     }
     pthread_mutex_unlock(&c->mu);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv) {
@@ -85,6 +101,8 @@ int main(int argc, char **argv) {
             sampler_params_default(&p.sampling);
             p.sampling.temperature = 0;
             streams[i].c = &c;
+            streams[i].gaps = calloc((size_t)gen, sizeof(double));
+            streams[i].t_submit = bs_now();
             uint64_t id;
             if (scheduler_submit(s, &p, on_event, &streams[i], &id, &err)) {
                 fprintf(stderr, "%s\n", err.msg);
@@ -95,10 +113,21 @@ int main(int argc, char **argv) {
         while (c.streams_done < n) pthread_cond_wait(&c.cv, &c.mu);
         pthread_mutex_unlock(&c.mu);
         double t1 = bs_now();
+        double *gaps = malloc(sizeof(double) * (size_t)n * gen), ttft = 0;
+        int n_gaps = 0;
+        for (int i = 0; i < n; i++) {
+            for (int k = 0; k + 1 < streams[i].tokens; k++) gaps[n_gaps++] = streams[i].gaps[k];
+            ttft += streams[i].ttft / n;
+            free(streams[i].gaps);
+        }
+        qsort(gaps, (size_t)n_gaps, sizeof *gaps, cmp_double);
         printf("{\"streams\": %d, \"prompt\": %d, \"gen\": %d, \"wall_s\": %.3f, \"decode_tok_s\": %.1f, "
-               "\"total_tok_s\": %.1f}\n",
+               "\"total_tok_s\": %.1f, \"ttft_mean_ms\": %.1f, \"inter_token_p50_ms\": %.1f, "
+               "\"inter_token_p95_ms\": %.1f}\n",
                n, prompt_len, gen, t1 - t0, (double)n * (gen - 1) / (t1 - c.t_all_started),
-               (double)n * gen / (t1 - t0));
+               (double)n * gen / (t1 - t0), 1e3 * ttft, n_gaps ? 1e3 * gaps[n_gaps / 2] : 0,
+               n_gaps ? 1e3 * gaps[n_gaps * 95 / 100] : 0);
+        free(gaps);
         fflush(stdout);
         scheduler_close(s);
         free(streams);

@@ -9,7 +9,7 @@ PY=${BASALT_PYTHON:-/usr/bin/python3}
 m=${1:-$here/models/qwen2.5-0.5b-BF16}
 [ $# -gt 0 ] && shift
 [ -f "$m/model.safetensors" ] || [ -f "$m" ] || "$PY" "$here/make_random_model.py" "$m" --dtype BF16
-PKGS="libmicrohttpd jansson libpcre2-8 openblas libcurl sqlite3 yaml-0.1"
+PKGS="libmicrohttpd jansson libpcre2-8 openblas libcurl sqlite3 yaml-0.1 libpq hiredis"
 cc -std=c17 -O2 -D_GNU_SOURCE -pthread -Isrc "$here/batch_decode.c" build/libbasalt.a \
     $(pkg-config --libs $PKGS) -lunistring -lm -pthread -o build/bench_batch_decode
 [ $# -eq 0 ] && set -- 1 8

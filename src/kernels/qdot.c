@@ -22,6 +22,9 @@
  * scratch at 4 MiB per calling thread; 0.5B-class prefill (256 tokens of up
  * to 4864 columns, 1.4 MB) takes one pass. */
 enum { QDOT_SCRATCH_BYTES = 4 << 20 };
+/* Up to this many tokens an interleaved matrix goes through the decode
+ * kernel rather than the repacked tiles (batched decode). */
+enum { QDOT_R16_MAX_T = 8 };
 /* Below this many activations (tokens x K) quantizing is left to the calling
  * thread: waking the pool costs more than the work. */
 enum { QDOT_PARALLEL_QUANT = 1 << 15 };
@@ -178,6 +181,16 @@ static void rows_thread(void *ctx, int ith, int nth) {
         if (job->T <= KERN_QMV_MAX_T)
             job->isa->qmatvec(o->wtype, W, row_bytes, (int)(end - begin), job->K, job->xq, x_stride, job->T, y,
                               (size_t)o->N);
+        else if (bs_dtype_block_type(o->wtype) != o->wtype && job->T <= QDOT_R16_MAX_T)
+            /* Batched decode over an interleaved matrix: group by group, the
+             * tokens KERN_QMV_MAX_T at a time while the group is in cache —
+             * no repack, which costs more than the dots at these T. */
+            for (long g = begin; g < end; g += BS_ROW_GROUP)
+                for (int t = 0; t < job->T; t += KERN_QMV_MAX_T)
+                    job->isa->qmatvec(o->wtype, W + (size_t)(g - begin) * row_bytes, row_bytes, BS_ROW_GROUP, job->K,
+                                      job->xq + (size_t)t * x_stride, x_stride,
+                                      job->T - t < KERN_QMV_MAX_T ? job->T - t : KERN_QMV_MAX_T,
+                                      y + (size_t)t * o->N + (g - begin), (size_t)o->N);
         else
             kern_qtiles(job->isa, o->wtype, W, row_bytes, (int)(end - begin), job->K, job->xq, x_stride, job->T, y,
                         (size_t)o->N);
