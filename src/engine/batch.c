@@ -147,7 +147,7 @@ static void add_lora(bs_batch *b, const bs_batch_item *items, int n_items, int l
  * activations quantized once). */
 static void project(bs_batch *b, const bs_batch_item *items, int n_items, int layer, const float *x, int T,
                     const projection *p, int n) {
-    kern_matmul_out outs[3];
+    kern_matmul_out outs[3] = {{0}};
     for (int i = 0; i < n; i++) outs[i] = (kern_matmul_out){p[i].y, p[i].w->data, p[i].w->dtype, p[i].w->rows};
     kern_matmul_group(b->m->pool, x, T, p[0].w->cols, outs, n);
     for (int i = 0; i < n; i++) {
