@@ -62,6 +62,10 @@ static float *model_logits(const char *path, const bs_model_params *p, const int
     bs_context *ctx = NULL;
     float *logits = NULL;
     CHECK_OK(model_open(path, p, &m, &err), &err);
+    /* quantized matrices are interleaved at load unless asked not to */
+    const char *d = m ? model_describe(m) : "";
+    if ((strstr(d, "Q8_0") || strstr(d, "Q4_") || strstr(d, "Q6_K")) && kern_qmatvec_reads_interleaved())
+        CHECK((strstr(d, "_R16") != NULL) == !p->plain_layout);
     if (m) CHECK_OK(context_open(m, n, &ctx, &err), &err);
     if (ctx) {
         *n_vocab = model_config(m)->n_vocab;
@@ -367,6 +371,11 @@ static void check_quantized(bs_quant q, double max_l2) {
     bs_model_params mp = {.n_threads = 2};
     float *ref = model_logits(dir, &mp, toks, W_T, &V);
     float *got = model_logits(out, &mp, toks, W_T, &V2);
+    /* the interleaved layout changes no bit of the result */
+    bs_model_params mp_plain = {.n_threads = 2, .plain_layout = 1};
+    float *plain = model_logits(out, &mp_plain, toks, W_T, &V2);
+    CHECK(got && plain && memcmp(got, plain, sizeof(float) * (size_t)W_T * V2) == 0);
+    free(plain);
     /* at load: the same mix over the HF rows (rotate-half, unpermuted) */
     bs_model_params mq = {.n_threads = 2, .quantize = q};
     float *loaded = model_logits(dir, &mq, toks, W_T, &V2);
