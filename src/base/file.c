@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,14 @@ void bs_file_unmap(bs_mapped_file *f) {
     if (f->data) munmap((void *)f->data, f->size);
     free(f->path);
     memset(f, 0, sizeof *f);
+}
+
+void bs_file_drop(const bs_mapped_file *f, const void *p, size_t len) {
+    uintptr_t begin = (uintptr_t)p, end = begin + len, page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    if (!f->data || begin < (uintptr_t)f->data || end > (uintptr_t)f->data + f->size) return;
+    begin = (begin + page - 1) / page * page; /* whole pages only: neighbours may still be in use */
+    end = end / page * page;
+    if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
 }
 
 bs_status bs_file_read(const char *path, char **data, size_t *size, bs_error *err) {

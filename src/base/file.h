@@ -15,6 +15,11 @@ typedef struct bs_mapped_file {
 
 bs_status bs_file_map(const char *path, bs_mapped_file *out, bs_error *err);
 void bs_file_unmap(bs_mapped_file *f);
+/* The whole pages of [p, p + len) inside f will not be read again: they
+ * leave the process (the page cache keeps them until the kernel wants the
+ * memory; a later read maps them back).  For weights copied elsewhere at
+ * load, so the process does not hold both copies. */
+void bs_file_drop(const bs_mapped_file *f, const void *p, size_t len);
 
 /* Read a whole file into a NUL-terminated heap buffer (caller frees). */
 bs_status bs_file_read(const char *path, char **data, size_t *size, bs_error *err);

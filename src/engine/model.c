@@ -353,8 +353,8 @@ size_t model_weight_bytes(const bs_model *m) {
  * Quantized matrices are interleaved 16 rows at a time (the _R16 types),
  * which lets the decode kernels read every weight vector with one load.
  * Matrices the model owns (converted at load) are rearranged in place, a
- * group at a time; mapped and random ones are copied into one allocation,
- * so the file's pages are no longer touched and the kernel can drop them. */
+ * group at a time; mapped ones are copied into one allocation and their
+ * file pages dropped from the process, so it never holds both copies. */
 
 typedef struct {
     bs_model *m;
@@ -412,7 +412,8 @@ static bs_status interleave_matrix(void *ctx, weight_role r, int layer, void *sl
     if (!cols || !interleavable(ip, r, w)) return BS_OK;
     interleave_job j = {.w = w};
     size_t bytes = (size_t)w->rows * w->row_bytes;
-    if (owned(ip->m, w->data)) {
+    int copied = !owned(ip->m, w->data);
+    if (!copied) {
         j.dst = (unsigned char *)w->data;
         j.scratch = malloc((size_t)bs_threadpool_size(ip->m->pool) * BS_ROW_GROUP * w->row_bytes);
         if (!j.scratch) return bs_fail(err, BS_ENOMEM, "out of memory interleaving a %d x %d matrix", w->rows, w->cols);
@@ -422,6 +423,7 @@ static bs_status interleave_matrix(void *ctx, weight_role r, int layer, void *sl
     }
     bs_threadpool_run(ip->m->pool, interleave_groups, &j);
     free(j.scratch);
+    if (copied && ip->m->gguf) gguf_drop(ip->m->gguf, w->data, bytes); /* the file's copy is done with */
     *w = (bs_matrix){j.dst, bs_dtype_interleaved(w->dtype), w->rows, w->cols, w->row_bytes};
     return BS_OK;
 }

@@ -491,6 +491,8 @@ void gguf_close(gguf_file *g) {
     free(g);
 }
 
+void gguf_drop(const gguf_file *g, const void *p, size_t len) { bs_file_drop(&g->map, p, len); }
+
 const char *gguf_path(const gguf_file *g) { return g->map.path; }
 uint32_t gguf_version(const gguf_file *g) { return g->version; }
 

@@ -49,6 +49,8 @@ typedef struct gguf_file gguf_file;
 
 bs_status gguf_open(const char *path, gguf_file **out, bs_error *err);
 void gguf_close(gguf_file *g);
+/* Tensor bytes in [p, p + len) that were copied elsewhere: see bs_file_drop. */
+void gguf_drop(const gguf_file *g, const void *p, size_t len);
 
 const char *gguf_path(const gguf_file *g);
 uint32_t gguf_version(const gguf_file *g);
