@@ -38,14 +38,16 @@ static const field *fields_of(bs_dtype base) {
     }
 }
 
-/* Copy block bytes between row r's plain block and a group's interleaved
- * block (16 * block_bytes at g); to_group picks the direction. */
-static void move_block(bs_dtype base, unsigned char *plain, unsigned char *g, int r, int to_group) {
+/* One block of row r from src to dst: from the plain block to the group's
+ * interleaved block (16 * block_bytes) when to_group, else back. */
+static void move_block(bs_dtype base, const unsigned char *src, unsigned char *dst, int r, int to_group) {
     for (const field *f = fields_of(base); f->size; f++) {
         int w = f->size == 2 ? 2 : 4;
         for (int c = 0; c < f->size / w; c++) {
-            unsigned char *at = g + BS_ROW_GROUP * f->off + (size_t)c * BS_ROW_GROUP * w + (size_t)r * w;
-            unsigned char *from = to_group ? plain + f->off + c * w : at, *to = to_group ? at : plain + f->off + c * w;
+            size_t plain = (size_t)f->off + (size_t)c * w;
+            size_t group = (size_t)BS_ROW_GROUP * f->off + (size_t)c * BS_ROW_GROUP * w + (size_t)r * w;
+            const unsigned char *from = src + (to_group ? plain : group);
+            unsigned char *to = dst + (to_group ? group : plain);
             if (w == 4) /* constant sizes: moves, not calls */
                 memcpy(to, from, 4);
             else
@@ -67,7 +69,7 @@ void kern_interleave(bs_dtype type, const void *src, int64_t rows, int cols, voi
         unsigned char *out = (unsigned char *)dst + (size_t)g * BS_ROW_GROUP * rb;
         for (int b = 0; b < nb; b++)
             for (int r = 0; r < BS_ROW_GROUP; r++)
-                move_block(type, (unsigned char *)in + r * rb + b * bb, out + b * BS_ROW_GROUP * bb, r, 1);
+                move_block(type, in + r * rb + b * bb, out + b * BS_ROW_GROUP * bb, r, 1);
     }
 }
 
@@ -76,7 +78,7 @@ void kern_deinterleave_blocks(bs_dtype type, const void *W, int cols, int64_t ro
     size_t rb = bs_dtype_row_bytes(base, cols), bb = (size_t)bs_dtype_block_bytes(base);
     const unsigned char *g = (const unsigned char *)W + (size_t)(row / BS_ROW_GROUP) * BS_ROW_GROUP * rb;
     for (int b = 0; b < nb; b++)
-        move_block(base, (unsigned char *)dst + b * bb, (unsigned char *)g + (size_t)(b0 + b) * BS_ROW_GROUP * bb,
+        move_block(base, g + (size_t)(b0 + b) * BS_ROW_GROUP * bb, (unsigned char *)dst + b * bb,
                    (int)(row % BS_ROW_GROUP), 0);
 }
 
