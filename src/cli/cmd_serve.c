@@ -11,6 +11,7 @@
 #include "base/paths.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "engine/scheduler.h"
 #include "gateway/config.h"
 #include "hub/hub.h"
 #include "server/resp_store.h"
@@ -85,7 +86,7 @@ static int parse_lora_spec(const char *arg, server_lora_spec *spec, char **buf) 
 }
 
 int cmd_serve(int argc, char **argv) {
-    const char *host = "127.0.0.1", *data = NULL, *quant = NULL, *config_path = NULL;
+    const char *host = "127.0.0.1", *data = NULL, *quant = NULL, *config_path = NULL, *kv_cache_dtype = NULL;
     int insecure_open = 0, random_model = 0, port = 8080, threads = 0, train_threads = 0, ctx = 0, parallel = 0, max_body_mib = 32, max_file_mib = 512, responses_store = RESP_STORE_DEFAULT_COUNT;
     cli_string_list models = {0}, loras = {0};
     const cli_opt opts[] = {
@@ -100,6 +101,8 @@ int cmd_serve(int argc, char **argv) {
         {"--train-threads", NULL, OPT_INT, &train_threads, "N", "BLAS threads of each fine-tuning job (default 1)"},
         {"--ctx", "-c", OPT_INT, &ctx, "N", "context positions per sequence (default: min(4096, model))"},
         {"--parallel", NULL, OPT_INT, &parallel, "N", "sequences decoded together (default 16)"},
+        {"--kv-cache-dtype", NULL, OPT_STRING, &kv_cache_dtype, "TYPE",
+         "KV cache element type: f32 (default) or f16 (half the memory; keys and values rounded)"},
         {"--max-body", NULL, OPT_INT, &max_body_mib, "MIB", "largest request body in MiB (default 32)"},
         {"--max-file-mb", NULL, OPT_INT, &max_file_mib, "MIB", "largest file upload in MiB (default 512)"},
         {"--data", NULL, OPT_STRING, &data, "DIR", "state directory (default $BASALT_DATA, else XDG data dir)"},
@@ -120,6 +123,11 @@ int cmd_serve(int argc, char **argv) {
     bs_quant quantize = BS_QUANT_NONE;
     if (quant && quant_parse(quant, &quantize, &err) != BS_OK) {
         fprintf(stderr, "basalt serve: --quantize: %s\n", err.msg);
+        return 2;
+    }
+    bs_dtype kv_dtype = BS_DTYPE_F32;
+    if (kv_cache_dtype && scheduler_kv_dtype_parse(kv_cache_dtype, &kv_dtype, &err) != BS_OK) {
+        fprintf(stderr, "basalt serve: --kv-cache-dtype: %s\n", err.msg);
         return 2;
     }
     server_model_spec specs[CLI_LIST_MAX] = {0};
@@ -195,7 +203,8 @@ int cmd_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     server_config cfg = {
-        .host = host, .port = port, .threads = threads, .quantize = quantize, .ctx = ctx, .parallel = parallel,
+        .host = host, .port = port, .threads = threads, .quantize = quantize, .kv_dtype = kv_dtype, .ctx = ctx,
+        .parallel = parallel,
         .max_body = (size_t)max_body_mib << 20, .max_file = (size_t)max_file_mib << 20, .data_dir = data_dir, .models = specs, .n_models = n_models,
         .loras = lora_specs, .n_loras = loras.n, .responses_store = responses_store,
         .train_threads = train_threads, .config_path = config_path, .insecure_open = insecure_open,

@@ -185,6 +185,7 @@ static void attention_worker(void *p, int ith, int nth) {
     int bsz = kv_pool_block_size(b->kv);
     size_t q_dim = (size_t)n_heads * hd, kv_dim = (size_t)cfg->n_kv_heads * hd;
     float scale = 1.0f / sqrtf((float)hd);
+    int f16 = kv_pool_dtype(b->kv) == BS_DTYPE_F16;
     long begin, end;
     bs_split_range((long)job->T * n_heads, ith, nth, 1, &begin, &end);
     for (long item = begin; item < end; item++) {
@@ -200,23 +201,30 @@ static void attention_worker(void *p, int ith, int nth) {
         for (int j = start; j <= pos;) {
             int off = j % bsz, cnt = bsz - off < pos + 1 - j ? bsz - off : pos + 1 - j;
             int block = seq->blocks[j / bsz];
-            kern_attn_span(&a, out, q, kv_block_k(b->kv, block, job->layer) + off * kv_dim + head_off,
-                           kv_block_v(b->kv, block, job->layer) + off * kv_dim + head_off, kv_dim, cnt);
+            size_t at = off * kv_dim + head_off;
+            if (f16)
+                kern_attn_span_f16(&a, out, q, (const uint16_t *)kv_block_k(b->kv, block, job->layer) + at,
+                                   (const uint16_t *)kv_block_v(b->kv, block, job->layer) + at, kv_dim, cnt);
+            else
+                kern_attn_span(&a, out, q, (const float *)kv_block_k(b->kv, block, job->layer) + at,
+                               (const float *)kv_block_v(b->kv, block, job->layer) + at, kv_dim, cnt);
             j += cnt;
         }
         kern_attn_finish(&a, out);
     }
 }
 
-/* Copy the T new K/V rows into their sequences' blocks. */
+/* Store the T new K/V rows into their sequences' blocks, in the pool's
+ * dtype (kern_quantize rounds to f16 to nearest even). */
 static void store_kv(bs_batch *b, const bs_batch_item *items, int layer, int T) {
     const bs_model_config *cfg = &b->m->cfg;
     int bsz = kv_pool_block_size(b->kv);
-    size_t kv_dim = (size_t)cfg->n_kv_heads * cfg->head_dim, bytes = kv_dim * sizeof(float);
+    bs_dtype dtype = kv_pool_dtype(b->kv);
+    size_t kv_dim = (size_t)cfg->n_kv_heads * cfg->head_dim, row = bs_dtype_row_bytes(dtype, (int64_t)kv_dim);
     for (int t = 0; t < T; t++) {
         int block = items[b->row_item[t]].seq->blocks[b->row_pos[t] / bsz], off = b->row_pos[t] % bsz;
-        memcpy(kv_block_k(b->kv, block, layer) + off * kv_dim, b->k + t * kv_dim, bytes);
-        memcpy(kv_block_v(b->kv, block, layer) + off * kv_dim, b->v + t * kv_dim, bytes);
+        kern_quantize(dtype, b->k + t * kv_dim, (char *)kv_block_k(b->kv, block, layer) + off * row, (int64_t)kv_dim);
+        kern_quantize(dtype, b->v + t * kv_dim, (char *)kv_block_v(b->kv, block, layer) + off * row, (int64_t)kv_dim);
     }
 }
 

@@ -32,7 +32,8 @@ bs_status context_open(bs_model *m, int n_ctx, bs_context **out, bs_error *err) 
     c->m = m;
     c->n_ctx = n_ctx;
     int n_blocks = (n_ctx + BLOCK_SIZE - 1) / BLOCK_SIZE;
-    bs_status st = kv_pool_open(n_blocks, BLOCK_SIZE, cfg->n_layers, cfg->n_kv_heads * cfg->head_dim, &c->kv, err);
+    bs_status st = kv_pool_open(n_blocks, BLOCK_SIZE, cfg->n_layers, cfg->n_kv_heads * cfg->head_dim, BS_DTYPE_F32,
+                                &c->kv, err);
     if (!st) st = kv_seq_init(&c->seq, c->kv, n_ctx, 0, err);
     if (!st) st = batch_open(m, c->kv, n_ctx < MAX_BATCH ? n_ctx : MAX_BATCH, 1, n_ctx, &c->batch, err);
     if (st) {

@@ -17,8 +17,10 @@ typedef struct block_meta {
 
 struct bs_kv_pool {
     int n_blocks, block_size, n_layers, kv_dim;
-    size_t block_floats; /* n_layers * block_size * kv_dim */
-    float *k, *v;        /* [n_blocks][n_layers][block_size][kv_dim] */
+    bs_dtype dtype;      /* F32 or F16 */
+    size_t elem;         /* bytes per element */
+    size_t block_elems;  /* n_layers * block_size * kv_dim */
+    unsigned char *k, *v; /* [n_blocks][n_layers][block_size][kv_dim] */
     int *refcount;
     block_meta *meta;
     int32_t *tokens;     /* [n_blocks][block_size] ids of registered blocks */
@@ -29,24 +31,28 @@ struct bs_kv_pool {
     size_t map_cap;
 };
 
-bs_status kv_pool_open(int n_blocks, int block_size, int n_layers, int kv_dim, bs_kv_pool **out,
+bs_status kv_pool_open(int n_blocks, int block_size, int n_layers, int kv_dim, bs_dtype dtype, bs_kv_pool **out,
                        bs_error *err) {
     *out = NULL;
     if (n_blocks <= 0 || block_size <= 0 || n_layers <= 0 || kv_dim <= 0)
         return bs_fail(err, BS_EINVAL, "kv pool: bad geometry (%d blocks of %d positions, %d layers, kv_dim %d)",
                        n_blocks, block_size, n_layers, kv_dim);
+    if (dtype != BS_DTYPE_F32 && dtype != BS_DTYPE_F16)
+        return bs_fail(err, BS_EINVAL, "kv pool: the cache holds f32 or f16, not %s", bs_dtype_name(dtype));
     bs_kv_pool *p = calloc(1, sizeof *p);
     if (!p) return bs_fail(err, BS_ENOMEM, "kv pool: out of memory");
     p->n_blocks = n_blocks;
     p->block_size = block_size;
     p->n_layers = n_layers;
     p->kv_dim = kv_dim;
-    p->block_floats = (size_t)n_layers * block_size * kv_dim;
+    p->dtype = dtype;
+    p->elem = dtype == BS_DTYPE_F16 ? 2 : 4;
+    p->block_elems = (size_t)n_layers * block_size * kv_dim;
     p->map_cap = 16;
     while (p->map_cap < 2 * (size_t)n_blocks) p->map_cap *= 2;
-    size_t floats = (size_t)n_blocks * p->block_floats;
-    p->k = malloc(floats * sizeof(float));
-    p->v = malloc(floats * sizeof(float));
+    size_t bytes = (size_t)n_blocks * p->block_elems * p->elem;
+    p->k = malloc(bytes);
+    p->v = malloc(bytes);
     p->refcount = calloc((size_t)n_blocks, sizeof *p->refcount);
     p->meta = calloc((size_t)n_blocks, sizeof *p->meta);
     p->tokens = malloc((size_t)n_blocks * block_size * sizeof *p->tokens);
@@ -55,7 +61,7 @@ bs_status kv_pool_open(int n_blocks, int block_size, int n_layers, int kv_dim, b
     if (!p->k || !p->v || !p->refcount || !p->meta || !p->tokens || !p->free_list || !p->map) {
         kv_pool_close(p);
         return bs_fail(err, BS_ENOMEM, "kv pool: out of memory for %d blocks (%.1f MB)", n_blocks,
-                       2.0 * floats * sizeof(float) / 1e6);
+                       2.0 * bytes / 1e6);
     }
     /* Lowest block first out of the free list. */
     for (int i = 0; i < n_blocks; i++) p->free_list[i] = n_blocks - 1 - i;
@@ -85,11 +91,13 @@ int kv_pool_n_cached(const bs_kv_pool *p) { return p->n_cached; }
 int kv_pool_n_available(const bs_kv_pool *p) { return p->n_free + p->n_cached; }
 int kv_block_refcount(const bs_kv_pool *p, int block) { return p->refcount[block]; }
 
-float *kv_block_k(bs_kv_pool *p, int block, int layer) {
-    return p->k + (size_t)block * p->block_floats + (size_t)layer * p->block_size * p->kv_dim;
+bs_dtype kv_pool_dtype(const bs_kv_pool *p) { return p->dtype; }
+
+void *kv_block_k(bs_kv_pool *p, int block, int layer) {
+    return p->k + ((size_t)block * p->block_elems + (size_t)layer * p->block_size * p->kv_dim) * p->elem;
 }
-float *kv_block_v(bs_kv_pool *p, int block, int layer) {
-    return p->v + (size_t)block * p->block_floats + (size_t)layer * p->block_size * p->kv_dim;
+void *kv_block_v(bs_kv_pool *p, int block, int layer) {
+    return p->v + ((size_t)block * p->block_elems + (size_t)layer * p->block_size * p->kv_dim) * p->elem;
 }
 
 static uint64_t mix64(uint64_t x) { /* splitmix64 finalizer */
@@ -281,7 +289,7 @@ int kv_seq_fork(bs_kv_seq *dst, const bs_kv_seq *src, bs_kv_pool *p) {
         if (copy == NIL) return -1;
         int from = src->blocks[n_full];
         for (int l = 0; l < p->n_layers; l++) {
-            size_t bytes = (size_t)partial * p->kv_dim * sizeof(float);
+            size_t bytes = (size_t)partial * p->kv_dim * p->elem;
             memcpy(kv_block_k(p, copy, l), kv_block_k(p, from, l), bytes);
             memcpy(kv_block_v(p, copy, l), kv_block_v(p, from, l), bytes);
         }

@@ -20,11 +20,14 @@
 
 #include <stdint.h>
 
+#include "base/dtype.h"
 #include "base/error.h"
 
 typedef struct bs_kv_pool bs_kv_pool;
 
-bs_status kv_pool_open(int n_blocks, int block_size, int n_layers, int kv_dim, bs_kv_pool **out,
+/* dtype: BS_DTYPE_F32, or BS_DTYPE_F16 for half the memory (keys and
+ * values rounded to f16 when stored). */
+bs_status kv_pool_open(int n_blocks, int block_size, int n_layers, int kv_dim, bs_dtype dtype, bs_kv_pool **out,
                        bs_error *err);
 void kv_pool_close(bs_kv_pool *p);
 
@@ -42,9 +45,12 @@ void kv_block_ref(bs_kv_pool *p, int block);
 void kv_block_unref(bs_kv_pool *p, int block);
 int kv_block_refcount(const bs_kv_pool *p, int block);
 
-/* [block_size][kv_dim] keys / values of one layer in a block. */
-float *kv_block_k(bs_kv_pool *p, int block, int layer);
-float *kv_block_v(bs_kv_pool *p, int block, int layer);
+bs_dtype kv_pool_dtype(const bs_kv_pool *p);
+
+/* [block_size][kv_dim] keys / values of one layer in a block, in the pool's
+ * dtype. */
+void *kv_block_k(bs_kv_pool *p, int block, int layer);
+void *kv_block_v(bs_kv_pool *p, int block, int layer);
 
 uint64_t kv_block_hash(uint64_t parent, const int32_t *tokens, int n, uint64_t salt);
 

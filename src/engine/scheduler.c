@@ -114,7 +114,18 @@ static _Thread_local const bs_scheduler *current_scheduler;
 
 void scheduler_params_default(bs_scheduler_params *p) {
     *p = (bs_scheduler_params){
-        .kv_tokens = 0, .n_ctx = 0, .max_running = 16, .max_queue = 64, .step_tokens = 256, .block_size = 16};
+        .kv_tokens = 0, .n_ctx = 0, .max_running = 16, .max_queue = 64, .step_tokens = 256, .block_size = 16,
+        .kv_dtype = BS_DTYPE_F32};
+}
+
+bs_status scheduler_kv_dtype_parse(const char *name, bs_dtype *out, bs_error *err) {
+    if (!strcmp(name, "f32") || !strcmp(name, "float32"))
+        *out = BS_DTYPE_F32;
+    else if (!strcmp(name, "f16") || !strcmp(name, "float16"))
+        *out = BS_DTYPE_F16;
+    else
+        return bs_fail(err, BS_EINVAL, "KV cache dtype \"%s\": expected f32 or f16", name);
+    return BS_OK;
 }
 
 /* ---- requests --------------------------------------------------------------- */
@@ -583,7 +594,7 @@ bs_status scheduler_open(bs_model *m, const bs_scheduler_params *params, bs_sche
     int kv_dim = cfg->n_kv_heads * cfg->head_dim;
     if (p.n_ctx <= 0) p.n_ctx = cfg->max_pos < 4096 ? cfg->max_pos : 4096;
     if (p.kv_tokens <= 0) {
-        double cap = 4.0 * (1 << 30) / (2.0 * sizeof(float) * cfg->n_layers * kv_dim);
+        double cap = 4.0 * (1 << 30) / (2.0 * (p.kv_dtype == BS_DTYPE_F16 ? 2 : 4) * cfg->n_layers * kv_dim);
         p.kv_tokens = 8.0 * p.n_ctx < cap ? 8 * p.n_ctx : (int)cap;
         if (p.kv_tokens < p.n_ctx) p.kv_tokens = p.n_ctx;
     }
@@ -610,7 +621,7 @@ bs_status scheduler_open(bs_model *m, const bs_scheduler_params *params, bs_sche
     s->next_id = 1;
     int R = p.max_running;
     bs_status st = kv_pool_open((p.kv_tokens + p.block_size - 1) / p.block_size, p.block_size, cfg->n_layers,
-                                kv_dim, &s->kv, err);
+                                kv_dim, p.kv_dtype, &s->kv, err);
     if (!st) st = batch_open(m, s->kv, p.step_tokens, R, p.n_ctx, &s->batch, err);
     if (!st) {
         s->running = malloc((size_t)R * sizeof *s->running);

@@ -40,15 +40,19 @@ typedef struct bs_scheduler bs_scheduler;
 
 typedef struct bs_scheduler_params {
     int kv_tokens;   /* total KV positions in the pool, at least n_ctx; 0 (default): 8 x n_ctx,
-                        capped at 4 GiB of f32 K+V */
+                        capped at 4 GiB of K+V */
     int n_ctx;       /* max positions per sequence; 0 (default): min(4096, the model's max) */
     int max_running; /* sequences per step (default 16); a request's n must not exceed it */
     int max_queue;   /* waiting requests (default 64); submit answers BS_EBUSY beyond it */
     int step_tokens; /* token budget per step (default 256); at least max_running */
     int block_size;  /* KV positions per block (default 16) */
+    bs_dtype kv_dtype; /* the KV cache's element type: BS_DTYPE_F32 (default) or BS_DTYPE_F16 */
 } bs_scheduler_params;
 
 void scheduler_params_default(bs_scheduler_params *p);
+
+/* "f32" or "f16" (a --kv-cache-dtype value) to the KV cache's dtype. */
+bs_status scheduler_kv_dtype_parse(const char *name, bs_dtype *out, bs_error *err);
 
 /* Validates p against the model, allocates the KV pool and starts the
  * scheduler thread.  Steps run on the model's thread pool, so while a

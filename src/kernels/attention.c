@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kernels/isa.h"
+#include "kernels/kernels.h"
 
 /* Scores computed before the running output is touched: the maximum of a
  * group is known before any of its values is added, so the output is
@@ -17,15 +18,23 @@ void kern_attn_init(kern_attn *a, float *out, int head_dim, float scale) {
     memset(out, 0, (size_t)head_dim * sizeof *out);
 }
 
-void kern_attn_span(kern_attn *a, float *out, const float *q, const float *k, const float *v, size_t stride, int n) {
+/* Row i of a span: the f32 row in place, or an f16 row widened into tmp. */
+static inline const float *span_row(const void *base, int f16, size_t stride, int i, int hd, float *tmp) {
+    if (!f16) return (const float *)base + (size_t)i * stride;
+    kern_dequant(BS_DTYPE_F16, (const uint16_t *)base + (size_t)i * stride, tmp, hd);
+    return tmp;
+}
+
+static void span(kern_attn *a, float *out, const float *q, const void *k, const void *v, int f16, size_t stride,
+                 int n) {
     const kern_isa_ops *isa = kern_isa();
     int hd = a->head_dim;
-    float s[ATTN_GROUP];
+    float s[ATTN_GROUP], tmp[KERN_ATTN_MAX_HEAD_DIM];
     for (int i0 = 0; i0 < n; i0 += ATTN_GROUP) {
         int cnt = n - i0 < ATTN_GROUP ? n - i0 : ATTN_GROUP;
         float m = a->max;
         for (int i = 0; i < cnt; i++) {
-            s[i] = isa->dot(q, k + (size_t)(i0 + i) * stride, hd) * a->scale;
+            s[i] = isa->dot(q, span_row(k, f16, stride, i0 + i, hd, tmp), hd) * a->scale;
             m = fmaxf(m, s[i]);
         }
         if (m > a->max) {
@@ -38,9 +47,18 @@ void kern_attn_span(kern_attn *a, float *out, const float *q, const float *k, co
         for (int i = 0; i < cnt; i++) {
             float p = expf(s[i] - m);
             a->sum += p;
-            isa->axpy(out, p, v + (size_t)(i0 + i) * stride, hd);
+            isa->axpy(out, p, span_row(v, f16, stride, i0 + i, hd, tmp), hd);
         }
     }
+}
+
+void kern_attn_span(kern_attn *a, float *out, const float *q, const float *k, const float *v, size_t stride, int n) {
+    span(a, out, q, k, v, 0, stride, n);
+}
+
+void kern_attn_span_f16(kern_attn *a, float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                        size_t stride, int n) {
+    span(a, out, q, k, v, 1, stride, n);
 }
 
 void kern_attn_finish(const kern_attn *a, float *out) {

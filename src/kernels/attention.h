@@ -13,6 +13,7 @@
 #define BASALT_KERNELS_ATTENTION_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct kern_attn {
     float max;   /* largest scaled score so far (-inf before the first span) */
@@ -26,6 +27,14 @@ void kern_attn_init(kern_attn *a, float *out, int head_dim, float scale);
 
 /* n positions whose keys and values start at k and v, stride floats apart. */
 void kern_attn_span(kern_attn *a, float *out, const float *q, const float *k, const float *v, size_t stride, int n);
+
+/* The same over an f16 cache (stride halfs apart): each key and value is
+ * widened exactly before the same f32 operations, so the result is
+ * bit-identical to kern_attn_span over the widened values.  head_dim is at
+ * most KERN_ATTN_MAX_HEAD_DIM. */
+enum { KERN_ATTN_MAX_HEAD_DIM = 512 };
+void kern_attn_span_f16(kern_attn *a, float *out, const float *q, const uint16_t *k, const uint16_t *v,
+                        size_t stride, int n);
 
 /* Divide by the softmax sum; out then holds the attention output.  A query
  * that saw no position gets zeros. */

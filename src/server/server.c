@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "base/log.h"
+#include "gateway/json_text.h"
 #include "server/internal_auth.h"
 #include "server/openai_response.h"
 
@@ -277,9 +278,15 @@ static void on_done(void *user, http_request *r) {
         guard_request_done(s, r, line);
         governance_done(s, r, line);
     }
-    char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
-    if (text) fprintf(stderr, "%s\n", text);
-    free(text);
+    /* json_dumps' bytes, without its callback machinery (a third of the
+     * line's cost), in one write as fprintf on the unbuffered stderr did */
+    json_text text = {0};
+    if (line) {
+        json_text_value(&text, line);
+        json_text_lit(&text, "\n");
+    }
+    if (line && !text.oom) fwrite(text.data, 1, text.len, stderr);
+    json_text_free(&text);
     json_decref(line);
     metrics_request(s->metrics, l ? l->model : "", endpoint, http_status(r), l ? l->prompt_tokens : 0,
                     l ? l->completion_tokens : 0,
@@ -335,6 +342,7 @@ static bs_status open_model(const server_config *c, const server_model_spec *spe
     int max_pos = model_config(m->model)->max_pos;
     sp.n_ctx = c->ctx > 0 ? c->ctx : max_pos < 4096 ? max_pos : 4096;
     if (c->parallel > 0) sp.max_running = c->parallel;
+    sp.kv_dtype = c->kv_dtype;
     if (sp.step_tokens < sp.max_running) sp.step_tokens = sp.max_running;
     if (scheduler_open(m->model, &sp, &m->sched, err) != BS_OK) return bs_wrap(err, "model %s", m->name);
     m->n_ctx = sp.n_ctx;

@@ -138,7 +138,7 @@ static void run_steps(bs_model *m, run_seq *seqs, int n) {
     bs_error err = {0};
     bs_kv_pool *pool = NULL;
     bs_batch *batch = NULL;
-    CHECK_OK(kv_pool_open(128, BLOCK, 2, 2 * 16, &pool, &err), &err);
+    CHECK_OK(kv_pool_open(128, BLOCK, 2, 2 * 16, BS_DTYPE_F32, &pool, &err), &err);
     CHECK_OK(batch_open(m, pool, 64, 4, MAX_POS, &batch, &err), &err);
     if (!batch) return;
     bs_batch_item items[4];
@@ -193,7 +193,7 @@ static void test_batch_mixed(void) {
     bs_error err = {0};
     bs_kv_pool *pool = NULL;
     bs_batch *batch = NULL;
-    CHECK_OK(kv_pool_open(16, BLOCK, 2, 2 * 16, &pool, &err), &err);
+    CHECK_OK(kv_pool_open(16, BLOCK, 2, 2 * 16, BS_DTYPE_F32, &pool, &err), &err);
     CHECK_OK(batch_open(other, pool, 16, 2, MAX_POS, &batch, &err), &err);
     bs_kv_seq s;
     CHECK_OK(kv_seq_init(&s, pool, MAX_POS, 0, &err), &err);
@@ -562,7 +562,7 @@ static float *engine_logits(bs_model *m, const bs_adapter *a) {
     bs_batch *batch = NULL;
     const bs_model_config *c = model_config(m);
     float *out = malloc((size_t)n_tokens * V * sizeof *out);
-    CHECK_OK(kv_pool_open(16, 16, c->n_layers, c->n_kv_heads * c->head_dim, &pool, &err), &err);
+    CHECK_OK(kv_pool_open(16, 16, c->n_layers, c->n_kv_heads * c->head_dim, BS_DTYPE_F32, &pool, &err), &err);
     CHECK_OK(batch_open(m, pool, 64, 1, 64, &batch, &err), &err);
     bs_kv_seq s;
     CHECK_OK(kv_seq_init(&s, pool, 64, 0, &err), &err);

@@ -9,7 +9,7 @@ enum { BS = 4, LAYERS = 2, KV_DIM = 3 };
 static bs_kv_pool *open_pool(int n_blocks) {
     bs_kv_pool *p = NULL;
     bs_error err = {0};
-    CHECK_OK(kv_pool_open(n_blocks, BS, LAYERS, KV_DIM, &p, &err), &err);
+    CHECK_OK(kv_pool_open(n_blocks, BS, LAYERS, KV_DIM, BS_DTYPE_F32, &p, &err), &err);
     return p;
 }
 
@@ -40,7 +40,7 @@ static void test_alloc_refcount(void) {
     CHECK_INT(kv_block_alloc(p), b);
     CHECK(kv_block_k(p, a, 1) != kv_block_k(p, a, 0));
     CHECK(kv_block_k(p, a, 0) != kv_block_v(p, a, 0));
-    CHECK(kv_block_k(p, b, 0) - kv_block_k(p, a, 0) != 0);
+    CHECK((char *)kv_block_k(p, b, 0) - (char *)kv_block_k(p, a, 0) != 0);
 
     /* Reservation is all or nothing. */
     bs_kv_seq s;
@@ -160,8 +160,8 @@ static void test_fork(void) {
     fill(&a, p, tok, 6, 0);
     for (int l = 0; l < LAYERS; l++)
         for (int i = 0; i < BS * KV_DIM; i++) {
-            kv_block_k(p, a.blocks[1], l)[i] = (float)(100 * l + i);
-            kv_block_v(p, a.blocks[1], l)[i] = (float)(-100 * l - i);
+            ((float *)kv_block_k(p, a.blocks[1], l))[i] = (float)(100 * l + i);
+            ((float *)kv_block_v(p, a.blocks[1], l))[i] = (float)(-100 * l - i);
         }
     bs_error err = {0};
     CHECK_OK(kv_seq_init(&b, p, 64, 0, &err), &err);
@@ -174,8 +174,8 @@ static void test_fork(void) {
     CHECK_INT(kv_block_refcount(p, b.blocks[1]), 1);
     for (int l = 0; l < LAYERS; l++)
         for (int i = 0; i < 2 * KV_DIM; i++) {
-            CHECK_NEAR(kv_block_k(p, b.blocks[1], l)[i], 100 * l + i, 0);
-            CHECK_NEAR(kv_block_v(p, b.blocks[1], l)[i], -100 * l - i, 0);
+            CHECK_NEAR(((float *)kv_block_k(p, b.blocks[1], l))[i], 100 * l + i, 0);
+            CHECK_NEAR(((float *)kv_block_v(p, b.blocks[1], l))[i], -100 * l - i, 0);
         }
     /* The fork continues the hash chain: its next full block registers. */
     CHECK_INT(b.n_hashed, 1);

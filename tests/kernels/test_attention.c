@@ -95,6 +95,47 @@ static void test_axpy_scale(void) {
     check_axpy_scale(&kern_isa_ref);
 }
 
+/* The f16 cache: kern_attn_span_f16 over f16 keys and values is the f32
+ * span over their exact widenings, bit for bit, whatever the span split. */
+static void attn_f16_case(int n, int hd, int span, size_t stride) {
+    enum { MAXN = 200, MAXSTRIDE = 128, MAXS = 80 };
+    static uint16_t kh[MAXN * MAXSTRIDE], vh[MAXN * MAXSTRIDE];
+    static float k[MAXN * MAXSTRIDE], v[MAXN * MAXSTRIDE];
+    float q[MAXS], want[MAXS], got[MAXS];
+    for (int i = 0; i < n * (int)stride; i++) {
+        kh[i] = bs_f32_to_f16(rand_uniform() * 4);
+        vh[i] = bs_f32_to_f16(rand_uniform());
+        k[i] = bs_f16_to_f32(kh[i]);
+        v[i] = bs_f16_to_f32(vh[i]);
+    }
+    for (int d = 0; d < hd; d++) q[d] = rand_uniform();
+    kern_attn a, b;
+    kern_attn_init(&a, want, hd, 0.125f);
+    kern_attn_init(&b, got, hd, 0.125f);
+    for (int j = 0; j < n; j += span) {
+        int cnt = n - j < span ? n - j : span;
+        kern_attn_span(&a, want, q, k + (size_t)j * stride, v + (size_t)j * stride, stride, cnt);
+        kern_attn_span_f16(&b, got, q, kh + (size_t)j * stride, vh + (size_t)j * stride, stride, cnt);
+    }
+    kern_attn_finish(&a, want);
+    kern_attn_finish(&b, got);
+    if (memcmp(want, got, sizeof(float) * (size_t)hd) != 0) {
+        fprintf(stderr, "  %s f16 n=%d hd=%d span=%d: differs from the f32 span over the widened cache\n",
+                kern_isa_name(), n, hd, span);
+        test_failed_ = 1;
+    }
+}
+
+static void test_attention_f16(void) {
+    for (int ref = 0; ref < 2; ref++) {
+        kern_force_reference(ref);
+        attn_f16_case(1, 64, 16, 64);
+        attn_f16_case(150, 64, 16, 128);
+        attn_f16_case(130, 17, 65, 19);
+    }
+    kern_force_reference(0);
+}
+
 static void test_attention_empty(void) {
     float out[8] = {1, 1, 1, 1, 1, 1, 1, 1};
     kern_attn a;
@@ -107,6 +148,7 @@ int main(void) {
     RUN(test_attention_fast);
     RUN(test_attention_reference);
     RUN(test_axpy_scale);
+    RUN(test_attention_f16);
     RUN(test_attention_empty);
     TEST_MAIN_END();
 }
