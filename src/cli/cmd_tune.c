@@ -51,6 +51,14 @@ static void fmt_time(double s, char *out, size_t cap) {
     else snprintf(out, cap, "%ld:%02ld", t / 60, t % 60);
 }
 
+/* The tty bar of step of total: BAR_WIDTH '#' or '.' and a NUL. */
+#define BAR_WIDTH 24
+static void bar_line(char line[BAR_WIDTH + 1], int step, int total) {
+    int filled = (int)((double)BAR_WIDTH * step / total);
+    for (int i = 0; i < BAR_WIDTH; i++) line[i] = i < filled ? '#' : '.';
+    line[BAR_WIDTH] = '\0';
+}
+
 static int show_progress(void *user, const sft_progress *p) {
     bar *b = user;
     char eta[32], valid[48] = "";
@@ -58,10 +66,8 @@ static int show_progress(void *user, const sft_progress *p) {
     if (!isnan(p->valid_loss)) snprintf(valid, sizeof valid, " valid %.4f", p->valid_loss);
     int last = p->step == p->total_steps;
     if (b->tty) {
-        int width = 24, filled = (int)((double)width * p->step / p->total_steps);
-        char line[32];
-        for (int i = 0; i < width; i++) line[i] = i < filled ? '#' : '.';
-        line[width] = '\0';
+        char line[BAR_WIDTH + 1];
+        bar_line(line, p->step, p->total_steps);
         fprintf(stderr, "\r[%s] step %d/%d epoch %d/%d loss %.4f%s %.0f tok/s ETA %s\033[K%s", line, p->step,
                 p->total_steps, p->epoch, p->n_epochs, p->train_loss, valid, p->tokens_per_s, eta, last ? "\n" : "");
     } else if (last || valid[0] || p->step % b->every == 0) {
@@ -79,10 +85,8 @@ static int show_rft_progress(void *user, const rft_progress *p) {
     if (p->n_unscored) snprintf(errs, sizeof errs, " unscored %d/%d", p->n_unscored, p->n_samples);
     int last = p->step == p->total_steps;
     if (b->tty) {
-        int width = 24, filled = (int)((double)width * p->step / p->total_steps);
-        char line[32];
-        for (int i = 0; i < width; i++) line[i] = i < filled ? '#' : '.';
-        line[width] = '\0';
+        char line[BAR_WIDTH + 1];
+        bar_line(line, p->step, p->total_steps);
         fprintf(stderr, "\r[%s] step %d/%d reward %.3f±%.3f%s%s len %.1f ETA %s\033[K%s", line, p->step,
                 p->total_steps, p->train_reward_mean, p->train_reward_std, valid, errs, p->completion_len_mean, eta,
                 last ? "\n" : "");

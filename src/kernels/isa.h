@@ -68,4 +68,23 @@ void kern_avx2_dequant_q4_0(const void *src, float *dst, int64_t n);
 void kern_avx2_dequant_q4_k(const void *src, float *dst, int64_t n);
 void kern_avx2_dequant_q6_k(const void *src, float *dst, int64_t n);
 
+/* The entries the AVX2 and AVX-512 tables share: the AVX2 block dequantizers
+ * and repackers serve both (the AVX-512 table differs only in its float paths
+ * and int8 tile kernels), so a new quantized type is listed here once.  Each
+ * expands to designated initializers inside the table's .dequant / .qrepack. */
+#define KERN_AVX2_DEQUANT_BLOCKS              \
+    [BS_DTYPE_Q8_0] = kern_avx2_dequant_q8_0, \
+    [BS_DTYPE_Q4_0] = kern_avx2_dequant_q4_0, \
+    [BS_DTYPE_Q4_K] = kern_avx2_dequant_q4_k, \
+    [BS_DTYPE_Q6_K] = kern_avx2_dequant_q6_k
+#define KERN_AVX2_QREPACK                             \
+    [BS_DTYPE_Q8_0] = kern_avx2_qrepack_q8_0,         \
+    [BS_DTYPE_Q4_0] = kern_avx2_qrepack_q4_0,         \
+    [BS_DTYPE_Q4_K] = kern_avx2_qrepack_q4_k,         \
+    [BS_DTYPE_Q6_K] = kern_avx2_qrepack_q6_k,         \
+    [BS_DTYPE_Q8_0_R16] = kern_avx2_qrepack_q8_0_r16, \
+    [BS_DTYPE_Q4_0_R16] = kern_avx2_qrepack_q4_0_r16, \
+    [BS_DTYPE_Q4_K_R16] = kern_avx2_qrepack_q4_k_r16, \
+    [BS_DTYPE_Q6_K_R16] = kern_avx2_qrepack_q6_k_r16
+
 #endif

@@ -205,8 +205,8 @@ static void *run_main(void *arg) {
     return NULL;
 }
 
-static void live_free(live_run *lr) {
-    pthread_join(lr->thread, NULL);
+/* Free a run whose thread never started or has been joined. */
+static void live_destroy(live_run *lr) {
     adapter_close(lr->view.adapter);
     free(lr->view.name);
     free(lr->owner);
@@ -215,6 +215,11 @@ static void live_free(live_run *lr) {
     json_decref(lr->items);
     json_decref(lr->body);
     free(lr);
+}
+
+static void live_free(live_run *lr) {
+    pthread_join(lr->thread, NULL);
+    live_destroy(lr);
 }
 
 /* Join and free finished runs (caller holds the mutex). */
@@ -692,16 +697,7 @@ static void create_run(basalt_server *s, http_request *r, const json_t *eval) {
     respond_json(r, 200, reply);
     lr = NULL;
 done:
-    if (lr) {
-        adapter_close(lr->view.adapter);
-        free(lr->view.name);
-        free(lr->owner);
-        eval_criteria_clear(&lr->crit);
-        eval_input_clear(&lr->input);
-        json_decref(lr->items);
-        json_decref(lr->body);
-        free(lr);
-    }
+    if (lr) live_destroy(lr);
     json_decref(body);
 }
 

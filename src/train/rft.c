@@ -238,12 +238,10 @@ struct rft_run {
     rft_config c;
     bs_trainer *trainer;
     const rft_data *train, *valid;
-    size_t n_train;
-    int steps_per_epoch, total_steps, step;
+    train_order order; /* the seeded data order */
+    int total_steps, step;
     int64_t trained_tokens;
     int capacity;   /* tokens per micro-batch */
-    size_t *perm;   /* the order of perm_epoch */
-    int perm_epoch; /* -1: none yet */
     size_t *valid_idx;
     double step_valid;   /* valid_reward_mean at step, NAN unless evaluated there */
     int best_step;       /* rft_best; 0: none */
@@ -268,17 +266,15 @@ bs_status rft_open(bs_model *base, bs_scheduler *sched, const bs_reward_grader *
     rft_run *r = calloc(1, sizeof *r);
     if (!r) return bs_fail(err, BS_ENOMEM, "rft: out of memory");
     *r = (rft_run){.model = base, .sched = sched, .grader = grader, .tok = model_tokenizer(base), .c = *c,
-                   .train = train, .valid = valid && valid->n ? valid : NULL, .n_train = train->n, .perm_epoch = -1,
-                   .step_valid = NAN, .best_valid = NAN};
-    r->steps_per_epoch = (int)((r->n_train + (size_t)c->batch_size - 1) / (size_t)c->batch_size);
-    r->total_steps = r->steps_per_epoch * c->n_epochs;
+                   .train = train, .valid = valid && valid->n ? valid : NULL, .step_valid = NAN, .best_valid = NAN};
+    train_order_init(&r->order, c->seed, train->n, c->batch_size);
+    r->total_steps = r->order.steps_per_epoch * c->n_epochs;
     int lp = longest_prompt(train), lv = longest_prompt(r->valid);
     r->capacity = (lp > lv ? lp : lv) + c->grpo.max_completion_len + 1;
     if (c->max_length > r->capacity) r->capacity = c->max_length;
     size_t nv = rft_data_count(r->valid);
-    r->perm = malloc(r->n_train * sizeof *r->perm);
     r->valid_idx = malloc((nv ? nv : 1) * sizeof *r->valid_idx);
-    if (!r->perm || !r->valid_idx) {
+    if (!r->order.perm || !r->valid_idx) {
         rft_close(r);
         return bs_fail(err, BS_ENOMEM, "rft: out of memory");
     }
@@ -306,7 +302,7 @@ bs_status rft_open(bs_model *base, bs_scheduler *sched, const bs_reward_grader *
 void rft_close(rft_run *r) {
     if (!r) return;
     trainer_close(r->trainer);
-    free(r->perm);
+    train_order_free(&r->order);
     free(r->valid_idx);
     free(r->best);
     free(r);
@@ -653,7 +649,7 @@ typedef struct ckpt_meta {
 } ckpt_meta;
 
 static void ckpt_expect(const rft_run *r, ckpt_meta *h) {
-    *h = (ckpt_meta){.kind = RFT_META_KIND, .n_train = r->n_train, .seed = r->c.seed, .n_epochs = r->c.n_epochs,
+    *h = (ckpt_meta){.kind = RFT_META_KIND, .n_train = r->order.n_train, .seed = r->c.seed, .n_epochs = r->c.n_epochs,
                      .batch_size = r->c.batch_size, .group_size = r->c.grpo.group_size, .rank = r->c.lora.rank,
                      .step = r->step, .best_step = r->best_step, .trained_tokens = r->trained_tokens,
                      .valid = r->step_valid, .best_valid = r->best_valid};
@@ -834,12 +830,6 @@ static bs_status run_step(rft_run *r, const size_t *idx, int P, rft_progress *p,
     return st;
 }
 
-static void shuffle_for(rft_run *r, int epoch) {
-    if (r->perm_epoch == epoch) return;
-    train_epoch_order(r->c.seed, epoch, r->perm, r->n_train);
-    r->perm_epoch = epoch;
-}
-
 /* A checkpoint in the root, for pruning. */
 typedef struct kept {
     int step;
@@ -939,14 +929,13 @@ bs_status rft_train(rft_run *r, const char *checkpoint_root, const rft_hooks *h,
     while (st == BS_OK && r->step < r->total_steps) {
         openblas_set_num_threads(threads);
         int epoch;
-        size_t first, n;
-        train_step_slice(r->step, r->steps_per_epoch, r->c.batch_size, r->n_train, &epoch, &first, &n);
-        shuffle_for(r, epoch);
+        size_t n;
+        const size_t *idx = train_order_step(&r->order, r->step, &epoch, &n);
         rft_progress p = {.step = r->step + 1, .total_steps = r->total_steps, .epoch = epoch + 1,
                           .n_epochs = r->c.n_epochs, .valid_reward_mean = NAN};
         json_t *acc = json_object(), *vacc = json_object(), *scores = NULL, *vscores = NULL;
         if (!acc || !vacc) st = bs_fail(err, BS_ENOMEM, "rft: out of memory");
-        if (st == BS_OK && run_step(r, r->perm + first, (int)n, &p, acc, err) != BS_OK)
+        if (st == BS_OK && run_step(r, idx, (int)n, &p, acc, err) != BS_OK)
             st = bs_wrap(err, "step %d", r->step + 1);
         int last = 0, evaluated = 0, stop = 0;
         if (st == BS_OK) {

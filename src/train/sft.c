@@ -29,13 +29,11 @@ struct sft_run {
     sft_config c;
     bs_trainer *trainer;
     const dataset *train, *valid;
-    size_t n_train;
-    int steps_per_epoch, total_steps;
+    train_order order;      /* the seeded data order */
+    int total_steps;
     int step;               /* updates done */
     int64_t trained_tokens;
     int capacity;           /* tokens per micro-batch */
-    size_t *perm;           /* the order of perm_epoch */
-    int perm_epoch;         /* -1: none yet */
     float *masks;           /* [capacity] the current micro-batch's loss weights */
     const int32_t **tokens; /* [batch] micro-batch views */
     const float **mask_ptrs;
@@ -118,22 +116,19 @@ bs_status sft_open(bs_model *base, const sft_config *c, const dataset *train, co
     r->c = *c;
     r->train = train;
     r->valid = valid && dataset_count(valid) ? valid : NULL;
-    r->n_train = n;
-    r->perm_epoch = -1;
-    r->steps_per_epoch = (int)((n + (size_t)c->batch_size - 1) / (size_t)c->batch_size);
-    r->total_steps = r->steps_per_epoch * c->n_epochs;
+    train_order_init(&r->order, c->seed, n, c->batch_size);
+    r->total_steps = r->order.steps_per_epoch * c->n_epochs;
     size_t cap = longest(train), vcap = longest(r->valid);
     if (vcap > cap) cap = vcap;
     if ((size_t)c->max_length > cap) cap = (size_t)c->max_length;
     r->capacity = (int)cap;
     size_t nv = r->valid ? dataset_count(r->valid) : 0, nb = (size_t)c->batch_size > nv ? (size_t)c->batch_size : nv;
-    r->perm = malloc(n * sizeof *r->perm);
     r->masks = malloc(cap * sizeof *r->masks);
     r->tokens = malloc(nb * sizeof *r->tokens);
     r->mask_ptrs = malloc(nb * sizeof *r->mask_ptrs);
     r->lengths = malloc(nb * sizeof *r->lengths);
     r->valid_idx = malloc((nv ? nv : 1) * sizeof *r->valid_idx);
-    if (!r->perm || !r->masks || !r->tokens || !r->mask_ptrs || !r->lengths || !r->valid_idx) {
+    if (!r->order.perm || !r->masks || !r->tokens || !r->mask_ptrs || !r->lengths || !r->valid_idx) {
         sft_close(r);
         return bs_fail(err, BS_ENOMEM, "sft: out of memory");
     }
@@ -160,7 +155,7 @@ bs_status sft_open(bs_model *base, const sft_config *c, const dataset *train, co
 void sft_close(sft_run *r) {
     if (!r) return;
     trainer_close(r->trainer);
-    free(r->perm);
+    train_order_free(&r->order);
     free(r->masks);
     free(r->tokens);
     free(r->mask_ptrs);
@@ -174,14 +169,6 @@ int sft_total_steps(const sft_run *r) { return r->total_steps; }
 int64_t sft_trained_tokens(const sft_run *r) { return r->trained_tokens; }
 const sft_config *sft_run_config(const sft_run *r) { return &r->c; }
 bs_trainer *sft_trainer(sft_run *r) { return r->trainer; }
-
-/* ---- data order ------------------------------------------------------------ */
-
-static void shuffle_for(sft_run *r, int epoch) {
-    if (r->perm_epoch == epoch) return;
-    train_epoch_order(r->c.seed, epoch, r->perm, r->n_train);
-    r->perm_epoch = epoch;
-}
 
 /* ---- micro-batches --------------------------------------------------------- */
 
@@ -246,7 +233,7 @@ typedef struct ckpt_meta {
 } ckpt_meta;
 
 static void ckpt_expect(const sft_run *r, ckpt_meta *h) {
-    *h = (ckpt_meta){.n_train = r->n_train, .seed = r->c.seed, .n_epochs = r->c.n_epochs,
+    *h = (ckpt_meta){.n_train = r->order.n_train, .seed = r->c.seed, .n_epochs = r->c.n_epochs,
                      .batch_size = r->c.batch_size, .full = r->c.full, .rank = r->c.full ? 0 : r->c.lora.rank,
                      .step = r->step, .trained_tokens = r->trained_tokens};
 }
@@ -308,11 +295,10 @@ bs_status sft_train(sft_run *r, const char *checkpoint_root, const sft_hooks *h,
         /* Set per step: the thread count is process-wide and others may change it. */
         openblas_set_num_threads(threads);
         int epoch;
-        size_t first, n;
-        train_step_slice(r->step, r->steps_per_epoch, r->c.batch_size, r->n_train, &epoch, &first, &n);
-        shuffle_for(r, epoch);
+        size_t n;
+        const size_t *idx = train_order_step(&r->order, r->step, &epoch, &n);
         batch_sums sum = {0};
-        bs_status st = run_sequences(r, r->train, r->perm + first, n, 1, &sum, err);
+        bs_status st = run_sequences(r, r->train, idx, n, 1, &sum, err);
         float norm = 0, lr = 0;
         /* A batch without target tokens leaves no gradient: nothing to update. */
         if (st == BS_OK && sum.weight > 0) st = trainer_step(r->trainer, &norm, &lr, err);

@@ -197,6 +197,27 @@ void train_step_slice(int step, int steps_per_epoch, int batch_size, size_t n_tr
     if (*first + *n > n_train) *n = n_train - *first;
 }
 
+void train_order_init(train_order *o, uint64_t seed, size_t n_train, int batch_size) {
+    *o = (train_order){.seed = seed, .n_train = n_train, .batch_size = batch_size,
+                       .steps_per_epoch = (int)((n_train + (size_t)batch_size - 1) / (size_t)batch_size),
+                       .perm = malloc(n_train * sizeof *o->perm), .epoch = -1};
+}
+
+void train_order_free(train_order *o) {
+    free(o->perm);
+    o->perm = NULL;
+}
+
+const size_t *train_order_step(train_order *o, int step, int *epoch, size_t *n) {
+    size_t first;
+    train_step_slice(step, o->steps_per_epoch, o->batch_size, o->n_train, epoch, &first, n);
+    if (o->epoch != *epoch) {
+        train_epoch_order(o->seed, *epoch, o->perm, o->n_train);
+        o->epoch = *epoch;
+    }
+    return o->perm + first;
+}
+
 /* ---- export ---------------------------------------------------------------- */
 
 static bs_status fill_f32(void *ctx, const st_write_tensor *t, void *dst, bs_error *err) {

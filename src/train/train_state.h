@@ -62,4 +62,23 @@ void train_epoch_order(uint64_t seed, int epoch, size_t *perm, size_t n);
 void train_step_slice(int step, int steps_per_epoch, int batch_size, size_t n_train, int *epoch, size_t *first,
                       size_t *n);
 
+/* The data order a loop reads, as the SFT and RFT runs both keep it:
+ * n_train items, batch_size a step, each epoch in train_epoch_order's
+ * permutation, rebuilt only when the epoch changes. */
+typedef struct train_order {
+    uint64_t seed;
+    size_t n_train;
+    int batch_size, steps_per_epoch; /* ceil(n_train / batch_size) */
+    size_t *perm;                    /* the order of epoch */
+    int epoch;                       /* -1: none yet */
+} train_order;
+
+/* o for a run; o->perm is NULL when out of memory (the caller reports it). */
+void train_order_init(train_order *o, uint64_t seed, size_t n_train, int batch_size);
+void train_order_free(train_order *o);
+
+/* Global step `step` (0-based): its epoch and the *n training indices it
+ * reads (train_step_slice of the epoch's order). */
+const size_t *train_order_step(train_order *o, int step, int *epoch, size_t *n);
+
 #endif

@@ -171,11 +171,13 @@ static int setup(void) {
     return setup_ok = 1;
 }
 
-static void test_grpo_grad_oracle(void) {
+/* The oracle's model (setup() first); NULL after marking the test skipped
+ * (as SKIP does, from a function with a value) or failed. */
+static bs_model *oracle_model(void) {
     if (!setup()) {
-        if (setup_skip) SKIP(setup_skip);
-        CHECK(!"oracle generation failed");
-        return;
+        if (setup_skip) test_skip_ = setup_skip;
+        else CHECK(!"oracle generation failed");
+        return NULL;
     }
     char path[512];
     bs_error err = {0};
@@ -183,7 +185,14 @@ static void test_grpo_grad_oracle(void) {
     bs_model_params mp = {.n_threads = 1};
     snprintf(path, sizeof path, "%s/model", out_dir);
     CHECK_OK(model_open(path, &mp, &m, &err), &err);
+    return m;
+}
+
+static void test_grpo_grad_oracle(void) {
+    bs_model *m = oracle_model();
     if (!m) return;
+    char path[512];
+    bs_error err = {0};
     bs_train_config tc;
     train_config_default(&tc);
     tc.lora = (bs_lora_config){.rank = RANK, .alpha = ALPHA, .targets = BS_LORA_ALL_LINEAR};
@@ -366,18 +375,9 @@ done:
 
 /* Cross-entropy is the weighted objective with weights -mask / sum(mask). */
 static void test_weighted_is_cross_entropy(void) {
-    if (!setup()) {
-        if (setup_skip) SKIP(setup_skip);
-        CHECK(!"oracle generation failed");
-        return;
-    }
-    char path[512];
-    bs_error err = {0};
-    bs_model *m = NULL;
-    bs_model_params mp = {.n_threads = 1};
-    snprintf(path, sizeof path, "%s/model", out_dir);
-    CHECK_OK(model_open(path, &mp, &m, &err), &err);
+    bs_model *m = oracle_model();
     if (!m) return;
+    bs_error err = {0};
     bs_train_config tc;
     train_config_default(&tc);
     tc.lora.rank = RANK;
@@ -426,18 +426,9 @@ done:
 
 static void test_adapter_off_errors(void) {
     /* dropout would make the loss's log-probs differ from the trained forward's */
-    if (!setup()) {
-        if (setup_skip) SKIP(setup_skip);
-        CHECK(!"oracle generation failed");
-        return;
-    }
-    char path[512];
-    bs_error err = {0};
-    bs_model *m = NULL;
-    bs_model_params mp = {.n_threads = 1};
-    snprintf(path, sizeof path, "%s/model", out_dir);
-    CHECK_OK(model_open(path, &mp, &m, &err), &err);
+    bs_model *m = oracle_model();
     if (!m) return;
+    bs_error err = {0};
     bs_train_config tc;
     train_config_default(&tc);
     tc.lora.dropout = 0.1f;

@@ -15,27 +15,7 @@
 #include "reward/reward.h"
 #include "template/chat_template.h"
 #include "train/rft.h"
-
-static char tmpdir[64];
-
-static const char *path_in(const char *name) {
-    static char buf[4][128];
-    static int k;
-    char *p = buf[k++ % 4];
-    snprintf(p, 128, "%s/%s", tmpdir, name);
-    return p;
-}
-
-static bs_model *tiny_model(void) {
-    bs_model_config c = {.arch = BS_ARCH_LLAMA, .n_vocab = 257, .dim = 48, .n_layers = 2, .n_heads = 4,
-                         .n_kv_heads = 2, .head_dim = 12, .ffn_dim = 96, .max_pos = 256, .rms_eps = 1e-5f,
-                         .rope_theta = 10000, .rope_neox = 1};
-    bs_model_params p = {.n_threads = 1};
-    bs_model *m = NULL;
-    bs_error err = {0};
-    CHECK_OK(model_open_random(&c, 5, &p, &m, &err), &err);
-    return m;
-}
+#include "tiny_run.h"
 
 static void write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
@@ -71,7 +51,7 @@ static const char *const PROMPTS = "{\"messages\":[{\"role\":\"user\",\"content\
 
 static void fixture_open(fixture *f) {
     bs_error err = {0};
-    f->m = tiny_model();
+    f->m = tiny_model(256);
     CHECK_OK(chat_template_from_model(NULL, NULL, &f->tmpl, &err), &err);
     bs_scheduler_params sp;
     scheduler_params_default(&sp);

@@ -11,33 +11,13 @@
 #include "engine/model.h"
 #include "train/dataset.h"
 #include "train/sft.h"
+#include "tiny_run.h"
 
 #define EOS 256
 
 static const char *const PROMPTS[] = {"cat=", "sun=", "red=", "owl="};
 static const char *const ANSWERS[] = {"dog", "moon", "blue", "fox"};
 #define N_PAIRS 4
-
-static char tmpdir[64];
-
-static bs_model *tiny_model(void) {
-    bs_model_config c = {.arch = BS_ARCH_LLAMA, .n_vocab = 257, .dim = 48, .n_layers = 2, .n_heads = 4,
-                         .n_kv_heads = 2, .head_dim = 12, .ffn_dim = 96, .max_pos = 64, .rms_eps = 1e-5f,
-                         .rope_theta = 10000, .rope_neox = 1};
-    bs_model_params p = {.n_threads = 1};
-    bs_model *m = NULL;
-    bs_error err = {0};
-    CHECK_OK(model_open_random(&c, 5, &p, &m, &err), &err);
-    return m;
-}
-
-static char *path_in(const char *name) {
-    static char buf[4][128];
-    static int k;
-    char *p = buf[k++ % 4];
-    snprintf(p, 128, "%s/%s", tmpdir, name);
-    return p;
-}
 
 static dataset *pairs_dataset(bs_model *m, const sft_config *c) {
     const char *path = path_in("pairs.jsonl");
@@ -140,7 +120,7 @@ static void greedy(bs_trainer *t, const char *prompt, char *out, int cap) {
 }
 
 static void test_learns_mapping(void) {
-    bs_model *m = tiny_model();
+    bs_model *m = tiny_model(64);
     sft_config c = small_config();
     bs_error err = {0};
     CHECK_OK(sft_resolve(&c, N_PAIRS, &err), &err);
@@ -233,7 +213,7 @@ static float *train_values(bs_model *m, const dataset *ds, const sft_config *c, 
 }
 
 static void test_resume_is_exact(void) {
-    bs_model *m = tiny_model();
+    bs_model *m = tiny_model(64);
     sft_config c = small_config();
     c.n_epochs = 3;
     c.batch_size = 3; /* 2 steps per epoch: the second batch is short, epochs reshuffle */
@@ -270,7 +250,7 @@ out:
 }
 
 static void test_export_peft(void) {
-    bs_model *m = tiny_model();
+    bs_model *m = tiny_model(64);
     sft_config c = small_config();
     c.n_epochs = 2;
     bs_error err = {0};
