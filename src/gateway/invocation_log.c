@@ -19,6 +19,7 @@
 #include "base/file.h"
 #include "base/log.h"
 #include "base/paths.h"
+#include "gateway/json_text.h"
 
 #define FILE_PREFIX "invocations-"
 #define FILE_SUFFIX ".jsonl"
@@ -69,8 +70,6 @@ static int64_t now_ms(void) {
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
-
-static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
 
 /* ------------------------------------------------------------ response bodies */
 
@@ -187,63 +186,113 @@ static void sse_parse(const char *s, size_t n, int whole, json_t *events, textbu
     free(data);
 }
 
-static void output_fields(const invlog_entry *e, json_t *output) {
+/* The response body's members of "output" (see the header). */
+static void output_fields(const invlog_entry *e, json_text *t) {
     int truncated = e->output_total > (int64_t)e->output_len;
     const char *d = e->output_data ? e->output_data : "";
     if (type_is(e->output_type, "text/event-stream")) {
         json_t *events = json_array();
         textbuf text = {0};
         sse_parse(d, e->output_len, !truncated, events, &text);
-        json_object_set_new(output, "outputBodyJson", events);
-        json_object_set_new(output, "outputText", json_stringn(text.p ? text.p : "", text.n));
+        json_text_lit(t, ",\"outputBodyJson\":");
+        json_text_value(t, events);
+        json_text_lit(t, ",\"outputText\":");
+        json_text_strn(t, text.p ? text.p : "", text.n);
+        json_decref(events);
         free(text.p);
     } else {
         json_t *j = truncated ? NULL : json_loadb(d, e->output_len, JSON_DECODE_ANY, NULL);
-        if (j) json_object_set_new(output, "outputBodyJson", j);
-        else json_object_set_new(output, "outputBodyText", text_json(d, e->output_len));
+        if (j) {
+            json_text_lit(t, ",\"outputBodyJson\":");
+            json_text_value(t, j);
+            json_decref(j);
+        } else {
+            json_text_lit(t, ",\"outputBodyText\":");
+            json_text_strn(t, d, e->output_len);
+        }
     }
-    json_object_set_new(output, "outputBodyBytes", json_integer((json_int_t)e->output_total));
-    json_object_set_new(output, "outputBodyTruncated", json_boolean(truncated));
+    json_text_lit(t, ",\"outputBodyBytes\":");
+    json_text_int(t, e->output_total);
+    json_text_lit(t, ",\"outputBodyTruncated\":");
+    json_text_bool(t, truncated);
 }
 
-static json_t *entry_json(const invlog *l, const invlog_entry *e) {
+/* The record, written straight as text (no object tree: this runs on the
+ * request's thread); the members and their order are the header's. */
+static void entry_text(const invlog *l, const invlog_entry *e, json_text *t) {
     char ts[32];
     format_ts(e->ts_ms > 0 ? e->ts_ms : now_ms(), ts);
-    json_t *input = json_pack("{s:I}", "inputTokenCount", (json_int_t)e->input_tokens);
-    json_t *output = json_pack("{s:I}", "outputTokenCount", (json_int_t)e->output_tokens);
-    if (l->log_bodies && e->input_body) json_object_set(input, "inputBodyJson", (json_t *)e->input_body);
-    if (l->log_bodies && e->output_body) json_object_set(output, "outputBodyJson", (json_t *)e->output_body);
-    else if (l->log_bodies && e->output_type) output_fields(e, output);
-    json_t *fallbacks = e->fallbacks ? json_deep_copy(e->fallbacks) : json_array();
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:o, s:o, s:o, s:b, s:f, s:f, "
-                     "s:f, s:o, s:s}",
-                     "schemaType", "ModelInvocationLog", "schemaVersion", "1.0", "timestamp", ts, "requestId",
-                     str_or_null(e->request_id), "keyId", str_or_null(e->key_id), "keyName",
-                     str_or_null(e->key_name), "operation", str_or_null(e->operation), "modelId",
-                     str_or_null(e->model_id), "route", str_or_null(e->route), "target", str_or_null(e->target),
-                     "fallbacks", fallbacks, "status", e->status, "errorCode", str_or_null(e->error_code), "input",
-                     input, "output", output, "usageEstimated", e->usage_estimated != 0, "costUsd", e->cost_usd, "latencyMs", e->latency_ms, "overheadMs",
-                     e->overhead_ms, "ttftMs", e->ttft_ms >= 0 ? json_real(e->ttft_ms) : json_null(),
-                     "guardrailAction", e->guardrail_action ? e->guardrail_action : "NONE");
+    json_text_lit(t, "{\"schemaType\":\"ModelInvocationLog\",\"schemaVersion\":\"1.0\",\"timestamp\":");
+    json_text_str(t, ts);
+    json_text_lit(t, ",\"requestId\":");
+    json_text_str(t, e->request_id);
+    json_text_lit(t, ",\"keyId\":");
+    json_text_str(t, e->key_id);
+    json_text_lit(t, ",\"keyName\":");
+    json_text_str(t, e->key_name);
+    json_text_lit(t, ",\"operation\":");
+    json_text_str(t, e->operation);
+    json_text_lit(t, ",\"modelId\":");
+    json_text_str(t, e->model_id);
+    json_text_lit(t, ",\"route\":");
+    json_text_str(t, e->route);
+    json_text_lit(t, ",\"target\":");
+    json_text_str(t, e->target);
+    json_text_lit(t, ",\"fallbacks\":");
+    if (e->fallbacks) json_text_value(t, e->fallbacks);
+    else json_text_lit(t, "[]");
+    json_text_lit(t, ",\"status\":");
+    json_text_int(t, e->status);
+    json_text_lit(t, ",\"errorCode\":");
+    json_text_str(t, e->error_code);
+    json_text_lit(t, ",\"input\":{\"inputTokenCount\":");
+    json_text_int(t, e->input_tokens);
+    if (l->log_bodies && e->input_body) {
+        json_text_lit(t, ",\"inputBodyJson\":");
+        json_text_value(t, e->input_body);
+    }
+    json_text_lit(t, "},\"output\":{\"outputTokenCount\":");
+    json_text_int(t, e->output_tokens);
+    if (l->log_bodies && e->output_body) {
+        json_text_lit(t, ",\"outputBodyJson\":");
+        json_text_value(t, e->output_body);
+    } else if (l->log_bodies && e->output_type) {
+        output_fields(e, t);
+    }
+    json_text_lit(t, "},\"usageEstimated\":");
+    json_text_bool(t, e->usage_estimated);
+    json_text_lit(t, ",\"costUsd\":");
+    json_text_real(t, e->cost_usd);
+    json_text_lit(t, ",\"latencyMs\":");
+    json_text_real(t, e->latency_ms);
+    json_text_lit(t, ",\"overheadMs\":");
+    json_text_real(t, e->overhead_ms);
+    json_text_lit(t, ",\"ttftMs\":");
+    if (e->ttft_ms >= 0) json_text_real(t, e->ttft_ms);
+    else json_text_lit(t, "null");
+    json_text_lit(t, ",\"guardrailAction\":");
+    json_text_str(t, e->guardrail_action ? e->guardrail_action : "NONE");
+    json_text_lit(t, "}\n");
 }
 
 void invlog_write(invlog *l, const invlog_entry *e) {
-    json_t *j = entry_json(l, e);
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    char *line = NULL;
-    size_t n = 0;
-    if (text) {
-        n = strlen(text);
-        line = realloc(text, n + 2);
-        if (!line) free(text);
+    /* Formatted on the stack, then copied at its size: the line is freed
+     * on the writer's thread, so a buffer sized for growth would come from
+     * malloc's slow path on every request. */
+    char stack[2048];
+    json_text t = json_text_on(stack, sizeof stack);
+    entry_text(l, e, &t);
+    char *line = t.oom ? NULL : malloc(t.len + 1);
+    size_t n = t.len;
+    if (line) {
+        memcpy(line, t.data, n);
+        line[n] = '\0'; /* the writer takes NUL-terminated lines */
     }
+    json_text_free(&t);
     if (!line) {
         atomic_fetch_add(&l->dropped, 1);
         return;
     }
-    line[n++] = '\n';
-    line[n] = '\0';
     pthread_mutex_lock(&l->mu);
     int full = l->count == l->cap || l->bytes + n > l->max_queue_bytes;
     if (!full) {

@@ -44,8 +44,9 @@
  * write is older than retention_days are deleted at open and at each
  * rotation.
  *
- * Back-pressure: invlog_write formats the line on the caller's thread and
- * enqueues it in a bounded queue; when the queue is full the line is dropped
+ * Back-pressure: invlog_write formats the line on the caller's thread
+ * (straight into text, gateway/json_text.h: the bytes json_dumps would
+ * write, without building objects) and enqueues it in a bounded queue; when the queue is full the line is dropped
  * and counted (invlog_dropped, for /metrics), and the writer logs a warning
  * at most once a minute.  Lines that fail to be written count as dropped
  * too. */

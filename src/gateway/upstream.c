@@ -36,9 +36,15 @@
 
 #define IDLE_TICK_MS 100 /* how often idle timeouts are checked while any is armed */
 
+/* A lane keeps its calls' response buffers up to this size for the next
+ * call: two fewer large allocations per request, bounded memory per lane. */
+#define LANE_KEEP_BUFFER ((size_t)64 << 10)
+
 typedef struct lane {
     CURLM *multi;
     CURL *easy;
+    char *hdr, *body; /* the last call's buffers, for the next one */
+    size_t hdr_cap, body_cap;
     struct lane *next; /* on the pool's idle list */
 } lane;
 
@@ -121,6 +127,8 @@ static void lane_free(lane *l) {
     if (!l) return;
     if (l->easy) curl_easy_cleanup(l->easy);
     if (l->multi) curl_multi_cleanup(l->multi);
+    free(l->hdr);
+    free(l->body);
     free(l);
 }
 
@@ -156,17 +164,31 @@ static void lane_put(upstream_pool *p, lane *l) {
     pthread_mutex_unlock(&p->mu);
 }
 
+/* Hands a buffer to the lane when it is small enough to keep, else frees it. */
+static void lane_keep(char **keep, size_t *keep_cap, char *buf, size_t cap) {
+    if (cap > LANE_KEEP_BUFFER) {
+        free(buf);
+        return;
+    }
+    *keep = buf;
+    *keep_cap = cap;
+}
+
 static void call_free(upstream_call *c) {
     if (c->lane) {
         /* back to the defaults (no pointers into c left); the lane's
          * connection, caches and share stay */
         curl_easy_reset(c->easy);
+        lane_keep(&c->lane->hdr, &c->lane->hdr_cap, c->hdr, c->hdr_cap);
+        lane_keep(&c->lane->body, &c->lane->body_cap, c->body, c->cap);
         lane_put(c->pool, c->lane);
-    } else if (c->easy) curl_easy_cleanup(c->easy);
+    } else {
+        if (c->easy) curl_easy_cleanup(c->easy);
+        free(c->hdr);
+        free(c->body);
+    }
     curl_slist_free_all(c->headers);
     pthread_cond_destroy(&c->cond);
-    free(c->hdr);
-    free(c->body);
     free(c);
 }
 
@@ -503,6 +525,14 @@ static bs_status call_new(upstream_pool *p, lane *l, const upstream_req *req, in
     c->pool = p;
     c->lane = l;
     c->multi = l ? l->multi : p->multi;
+    if (l) { /* the lane's buffers, theirs again at call_free */
+        c->hdr = l->hdr;
+        c->hdr_cap = l->hdr_cap;
+        c->body = l->body;
+        c->cap = l->body_cap;
+        l->hdr = l->body = NULL;
+        l->hdr_cap = l->body_cap = 0;
+    }
     c->refs = refs;
     c->start = bs_now();
     snprintf(c->method, sizeof c->method, "%s", method);

@@ -280,7 +280,8 @@ static void on_done(void *user, http_request *r) {
     }
     /* json_dumps' bytes, without its callback machinery (a third of the
      * line's cost), in one write as fprintf on the unbuffered stderr did */
-    json_text text = {0};
+    char stack[2048];
+    json_text text = json_text_on(stack, sizeof stack);
     if (line) {
         json_text_value(&text, line);
         json_text_lit(&text, "\n");

@@ -516,6 +516,7 @@ typedef struct front {
     int finished;
     proxy_attempt last; /* copied in finished (error not kept) */
     char err[BS_ERROR_MSG_MAX];
+    char url[128]; /* the front's /v1/chat/completions */
 } front;
 
 static void on_finished(void *ctx, const proxy_attempt *a) {
@@ -574,6 +575,7 @@ static http_server *front_open(front *f) {
     http_server *s = NULL;
     bs_error err;
     CHECK_OK(http_server_open(&c, front_handler, NULL, f, &s, &err), &err);
+    if (s) snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d/v1/chat/completions", http_server_port(s));
     return s;
 }
 
@@ -617,9 +619,7 @@ static void check_relay(const char *req_body) {
     char *direct_body = replace_all(req_body, "\"pub\"", "\"up-m\"");
     srv_buf direct = {0}, relayed = {0};
     CHECK_INT(fetch("POST", url_of("/v1/chat/completions"), direct_body, &direct, 10), 200);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", http_server_port(s));
-    CHECK_INT(fetch("POST", url, req_body, &relayed, 10), 200);
+    CHECK_INT(fetch("POST", f.url, req_body, &relayed, 10), 200);
     char *expect = replace_all(direct.data, "\"up-m\"", "\"pub\"");
     CHECK(strstr(direct.data, "\"up-m\"") != NULL);
     CHECK_STR(relayed.data, expect);
@@ -662,9 +662,7 @@ static void test_proxy_nonstream_exact(void) {
     faults("{\"always\":{\"raw\":true}}");
     srv_buf direct = {0}, relayed = {0};
     CHECK_INT(fetch("POST", url_of("/v1/chat/completions"), "{\"model\":\"up-m\",\"messages\":[]}", &direct, 10), 200);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", http_server_port(s));
-    CHECK_INT(fetch("POST", url, "{\"model\":\"pub\",\"messages\":[]}", &relayed, 10), 200);
+    CHECK_INT(fetch("POST", f.url, "{\"model\":\"pub\",\"messages\":[]}", &relayed, 10), 200);
     char *expect = replace_all(direct.data, "\"up-m\",", "\"pub\",");
     CHECK_STR(relayed.data, expect);
     CHECK(wait_finished(&f, 1));
@@ -683,17 +681,15 @@ static void test_proxy_errors_hide_key(void) {
     if (!s) return;
     faults("[{\"status\":401,\"code\":\"invalid_api_key\",\"message\":\"Incorrect API key provided: " SECRET "\"},"
            "{\"status\":429,\"retry_after\":4},{\"status\":503}]");
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", http_server_port(s));
     srv_buf b = {0};
-    CHECK_INT(fetch("POST", url, "{\"model\":\"pub\",\"messages\":[]}", &b, 10), 401);
+    CHECK_INT(fetch("POST", f.url, "{\"model\":\"pub\",\"messages\":[]}", &b, 10), 401);
     CHECK(strstr(b.data, "Incorrect API key provided: [redacted]") != NULL);
     CHECK(strstr(b.data, SECRET) == NULL);
     CHECK(strstr(f.err, SECRET) == NULL);
     CHECK(strstr(f.err, "HTTP 401") != NULL);
     buf_consume(&b, b.len);
     /* 429 keeps its Retry-After */
-    upstream_req req = {.url = url, .body = "{\"model\":\"pub\"}", .body_len = 15};
+    upstream_req req = {.url = f.url, .body = "{\"model\":\"pub\"}", .body_len = 15};
     upstream_call *c;
     bs_error err;
     CHECK_OK(upstream_call_open(pool, &req, &c, &err), &err);
@@ -702,7 +698,7 @@ static void test_proxy_errors_hide_key(void) {
     CHECK_INT(status, 429);
     CHECK_STR(upstream_call_header(c, "Retry-After"), "4");
     upstream_call_close(c);
-    CHECK_INT(fetch("POST", url, "{\"model\":\"pub\",\"messages\":[]}", &b, 10), 502);
+    CHECK_INT(fetch("POST", f.url, "{\"model\":\"pub\",\"messages\":[]}", &b, 10), 502);
     CHECK(strstr(b.data, "upstream_error") != NULL);
     buf_free(&b);
     faults(NULL);
@@ -715,10 +711,8 @@ static void test_proxy_cut_mid_stream(void) {
     http_server *s = front_open(&f);
     if (!s) return;
     faults("[{\"cut_after_chunks\":3}]");
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", http_server_port(s));
     srv_buf b = {0};
-    CHECK_INT(fetch("POST", url, "{\"model\":\"pub\",\"stream\":true,\"messages\":[]}", &b, 10), 200);
+    CHECK_INT(fetch("POST", f.url, "{\"model\":\"pub\",\"stream\":true,\"messages\":[]}", &b, 10), 200);
     CHECK(strstr(b.data, "\"model\":\"pub\"") != NULL);
     CHECK(strstr(b.data, "data: {\"error\":{") != NULL);
     CHECK(strstr(b.data, "[DONE]") == NULL);
@@ -735,10 +729,8 @@ static void test_proxy_client_gone_cancels(void) {
     http_server *s = front_open(&f);
     if (!s) return;
     faults("[{\"chunk_delay_ms\":300}]");
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", http_server_port(s));
     const char *body = "{\"model\":\"pub\",\"stream\":true,\"max_tokens\":200,\"messages\":[]}";
-    upstream_req req = {.url = url, .body = body, .body_len = strlen(body)};
+    upstream_req req = {.url = f.url, .body = body, .body_len = strlen(body)};
     upstream_call *c;
     bs_error err;
     CHECK_OK(upstream_call_open(pool, &req, &c, &err), &err);

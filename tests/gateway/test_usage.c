@@ -3,8 +3,11 @@
  * grouping by day/model/route/target with injected timestamps, the writer
  * flushing on its own, counts surviving a failing store, CSV quoting,
  * parameter errors, spend seeding; invocation log fields, bodies, size
- * rotation and retention; the audit log's order and details.  The usage
+ * rotation and retention, its lines byte for byte what jansson wrote
+ * before they were formatted as text; json_text against json_dumps; the
+ * audit log's order and details.  The usage
  * part also runs against PostgreSQL when BASALT_TEST_PG_URL is set. */
+#include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdint.h>
@@ -18,6 +21,7 @@
 #include "base/log.h"
 #include "gateway/audit.h"
 #include "gateway/invocation_log.h"
+#include "gateway/json_text.h"
 #include "gateway/usage.h"
 #include "store/store.h"
 
@@ -541,6 +545,116 @@ static void test_invocation_log_fields(void) {
     remove_dir(dir);
 }
 
+/* json_text_value writes what json_dumps(JSON_COMPACT) does. */
+static void check_same_text(const json_t *v) {
+    char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY), stack[16];
+    json_text t = json_text_on(stack, sizeof stack); /* most values outgrow it: the move to the heap is tested */
+    json_text_value(&t, v);
+    json_text_raw(&t, "", 1);
+    CHECK(want && !t.oom);
+    if (want && !t.oom) CHECK_STR(t.data, want);
+    free(want);
+    json_text_free(&t);
+}
+
+static void test_json_text_matches_jansson(void) {
+    static const char controls[] = "q\"b\\s/\b\f\n\r\t\x01\x1f\x7f\0end";
+    json_t *v = json_pack("{s:s,s:s#,s:s,s:[],s:{},s:n,s:b,s:b,s:I,s:I,s:I,s:[f,f,f,f,f,f,f,f,f,f,f,f]}", "plain",
+                          "req_4f2a", "controls", controls, (int)sizeof controls - 1, "utf8",
+                          "h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "empty_a", "empty_o", "null", "t", 1, "f", 0,
+                          "zero", (json_int_t)0, "min", (json_int_t)INT64_MIN, "max", (json_int_t)INT64_MAX, "reals",
+                          0.0, -0.0, 250.0, 0.1, 1.5, 0.69459800033655483, 1e20, 1e21, 1e-7, 1.2345e-300, 5e-324,
+                          -1.7976931348623157e308);
+    json_object_set_new(v, "nested", json_pack("[{s:s,s:s,s:s},[1,[2,{}]]]", "model", "a", "why", "direct", "class",
+                                               "none"));
+    check_same_text(v);
+    json_decref(v);
+    /* reals from every corner of the double range */
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        double d;
+        uint64_t bits = i % 2 ? x : (x >> 12) | 0x3ff0000000000000ull; /* half of them in [1, 2) */
+        memcpy(&d, &bits, sizeof d);
+        if (!isfinite(d)) continue;
+        json_t *r = json_real(d * (i % 3 ? 1 : 1e-3));
+        check_same_text(r);
+        json_decref(r);
+    }
+    /* where jansson refuses, a line still comes out */
+    json_text t = {0};
+    json_text_str(&t, "a\xff\xc3"); /* an invalid byte, then a sequence cut short */
+    json_text_lit(&t, ",");
+    json_text_real(&t, NAN);
+    json_text_lit(&t, ",");
+    json_text_str(&t, NULL);
+    json_text_raw(&t, "", 1);
+    CHECK_STR(t.data, "\"a\xef\xbf\xbd\xef\xbf\xbd\",null,null");
+    json_text_free(&t);
+}
+
+/* The invocation log's lines are the bytes the jansson-built record gave
+ * (members in the header's order), bodies or not. */
+static void test_invocation_log_bytes(void) {
+    char *dir = make_dir();
+    bs_error err = {0};
+    json_t *fb = json_pack("[{s:s,s:s,s:s}]", "model", "local-a", "why", "error", "class", "server");
+    json_t *in = json_pack("{s:s,s:[{s:s}]}", "model", "chat", "messages", "content", "h\xc3\xa9\n\"x\"");
+    json_t *outb = json_pack("{s:s,s:f}", "text", "hello", "p", 0.25);
+    for (int bodies = 0; bodies < 2; bodies++) {
+        invlog *l = NULL;
+        invlog_options o = {.dir = dir, .max_mb = 1, .retention_days = 30, .log_bodies = bodies};
+        CHECK_OK(invlog_open(&o, &l, &err), &err);
+        if (!l) break;
+        invlog_entry e = sample_entry(fb, in, outb);
+        e.latency_ms = 0.69459800033655483;
+        e.usage_estimated = 1;
+        invlog_write(l, &e);
+        invlog_entry e2 = {.ts_ms = 1735787045001, .operation = "/v1/embeddings", .status = 499,
+                           .error_code = "client_closed_request", .ttft_ms = -1, .cost_usd = 1e-7};
+        invlog_write(l, &e2);
+        invlog_sync(l);
+        char *path = invlog_current_path(l), *text = NULL;
+        size_t size = 0;
+        CHECK_OK(bs_file_read(path, &text, &size, &err), &err);
+        json_t *input = json_pack("{s:I}", "inputTokenCount", (json_int_t)12);
+        json_t *output = json_pack("{s:I}", "outputTokenCount", (json_int_t)34);
+        if (bodies) {
+            json_object_set(input, "inputBodyJson", in);
+            json_object_set(output, "outputBodyJson", outb);
+        }
+        json_t *a = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:O,s:i,s:n,s:o,s:o,s:b,s:f,s:f,s:f,s:f,s:s}",
+                              "schemaType", "ModelInvocationLog", "schemaVersion", "1.0", "timestamp",
+                              "2025-01-02T03:04:05.678Z", "requestId", "req-1", "keyId", "key-abc", "keyName", "ci",
+                              "operation", "/v1/chat/completions", "modelId", "chat", "route", "chat", "target",
+                              "remote-b", "fallbacks", fb, "status", 200, "errorCode", "input", input, "output",
+                              output, "usageEstimated", 1, "costUsd", 0.5, "latencyMs", 0.69459800033655483,
+                              "overheadMs", 1.5, "ttftMs", 40.0, "guardrailAction", "GUARDRAIL_INTERVENED");
+        json_t *b = json_pack("{s:s,s:s,s:s,s:n,s:n,s:n,s:s,s:n,s:n,s:n,s:[],s:i,s:s,s:{s:i},s:{s:i},s:b,s:f,s:f,"
+                              "s:f,s:n,s:s}",
+                              "schemaType", "ModelInvocationLog", "schemaVersion", "1.0", "timestamp",
+                              "2025-01-02T03:04:05.001Z", "requestId", "keyId", "keyName", "operation",
+                              "/v1/embeddings", "modelId", "route", "target", "fallbacks", "status", 499, "errorCode",
+                              "client_closed_request", "input", "inputTokenCount", 0, "output", "outputTokenCount", 0,
+                              "usageEstimated", 0, "costUsd", 1e-7, "latencyMs", 0.0, "overheadMs", 0.0, "ttftMs",
+                              "guardrailAction", "NONE");
+        char *da = json_dumps(a, JSON_COMPACT), *db = json_dumps(b, JSON_COMPACT), want[4096];
+        snprintf(want, sizeof want, "%s\n%s\n", da, db);
+        CHECK_STR(text, want);
+        free(da);
+        free(db);
+        json_decref(a);
+        json_decref(b);
+        free(text);
+        free(path);
+        invlog_close(l);
+    }
+    json_decref(fb);
+    json_decref(in);
+    json_decref(outb);
+    remove_dir(dir);
+}
+
 static int count_logs(const char *dir) {
     char cmd[512];
     snprintf(cmd, sizeof cmd, "ls '%s' | grep -c '^invocations-.*\\.jsonl$'", dir);
@@ -701,6 +815,8 @@ int main(void) {
     RUN(test_csv_exact);
     RUN(test_parameter_errors);
     RUN(test_invocation_log_fields);
+    RUN(test_invocation_log_bytes);
+    RUN(test_json_text_matches_jansson);
     RUN(test_invocation_log_rotation_and_retention);
     RUN(test_audit_order_and_details);
     TEST_MAIN_END();
