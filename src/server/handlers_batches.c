@@ -153,17 +153,6 @@ void handle_batches_list(basalt_server *s, http_request *r) {
     store_docs_free(docs, n);
 }
 
-/* "/v1/batches/ID[/ACTION]": the id and the action ("" for none); 0 when malformed. */
-static int split_path(const char *path, char *id, size_t cap, const char **action) {
-    const char *rest = path + strlen("/v1/batches/"), *slash = strchr(rest, '/');
-    size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
-    *action = slash ? slash + 1 : "";
-    if (n == 0 || n >= cap || strchr(*action, '/')) return 0;
-    memcpy(id, rest, n);
-    id[n] = '\0';
-    return 1;
-}
-
 /* The object of the path's batch when the tenant may see it; NULL after answering 404. */
 static json_t *lookup(basalt_server *s, http_request *r, const char *id) {
     store_doc d = {0};
@@ -190,7 +179,7 @@ static void not_found_route(http_request *r) {
 void handle_batch_get(basalt_server *s, http_request *r) {
     char id[128];
     const char *action;
-    if (!split_path(http_path(r), id, sizeof id, &action) || *action) {
+    if (!split_resource_path(http_path(r), "/v1/batches/", id, sizeof id, &action) || *action) {
         not_found_route(r);
         return;
     }
@@ -201,7 +190,7 @@ void handle_batch_get(basalt_server *s, http_request *r) {
 void handle_batch_post(basalt_server *s, http_request *r) {
     char id[128];
     const char *action;
-    if (!split_path(http_path(r), id, sizeof id, &action) || strcmp(action, "cancel") != 0) {
+    if (!split_resource_path(http_path(r), "/v1/batches/", id, sizeof id, &action) || strcmp(action, "cancel") != 0) {
         not_found_route(r);
         return;
     }

@@ -265,17 +265,6 @@ void handle_ft_list(basalt_server *s, http_request *r) {
     store_jobs_free(items, n);
 }
 
-/* "/v1/fine_tuning/jobs/ID[/VERB]": the id and the verb ("" for none). */
-static int split_job_path(const char *path, char *id, size_t cap, const char **verb) {
-    const char *rest = path + strlen("/v1/fine_tuning/jobs/"), *slash = strchr(rest, '/');
-    size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
-    *verb = slash ? slash + 1 : "";
-    if (n == 0 || n >= cap || strchr(*verb, '/')) return 0;
-    memcpy(id, rest, n);
-    id[n] = '\0';
-    return 1;
-}
-
 static void respond_unknown_route(http_request *r) {
     api_error a = {.http = 404};
     api_fail(&a, BS_ENOTFOUND, NULL, "not_found", "Unknown route: %s %s", http_method(r), http_path(r));
@@ -347,7 +336,7 @@ static void list_checkpoints(basalt_server *s, http_request *r, const store_job 
 void handle_ft_get(basalt_server *s, http_request *r) {
     char id[128];
     const char *verb;
-    if (!split_job_path(http_path(r), id, sizeof id, &verb) ||
+    if (!split_resource_path(http_path(r), "/v1/fine_tuning/jobs/", id, sizeof id, &verb) ||
         (*verb && strcmp(verb, "events") != 0 && strcmp(verb, "checkpoints") != 0)) {
         respond_unknown_route(r);
         return;
@@ -365,7 +354,7 @@ void handle_ft_post(basalt_server *s, http_request *r) {
     char id[128];
     const char *verb;
     int k = -1;
-    if (split_job_path(http_path(r), id, sizeof id, &verb))
+    if (split_resource_path(http_path(r), "/v1/fine_tuning/jobs/", id, sizeof id, &verb))
         for (int i = 0; i < 3; i++)
             if (strcmp(verb, verbs[i]) == 0) k = i;
     if (k < 0) {

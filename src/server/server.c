@@ -60,6 +60,16 @@ void respond_error(http_request *r, const api_error *a) {
     respond_json(r, status, oai_error_body(a, status));
 }
 
+int split_resource_path(const char *path, const char *prefix, char *id, size_t cap, const char **action) {
+    const char *rest = path + strlen(prefix), *slash = strchr(rest, '/');
+    size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+    *action = slash ? slash + 1 : "";
+    if (n == 0 || n >= cap || strchr(*action, '/')) return 0;
+    memcpy(id, rest, n);
+    id[n] = '\0';
+    return 1;
+}
+
 bs_status query_int(http_request *r, const char *name, long lo, long hi, long *out, api_error *a) {
     const char *v = http_query(r, name);
     if (!v) return BS_OK;

@@ -93,6 +93,9 @@ bs_scheduler *server_model_scheduler(basalt_server *s, const char *name);
 /* "chatcmpl-…" style ids: prefix + 24 random hex digits. */
 void random_id(const char *prefix, char *out, size_t cap);
 long long unix_now(void);
+/* path is prefix + ID [+ "/" ACTION]: ID (non-empty, shorter than cap) to
+ * id and ACTION (one segment, "" when absent) to *action; 0 otherwise. */
+int split_resource_path(const char *path, const char *prefix, char *id, size_t cap, const char **action);
 /* A query integer in [lo, hi]; absent leaves *out as is. */
 bs_status query_int(http_request *r, const char *name, long lo, long hi, long *out, api_error *a);
 /* Answers a store failure: an unknown id (404) or cursor (400) names param;
