@@ -581,6 +581,8 @@ void gateway_request_done(basalt_server *s, http_request *r, json_t *line) {
             if (gr->ttft_s >= 0) l->ttft = gr->ttft_s;
             json_object_set_new(line, "prompt_tokens", json_integer(l->prompt_tokens));
             json_object_set_new(line, "completion_tokens", json_integer(l->completion_tokens));
+            /* whether the upstream's usage arrived at all: 0 tokens reported is not 0 unknown */
+            json_object_set_new(line, "usage_reported", json_boolean(pt >= 0 || ct >= 0));
             json_object_set_new(line, "ttft_ms", json_real(l->ttft >= 0 ? l->ttft * 1e3 : 0));
         }
         double cost = t && t->price.set ? (l->prompt_tokens * t->price.input_per_mtok +

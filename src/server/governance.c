@@ -544,10 +544,13 @@ static int is_remote(const gw_config *cfg, const char *name) {
 /* No counts arrived although a model may have run: the client left before
  * any (a local job reports its prompt with its first token, a proxied
  * stream its usage in its last chunk), or an upstream answered 2xx without
- * usage (a stream cut before the usage chunk).  A model that ran reports
- * at least one prompt token, so 0 + 0 means nothing was reported. */
-static int usage_unknown(const gw_config *cfg, const char *target, int status, int64_t in, int64_t out) {
-    if (in + out > 0) return 0;
+ * usage (a stream cut before the usage chunk).  The gateway says whether a
+ * remote answer carried usage (reported: 0 tokens reported are exact); a
+ * local model that ran reports at least one prompt token, so there 0 + 0
+ * means nothing was reported. */
+static int usage_unknown(const gw_config *cfg, const char *target, int status, int reported, int64_t in,
+                         int64_t out) {
+    if (in + out > 0 || reported) return 0;
     return status == STATUS_CLIENT_CLOSED || (status >= 200 && status < 300 && is_remote(cfg, target));
 }
 
@@ -576,7 +579,8 @@ static void record(basalt_server *s, http_request *r, gov_request *q, json_t *li
     const char *route = line_string(line, "route"), *target = line_string(line, "target");
     if (!target || !*target) target = q->model;
     int status = http_status(r);
-    int estimated = usage_unknown(q->cfg, target, status, in, out);
+    int reported = json_is_true(json_object_get(line, "usage_reported"));
+    int estimated = usage_unknown(q->cfg, target, status, reported, in, out);
     if (estimated) {
         in = q->reserved_prompt;
         out = is_remote(q->cfg, target) ? q->reserved_completion : 0;

@@ -168,6 +168,14 @@ def main():
               "outputTokenCount") == 0 and inv.get("costUsd") == 0, "%d %s %s" % (st, json.dumps(j), json.dumps(inv)))
     mock_faults(mport)
 
+    # (e) an upstream that reports 0 tokens (the mock counts 2 input
+    # characters as 0) is charged 0, not the reservation
+    st, h, j = req(port, "POST", "/v1/embeddings", {"model": "priced", "input": "hi"}, key)
+    inv = invocation(data, h.get("x-request-id"))
+    check("zero_reported_usage_exact", st == 200 and j["usage"]["prompt_tokens"] == 0 and
+          inv.get("usageEstimated") is False and inv.get("input", {}).get("inputTokenCount") == 0 and
+          inv.get("costUsd") == 0, "%d %s" % (st, json.dumps(inv)))
+
 
 try:
     main()
