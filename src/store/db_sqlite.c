@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store/db_driver.h"
 
@@ -112,6 +113,29 @@ static void sqlite_finalize(db_stmt *st) {
     free(st);
 }
 
+/* journal_mode = WAL.  Connections opening a new database at the same time
+ * can each hold a shared lock while asking for the exclusive one; SQLite
+ * then answers BUSY at once instead of waiting (the busy handler would
+ * deadlock), so that case is retried here, for up to the busy timeout. */
+static bs_status switch_to_wal(db *d, const char *path, bs_error *err) {
+    bs_status st = BS_OK;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        db_stmt *wal;
+        st = db_prepare(d, "PRAGMA journal_mode = WAL", "journal_mode", &wal, err);
+        if (st == BS_OK) {
+            int row;
+            st = db_step(wal, &row, err);
+            const char *mode = st == BS_OK && row ? db_col_text(wal, 0) : NULL;
+            if (st == BS_OK && (!mode || strcmp(mode, "wal") != 0))
+                st = bs_fail(err, BS_EIO, "%s: cannot switch to WAL mode (got %s)", path, mode ? mode : "nothing");
+            db_finalize(wal);
+        }
+        if (st != BS_EBUSY) return st;
+        usleep(50 * 1000);
+    }
+    return st;
+}
+
 static const db_ops sqlite_ops = {
     .name = "sqlite",
     .close = sqlite_close,
@@ -148,16 +172,7 @@ bs_status db_open_sqlite(const char *path, db **out, bs_error *err) {
     /* Another process (a trainer, a second server) may hold the write lock
      * briefly: wait for it instead of failing. */
     sqlite3_busy_timeout(d->conn, 5000);
-    db_stmt *wal;
-    bs_status st = db_prepare(&d->base, "PRAGMA journal_mode = WAL", "journal_mode", &wal, err);
-    if (st == BS_OK) {
-        int row;
-        st = db_step(wal, &row, err);
-        const char *mode = st == BS_OK && row ? db_col_text(wal, 0) : NULL;
-        if (st == BS_OK && (!mode || strcmp(mode, "wal") != 0))
-            st = bs_fail(err, BS_EIO, "%s: cannot switch to WAL mode (got %s)", path, mode ? mode : "nothing");
-        db_finalize(wal);
-    }
+    bs_status st = switch_to_wal(&d->base, path, err);
     if (st == BS_OK) st = db_exec(&d->base, "PRAGMA foreign_keys = ON", "foreign_keys", err);
     if (st != BS_OK) {
         sqlite_close(&d->base);
