@@ -36,6 +36,28 @@ static void remove_dir(char *dir) {
     free(dir);
 }
 
+/* A store in a fresh directory and a usage recorder over it (flushing every
+ * flush_s seconds), and their teardown. */
+typedef struct {
+    char *dir;
+    bs_store *s;
+    usage_recorder *rec;
+} recorder_fx;
+
+static recorder_fx fx_open(double flush_s) {
+    recorder_fx f = {.dir = make_dir()};
+    bs_error err = {0};
+    CHECK_OK(store_open(f.dir, &f.s, &err), &err);
+    if (f.s) CHECK_OK(usage_open(f.s, flush_s, &f.rec, &err), &err);
+    return f;
+}
+
+static void fx_close(recorder_fx *f) {
+    usage_close(f->rec);
+    store_close(f->s);
+    remove_dir(f->dir);
+}
+
 /* A unique suffix so runs against a shared PostgreSQL never see each
  * other's rows. */
 static const char *run_tag(void) {
@@ -175,12 +197,9 @@ static void test_concurrent_sums_postgres(void) {
 /* More distinct rows than the hot table holds: stripes spill to the writer
  * and every event still counts. */
 static void test_overflow_keeps_counts(void) {
-    char *dir = make_dir();
+    recorder_fx fx = fx_open(3600);
+    usage_recorder *rec = fx.rec;
     bs_error err = {0};
-    bs_store *s = NULL;
-    usage_recorder *rec = NULL;
-    CHECK_OK(store_open(dir, &s, &err), &err);
-    CHECK_OK(usage_open(s, 3600, &rec, &err), &err);
     worker w = {.rec = rec, .n_distinct = 5000};
     snprintf(w.keys[0], sizeof w.keys[0], "many");
     run_workers(&w);
@@ -195,9 +214,7 @@ static void test_overflow_keeps_counts(void) {
     json_t *one = find_row(out, "key_id", "many-4999");
     CHECK(one && jint(one, "requests") == N_THREADS * 2); /* i = 4999 and 9999 */
     json_decref(out);
-    usage_close(rec);
-    store_close(s);
-    remove_dir(dir);
+    fx_close(&fx);
 }
 
 /* ------------------------------------------------------------ grouping */
@@ -210,12 +227,9 @@ static void record(usage_recorder *rec, int64_t ts, const char *key, const char 
 }
 
 static void test_group_by_day_and_dims(void) {
-    char *dir = make_dir();
+    recorder_fx fx = fx_open(3600);
+    usage_recorder *rec = fx.rec;
     bs_error err = {0};
-    bs_store *s = NULL;
-    usage_recorder *rec = NULL;
-    CHECK_OK(store_open(dir, &s, &err), &err);
-    CHECK_OK(usage_open(s, 3600, &rec, &err), &err);
     const int64_t jan1 = 1704067200; /* 2024-01-01T00:00:00Z */
     record(rec, jan1 + 86400 - 30, "k1", "chat", "ab", "local-a", 10, 1, 0.5);  /* Jan 1 23:59:30 */
     record(rec, jan1 + 86400 + 10, "k1", "chat", "ab", "remote-b", 20, 2, 0.25); /* Jan 2 00:00:10 */
@@ -267,9 +281,7 @@ static void test_group_by_day_and_dims(void) {
     CHECK_INT(jint(find_row(out, "model", "chat"), "completion_tokens"), 6);
     CHECK_NEAR(jreal(find_row(out, "model", "chat"), "avg_latency_ms"), 100, 1e-9);
     json_decref(out);
-    usage_close(rec);
-    store_close(s);
-    remove_dir(dir);
+    fx_close(&fx);
 }
 
 /* ------------------------------------------------------------ the writer */
@@ -298,31 +310,24 @@ static int64_t wait_stored(bs_store *s, const char *key, int64_t want) {
 }
 
 static void test_writer_flushes_on_its_own(void) {
-    char *dir = make_dir();
-    bs_error err = {0};
-    bs_store *s = NULL;
-    usage_recorder *rec = NULL;
-    CHECK_OK(store_open(dir, &s, &err), &err);
-    CHECK_OK(usage_open(s, 0.05, &rec, &err), &err);
+    recorder_fx fx = fx_open(0.05);
+    bs_store *s = fx.s;
+    usage_recorder *rec = fx.rec;
     for (int i = 0; i < 25; i++) record(rec, 0, "auto", "m", "", "m", 1, 1, 0);
     CHECK_INT(wait_stored(s, "auto", 25), 25);
     for (int i = 0; i < 5; i++) record(rec, 0, "auto", "m", "", "m", 1, 1, 0);
     CHECK_INT(wait_stored(s, "auto", 30), 30);
-    usage_close(rec);
-    store_close(s);
-    remove_dir(dir);
+    fx_close(&fx);
 }
 
 /* The usage table is renamed away behind the store's back (a real failure
  * of store_usage_add, not a mock), then restored. */
 static void test_store_failure_keeps_counts(void) {
-    char *dir = make_dir();
+    recorder_fx fx = fx_open(0.05);
+    bs_store *s = fx.s;
+    usage_recorder *rec = fx.rec;
     bs_error err = {0};
-    bs_store *s = NULL;
-    usage_recorder *rec = NULL;
-    CHECK_OK(store_open(dir, &s, &err), &err);
-    CHECK_OK(usage_open(s, 0.05, &rec, &err), &err);
-    char *db = bs_path_join(dir, "basalt.db");
+    char *db = bs_path_join(fx.dir, "basalt.db");
     sqlite3 *raw = NULL;
     CHECK_INT(sqlite3_open(db, &raw), SQLITE_OK);
     sqlite3_busy_timeout(raw, 10000);
@@ -352,18 +357,14 @@ static void test_store_failure_keeps_counts(void) {
     json_decref(out);
     sqlite3_close(raw);
     free(db);
-    usage_close(rec);
-    store_close(s);
-    remove_dir(dir);
+    fx_close(&fx);
 }
 
 static void test_spend_includes_unflushed(void) {
-    char *dir = make_dir();
+    recorder_fx fx = fx_open(3600);
+    bs_store *s = fx.s;
+    usage_recorder *rec = fx.rec;
     bs_error err = {0};
-    bs_store *s = NULL;
-    usage_recorder *rec = NULL;
-    CHECK_OK(store_open(dir, &s, &err), &err);
-    CHECK_OK(usage_open(s, 3600, &rec, &err), &err);
     record(rec, T0, "ks", "m", "", "m", 1, 1, 1.5);
     record(rec, T0, "other", "m", "", "m", 1, 1, 100);
     CHECK_OK(usage_flush(rec, &err), &err);
@@ -376,16 +377,13 @@ static void test_spend_includes_unflushed(void) {
     usage_close(rec);
     CHECK_INT(stored_requests(s, "ks"), 3); /* close did */
     store_close(s);
-    remove_dir(dir);
+    remove_dir(fx.dir);
 }
 
 static void test_csv_exact(void) {
-    char *dir = make_dir();
+    recorder_fx fx = fx_open(3600);
+    usage_recorder *rec = fx.rec;
     bs_error err = {0};
-    bs_store *s = NULL;
-    usage_recorder *rec = NULL;
-    CHECK_OK(store_open(dir, &s, &err), &err);
-    CHECK_OK(usage_open(s, 3600, &rec, &err), &err);
     record(rec, T0, "plain", "m", "", "m", 10, 5, 0.25);
     record(rec, T0, "plain", "m", "", "m", 20, 5, 0.5);
     usage_event e = {.ts = T0, .key_id = "a,\"b\"", .model = "m", .target = "m", .error = 1, .latency_ms = 7,
@@ -402,18 +400,14 @@ static void test_csv_exact(void) {
     CHECK_STR(csv, "day,requests,errors,prompt_tokens,completion_tokens,total_tokens,cost_usd,avg_latency_ms,"
                    "guardrail_interventions\r\n");
     free(csv);
-    usage_close(rec);
-    store_close(s);
-    remove_dir(dir);
+    fx_close(&fx);
 }
 
 static void test_parameter_errors(void) {
-    char *dir = make_dir();
+    recorder_fx fx = fx_open(3600);
+    bs_store *s = fx.s;
+    usage_recorder *rec = fx.rec;
     bs_error err = {0};
-    bs_store *s = NULL;
-    usage_recorder *rec = NULL;
-    CHECK_OK(store_open(dir, &s, &err), &err);
-    CHECK_OK(usage_open(s, 3600, &rec, &err), &err);
     json_t *out = NULL;
     CHECK_INT(usage_query(rec, "team", NULL, NULL, NULL, &out, &err), BS_EINVAL);
     CHECK_STR(err.msg, "group_by: unknown value \"team\" (expected key, model, route, target or day)");
@@ -440,9 +434,7 @@ static void test_parameter_errors(void) {
     CHECK_STR(json_string_value(json_object_get(out, "group_by")), "key");
     CHECK_INT(json_array_size(json_object_get(out, "data")), 0);
     json_decref(out);
-    usage_close(rec);
-    store_close(s);
-    remove_dir(dir);
+    fx_close(&fx);
 }
 
 /* ------------------------------------------------------------ invocation log */
