@@ -27,59 +27,71 @@ enum { MATMUL_ROW_ALIGN = 16 };
 
 typedef struct {
     const kern_isa_ops *isa;
-    float *y;
+    const kern_matmul_out *outs; /* float matrices, all over the same x */
+    int n_outs;
     const float *x;
-    const unsigned char *W;
-    bs_dtype wtype;
-    int T, N, K;
-    size_t row_bytes;
+    int T, K;
 } matmul_job;
 
 static int chunk_len(int K, int k0) { return K - k0 < MATMUL_K_CHUNK ? K - k0 : MATMUL_K_CHUNK; }
 
-/* Rows [n, n + rows) of F32, F16 or BF16 weights. */
-static void matmul_rows_float(const matmul_job *job, long n, int rows) {
-    kern_gemm_fn gemm = job->wtype == BS_DTYPE_F32   ? job->isa->gemm_f32
-                        : job->wtype == BS_DTYPE_F16 ? job->isa->gemm_f16
-                                                     : job->isa->gemm_bf16;
-    size_t elem = job->wtype == BS_DTYPE_F32 ? 4 : 2;
-    const unsigned char *w = job->W + (size_t)n * job->row_bytes;
+/* Rows [n, n + rows) of one F32, F16 or BF16 matrix. */
+static void matmul_rows_float(const matmul_job *job, const kern_matmul_out *o, long n, int rows) {
+    kern_gemm_fn gemm = o->wtype == BS_DTYPE_F32   ? job->isa->gemm_f32
+                        : o->wtype == BS_DTYPE_F16 ? job->isa->gemm_f16
+                                                   : job->isa->gemm_bf16;
+    size_t elem = o->wtype == BS_DTYPE_F32 ? 4 : 2, row_bytes = bs_dtype_row_bytes(o->wtype, job->K);
+    const unsigned char *w = (const unsigned char *)o->W + (size_t)n * row_bytes;
+    if (job->T == 1) {
+        /* Decode reads each weight once: a row tile takes every chunk before
+         * the next tile starts, so the weights stream in address order (the
+         * tile prefetches the next one's rows) instead of one pass per chunk
+         * over the whole range.  The sums are the same: chunk by chunk into y. */
+        for (int r0 = 0; r0 < rows; r0 += MATMUL_ROW_ALIGN) {
+            int rr = rows - r0 < MATMUL_ROW_ALIGN ? rows - r0 : MATMUL_ROW_ALIGN;
+            for (int k0 = 0; k0 < job->K; k0 += MATMUL_K_CHUNK)
+                gemm(o->y + n + r0, (size_t)o->N, job->x + k0, (size_t)job->K, 1,
+                     w + (size_t)r0 * row_bytes + (size_t)k0 * elem, row_bytes, rr, chunk_len(job->K, k0), k0 == 0);
+        }
+        return;
+    }
     for (int t0 = 0; t0 < job->T; t0 += MATMUL_T_BLOCK) {
         int nt = job->T - t0 < MATMUL_T_BLOCK ? job->T - t0 : MATMUL_T_BLOCK;
         const float *x = job->x + (size_t)t0 * job->K;
-        float *y = job->y + (size_t)t0 * job->N + n;
+        float *y = o->y + (size_t)t0 * o->N + n;
         for (int k0 = 0; k0 < job->K; k0 += MATMUL_K_CHUNK)
-            gemm(y, (size_t)job->N, x + k0, (size_t)job->K, nt, w + (size_t)k0 * elem, job->row_bytes, rows,
+            gemm(y, (size_t)o->N, x + k0, (size_t)job->K, nt, w + (size_t)k0 * elem, row_bytes, rows,
                  chunk_len(job->K, k0), k0 == 0);
     }
 }
 
+/* A thread's contiguous range of rows of every matrix, as kern_matmul_quant
+ * splits them: one pool pass for the group. */
 static void matmul_thread(void *ctx, int ith, int nth) {
     const matmul_job *job = ctx;
-    long begin, end;
-    bs_split_range(job->N, ith, nth, MATMUL_ROW_ALIGN, &begin, &end);
-    if (begin < end) matmul_rows_float(job, begin, (int)(end - begin));
+    for (int i = 0; i < job->n_outs; i++) {
+        long begin, end;
+        bs_split_range(job->outs[i].N, ith, nth, MATMUL_ROW_ALIGN, &begin, &end);
+        if (begin < end) matmul_rows_float(job, &job->outs[i], begin, (int)(end - begin));
+    }
 }
 
 void kern_matmul(bs_threadpool *pool, float *y, const float *x, int T, const void *W,
                  bs_dtype wtype, int N, int K) {
-    if (kern_qlayout_of(wtype)) { /* block-quantized: int8 dot products (qdot.c) */
-        kern_matmul_quant(pool, x, T, K, &(kern_matmul_out){y, W, wtype, N}, 1);
-        return;
-    }
-    matmul_job job = {
-        .isa = kern_isa(), .y = y, .x = x, .W = W, .wtype = wtype,
-        .T = T, .N = N, .K = K, .row_bytes = bs_dtype_row_bytes(wtype, K),
-    };
-    bs_threadpool_run(pool, matmul_thread, &job);
+    kern_matmul_group(pool, x, T, K, &(kern_matmul_out){y, W, wtype, N}, 1);
 }
 
 void kern_matmul_group(bs_threadpool *pool, const float *x, int T, int K, const kern_matmul_out *outs, int n) {
-    int quantized = 1;
-    for (int i = 0; i < n; i++) quantized &= kern_qlayout_of(outs[i].wtype) != NULL;
-    if (quantized) {
+    int quantized = 0;
+    for (int i = 0; i < n; i++) quantized += kern_qlayout_of(outs[i].wtype) != NULL;
+    if (quantized == n) { /* block-quantized: int8 dot products (qdot.c) */
         kern_matmul_quant(pool, x, T, K, outs, n);
         return;
     }
-    for (int i = 0; i < n; i++) kern_matmul(pool, outs[i].y, x, T, outs[i].W, outs[i].wtype, outs[i].N, K);
+    if (quantized) { /* mixed: each matrix on its own path */
+        for (int i = 0; i < n; i++) kern_matmul_group(pool, x, T, K, &outs[i], 1);
+        return;
+    }
+    matmul_job job = {.isa = kern_isa(), .outs = outs, .n_outs = n, .x = x, .T = T, .K = K};
+    bs_threadpool_run(pool, matmul_thread, &job);
 }

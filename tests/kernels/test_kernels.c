@@ -157,6 +157,40 @@ static void test_matmul_batch_invariant(void) {
     bs_threadpool_close(pool);
 }
 
+/* A group of float matrices (one pool pass, each thread its share of every
+ * matrix) is the separate calls bit for bit, for decode and prefill, with
+ * row counts that split unevenly over the threads. */
+static void test_matmul_group_float(void) {
+    enum { T = 131, K = 1100 };
+    static const bs_dtype types[] = {BS_DTYPE_BF16, BS_DTYPE_F16, BS_DTYPE_F32};
+    static const int ns[] = {40, 9, 130};
+    bs_threadpool *pool = NULL;
+    bs_error err = {0};
+    CHECK_OK(bs_threadpool_open(2, &pool, &err), &err);
+    static float x[T * K], wf[130 * K], grouped[3][T * 130], alone[T * 130];
+    static unsigned char W[3][130 * K * 4];
+    fill_random(x, T * K);
+    fill_random(wf, 130 * K);
+    kern_matmul_out outs[3];
+    for (int i = 0; i < 3; i++) {
+        size_t row_bytes = bs_dtype_row_bytes(types[i], K);
+        for (int n = 0; n < ns[i]; n++) kern_quantize(types[i], wf + (size_t)n * K, W[i] + row_bytes * n, K);
+        outs[i] = (kern_matmul_out){grouped[i], W[i], types[i], ns[i]};
+    }
+    static const int ts[] = {1, 5, T};
+    for (int ti = 0; ti < 3; ti++) {
+        kern_matmul_group(pool, x, ts[ti], K, outs, 3);
+        for (int i = 0; i < 3; i++) {
+            kern_matmul(pool, alone, x, ts[ti], W[i], types[i], ns[i], K);
+            if (memcmp(alone, grouped[i], sizeof(float) * (size_t)ts[ti] * ns[i]) != 0) {
+                fprintf(stderr, "  %s T=%d: the group differs from a separate call\n", bs_dtype_name(types[i]), ts[ti]);
+                test_failed_ = 1;
+            }
+        }
+    }
+    bs_threadpool_close(pool);
+}
+
 static void rope_case(int neox, int pos) {
     enum { HEADS = 3, DIM = 64, HALF = DIM / 2 };
     float inv_freq[HALF], x[HEADS * DIM], orig[HEADS * DIM];
@@ -247,6 +281,7 @@ int main(void) {
     RUN(test_matmul_reference);
     RUN(test_matmul_more_threads_than_rows);
     RUN(test_matmul_batch_invariant);
+    RUN(test_matmul_group_float);
     RUN(test_rope);
     RUN(test_rmsnorm);
     RUN(test_swiglu);
