@@ -22,6 +22,11 @@ typedef void (*kern_dequant_fn)(const void *src, float *dst, int64_t n);
  * T and rows are, so a token's output never depends on what shares its batch. */
 typedef void (*kern_gemm_fn)(float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w,
                              size_t row_bytes, int rows, int n, int first);
+/* One token over whole rows: y[r] = x . w_r for r < rows, the K columns
+ * summed chunk by chunk (chunk columns each, into y in chunk order) exactly
+ * as a kern_gemm_fn call per chunk with T = 1 sums them, so the bits are the
+ * same; one call lets the weight stream run ahead across chunk ends. */
+typedef void (*kern_gemv_fn)(float *y, const float *x, const void *w, size_t row_bytes, int rows, int K, int chunk);
 
 typedef struct kern_isa_ops {
     const char *name;
@@ -30,6 +35,8 @@ typedef struct kern_isa_ops {
     float (*dot)(const float *a, const float *b, int n);
     /* Register-tiled matmul chunks, one per float weight type. */
     kern_gemm_fn gemm_f32, gemm_f16, gemm_bf16;
+    /* Decode over whole rows; NULL: matmul.c calls gemm chunk by chunk. */
+    kern_gemv_fn gemv_f32, gemv_f16, gemv_bf16;
     /* y[i] += a * x[i], and y[i] *= a: attention's running output. */
     void (*axpy)(float *y, float a, const float *x, int n);
     void (*scale)(float *y, float a, int n);

@@ -176,6 +176,66 @@ AVX512 INLINE void gemm_widen(float *y, size_t ldy, const void *x, size_t ldx, i
     }
 }
 
+/* Decode (kern_gemv_fn): tiles of DECODE_ROWS whole rows; per chunk the
+ * accumulators start at zero, take the chunk's steps in order and are reduced
+ * and added to y as tile_widen does, so the sums are gemm_widen's.  Each row
+ * is its own stream and is fetched GEMV_PREFETCH bytes ahead; past the row's
+ * end the stream goes on at the same row of the next tile, which is what is
+ * read next (a per-chunk call could only fetch the next tile's same chunk,
+ * leaving every later chunk of a long row to demand misses). */
+enum { GEMV_PREFETCH = 2048 };
+
+AVX512 INLINE void gemv_widen(float *y, const float *x, const void *w, size_t row_bytes, int rows, int K, int chunk,
+                              int kind) {
+    enum { R = DECODE_ROWS };
+    size_t elem = kind == W_F32 ? 4 : 2, row_len = (size_t)K * elem;
+    const float *xc[1] = {x};
+    for (int r0 = 0; r0 < rows; r0 += R) {
+        int rr = rows - r0 < R ? rows - r0 : R;
+        const char *wr[R];
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++) wr[r] = (const char *)w + (size_t)(r0 + (r < rr ? r : 0)) * row_bytes;
+        for (int k0 = 0; k0 < K; k0 += chunk) {
+            int end = K - k0 < chunk ? K : k0 + chunk, i = k0;
+            __m512 acc[R][TILE_COLS];
+#pragma GCC unroll 16
+            for (int r = 0; r < R; r++) acc[r][0] = _mm512_setzero_ps();
+            for (; i + 16 <= end; i += 16) {
+                size_t ahead = (size_t)i * elem + GEMV_PREFETCH;
+                size_t off = ahead < row_len ? ahead : (size_t)R * row_bytes + (ahead - row_len);
+#pragma GCC unroll 16
+                for (int r = 0; r < R; r++) _mm_prefetch(wr[r] + off, _MM_HINT_T0);
+                step_widen(acc, wr, xc, i, 0, R, 1, kind);
+            }
+            if (i < end) step_widen(acc, wr, xc, i, tail_mask(end - i), R, 1, kind);
+#pragma GCC unroll 4
+            for (int g = 0; g < R; g += 4) {
+                if (g >= rr) break;
+                __m128 s = reduce4(acc[g][0], acc[g + 1][0], acc[g + 2][0], acc[g + 3][0]);
+                float *o = y + r0 + g;
+                __mmask8 m = rr - g >= 4 ? 0xF : (__mmask8)((1u << (rr - g)) - 1);
+                if (k0 > 0) s = _mm_add_ps(_mm_maskz_loadu_ps(m, o), s);
+                _mm_mask_storeu_ps(o, m, s);
+            }
+        }
+    }
+}
+
+AVX512 static void avx512_gemv_f32(float *y, const float *x, const void *w, size_t row_bytes, int rows, int K,
+                                   int chunk) {
+    gemv_widen(y, x, w, row_bytes, rows, K, chunk, W_F32);
+}
+
+AVX512 static void avx512_gemv_f16(float *y, const float *x, const void *w, size_t row_bytes, int rows, int K,
+                                   int chunk) {
+    gemv_widen(y, x, w, row_bytes, rows, K, chunk, W_F16);
+}
+
+AVX512 static void avx512_gemv_bf16(float *y, const float *x, const void *w, size_t row_bytes, int rows, int K,
+                                    int chunk) {
+    gemv_widen(y, x, w, row_bytes, rows, K, chunk, W_BF16);
+}
+
 AVX512 static void avx512_gemm_f32(float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w,
                                    size_t row_bytes, int rows, int n, int first) {
     gemm_widen(y, ldy, x, ldx, T, w, row_bytes, rows, n, first, W_F32);
@@ -257,6 +317,9 @@ const kern_isa_ops kern_isa_avx512 = {
     .gemm_f32 = avx512_gemm_f32,
     .gemm_f16 = avx512_gemm_f16,
     .gemm_bf16 = avx512_gemm_bf16,
+    .gemv_f32 = avx512_gemv_f32,
+    .gemv_f16 = avx512_gemv_f16,
+    .gemv_bf16 = avx512_gemv_bf16,
     .axpy = avx512_axpy,
     .scale = avx512_scale,
     .swiglu = avx512_swiglu,

@@ -43,6 +43,13 @@ static void matmul_rows_float(const matmul_job *job, const kern_matmul_out *o, l
     size_t elem = o->wtype == BS_DTYPE_F32 ? 4 : 2, row_bytes = bs_dtype_row_bytes(o->wtype, job->K);
     const unsigned char *w = (const unsigned char *)o->W + (size_t)n * row_bytes;
     if (job->T == 1) {
+        kern_gemv_fn gemv = o->wtype == BS_DTYPE_F32   ? job->isa->gemv_f32
+                            : o->wtype == BS_DTYPE_F16 ? job->isa->gemv_f16
+                                                       : job->isa->gemv_bf16;
+        if (gemv) {
+            gemv(o->y + n, job->x, w, row_bytes, rows, job->K, MATMUL_K_CHUNK);
+            return;
+        }
         /* Decode reads each weight once: a row tile takes every chunk before
          * the next tile starts, so the weights stream in address order (the
          * tile prefetches the next one's rows) instead of one pass per chunk
