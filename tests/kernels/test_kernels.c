@@ -158,6 +158,29 @@ static void test_matmul_batch_invariant(void) {
     bs_threadpool_close(pool);
 }
 
+/* Long float rows (decode takes them 8 per tile) are batch-invariant too. */
+static void test_matmul_long_rows(void) {
+    enum { T = 3, N = 21, K = 6400 };
+    static const bs_dtype types[] = {BS_DTYPE_BF16, BS_DTYPE_F16, BS_DTYPE_F32};
+    bs_threadpool *pool = NULL;
+    bs_error err = {0};
+    CHECK_OK(bs_threadpool_open(2, &pool, &err), &err);
+    static float x[T * K], wf[N * K], batched[T * N], alone[N];
+    static unsigned char W[N * K * 4];
+    fill_random(x, T * K);
+    fill_random(wf, N * K);
+    for (int i = 0; i < 3; i++) {
+        size_t row_bytes = bs_dtype_row_bytes(types[i], K);
+        for (int n = 0; n < N; n++) kern_quantize(types[i], wf + (size_t)n * K, W + row_bytes * n, K);
+        kern_matmul(pool, batched, x, T, W, types[i], N, K);
+        for (int t = 0; t < T; t++) {
+            kern_matmul(pool, alone, x + (size_t)t * K, 1, W, types[i], N, K);
+            CHECK(memcmp(alone, batched + (size_t)t * N, sizeof alone) == 0);
+        }
+    }
+    bs_threadpool_close(pool);
+}
+
 /* A group of float matrices (one pool pass, each thread its share of every
  * matrix) is the separate calls bit for bit, for decode and prefill, with
  * row counts that split unevenly over the threads. */
@@ -283,6 +306,7 @@ int main(void) {
     RUN(test_matmul_more_threads_than_rows);
     RUN(test_matmul_batch_invariant);
     RUN(test_matmul_group_float);
+    RUN(test_matmul_long_rows);
     RUN(test_rope);
     RUN(test_rmsnorm);
     RUN(test_swiglu);
