@@ -67,9 +67,10 @@ AVX512 static float avx512_dot(const float *a, const float *b, int n) {
 enum { W_F32, W_F16, W_BF16 };
 /* Tile shapes (rows in whole reduce4 groups).  Prefill (several tokens) uses
  * TILE_ROWS x TILE_COLS: C x vectors + 1 weight + R*C accumulators fit the 32
- * zmm registers.  A single token (decode) is memory-bound: DECODE_ROWS rows
- * keep more loads in flight (16 read 15-20 % faster than 8 here; the per-line
- * or two-tiles-ahead prefetch, or the L2 hint, were no better). */
+ * zmm registers.  A single token (decode, gemv_tiles) is memory-bound:
+ * DECODE_ROWS rows keep more loads in flight (16 read 15-20 % faster than 8
+ * here; the per-line or two-tiles-ahead prefetch, or the L2 hint, were no
+ * better). */
 enum { TILE_ROWS = 4, TILE_COLS = 6, DECODE_ROWS = 16 };
 
 /* 16 elements at p[i], widened; m == 0 loads all 16 without a mask (masked
@@ -116,9 +117,9 @@ AVX512 INLINE __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
  * weights from memory. */
 AVX512 INLINE void tile_widen(float *y, size_t ldy, const void *x, size_t ldx, const char *w, size_t row_bytes,
                               int rows, int n, int first, int prefetch, int R, int C, int kind) {
-    const char *wr[DECODE_ROWS];
+    const char *wr[TILE_ROWS];
     const float *xc[TILE_COLS];
-    __m512 acc[DECODE_ROWS][TILE_COLS];
+    __m512 acc[TILE_ROWS][TILE_COLS];
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) wr[r] = w + (size_t)(r < rows ? r : 0) * row_bytes;
 #pragma GCC unroll 8
@@ -151,12 +152,6 @@ AVX512 INLINE void tile_widen(float *y, size_t ldy, const void *x, size_t ldx, c
 
 AVX512 INLINE void gemm_widen(float *y, size_t ldy, const void *x, size_t ldx, int T, const void *w,
                               size_t row_bytes, int rows, int n, int first, int kind) {
-    if (T == 1) {
-        for (int r0 = 0; r0 < rows; r0 += DECODE_ROWS)
-            tile_widen(y + r0, ldy, x, ldx, (const char *)w + (size_t)r0 * row_bytes, row_bytes,
-                       rows - r0 < DECODE_ROWS ? rows - r0 : DECODE_ROWS, n, first, 1, DECODE_ROWS, 1, kind);
-        return;
-    }
     for (int r0 = 0; r0 < rows; r0 += TILE_ROWS) {
         const char *wt = (const char *)w + (size_t)r0 * row_bytes;
         int rr = rows - r0 < TILE_ROWS ? rows - r0 : TILE_ROWS;

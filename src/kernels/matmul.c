@@ -50,10 +50,10 @@ static void matmul_rows_float(const matmul_job *job, const kern_matmul_out *o, l
             gemv(o->y + n, job->x, w, row_bytes, rows, job->K, MATMUL_K_CHUNK);
             return;
         }
-        /* Decode reads each weight once: a row tile takes every chunk before
-         * the next tile starts, so the weights stream in address order (the
-         * tile prefetches the next one's rows) instead of one pass per chunk
-         * over the whole range.  The sums are the same: chunk by chunk into y. */
+        /* Tables without a gemv: a row tile takes every chunk before the
+         * next tile starts, so the weights are read in address order instead
+         * of one pass per chunk over the whole range.  The sums are the
+         * same: chunk by chunk into y. */
         for (int r0 = 0; r0 < rows; r0 += MATMUL_ROW_ALIGN) {
             int rr = rows - r0 < MATMUL_ROW_ALIGN ? rows - r0 : MATMUL_ROW_ALIGN;
             for (int k0 = 0; k0 < job->K; k0 += MATMUL_K_CHUNK)
