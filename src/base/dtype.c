@@ -10,6 +10,8 @@ static const struct {
     [BS_DTYPE_Q6_K] = {"Q6_K", 256, 210},
     [BS_DTYPE_Q8_0_R16] = {"Q8_0_R16", 32, 34},   [BS_DTYPE_Q4_0_R16] = {"Q4_0_R16", 32, 18},
     [BS_DTYPE_Q4_K_R16] = {"Q4_K_R16", 256, 144}, [BS_DTYPE_Q6_K_R16] = {"Q6_K_R16", 256, 210},
+    [BS_DTYPE_F32_R16] = {"F32_R16", 1, 4},       [BS_DTYPE_F16_R16] = {"F16_R16", 1, 2},
+    [BS_DTYPE_BF16_R16] = {"BF16_R16", 1, 2},
 };
 
 bs_dtype bs_dtype_interleaved(bs_dtype t) {
@@ -18,6 +20,9 @@ bs_dtype bs_dtype_interleaved(bs_dtype t) {
     case BS_DTYPE_Q4_0: return BS_DTYPE_Q4_0_R16;
     case BS_DTYPE_Q4_K: return BS_DTYPE_Q4_K_R16;
     case BS_DTYPE_Q6_K: return BS_DTYPE_Q6_K_R16;
+    case BS_DTYPE_F32: return BS_DTYPE_F32_R16;
+    case BS_DTYPE_F16: return BS_DTYPE_F16_R16;
+    case BS_DTYPE_BF16: return BS_DTYPE_BF16_R16;
     default: return BS_DTYPE_COUNT;
     }
 }
@@ -28,6 +33,9 @@ bs_dtype bs_dtype_block_type(bs_dtype t) {
     case BS_DTYPE_Q4_0_R16: return BS_DTYPE_Q4_0;
     case BS_DTYPE_Q4_K_R16: return BS_DTYPE_Q4_K;
     case BS_DTYPE_Q6_K_R16: return BS_DTYPE_Q6_K;
+    case BS_DTYPE_F32_R16: return BS_DTYPE_F32;
+    case BS_DTYPE_F16_R16: return BS_DTYPE_F16;
+    case BS_DTYPE_BF16_R16: return BS_DTYPE_BF16;
     default: return t;
     }
 }

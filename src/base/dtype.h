@@ -16,20 +16,24 @@ typedef enum {
     BS_DTYPE_Q4_0, /* 32 weights: f16 d, 16 bytes of nibbles   (18 bytes) */
     BS_DTYPE_Q4_K, /* 256 weights: f16 d, dmin, 12B scales, 128B nibbles (144 bytes) */
     BS_DTYPE_Q6_K, /* 256 weights: 128B ql, 64B qh, 16 x int8 scales, f16 d (210 bytes) */
-    /* In-memory only: the same blocks with BS_ROW_GROUP rows interleaved
-     * (kernels/qinterleave.c), the decode kernels' layout.  Never in a file. */
+    /* In-memory only: the same blocks or floats with BS_ROW_GROUP rows
+     * interleaved (kernels/qinterleave.c), the decode kernels' layout.  Never
+     * in a file. */
     BS_DTYPE_Q8_0_R16,
     BS_DTYPE_Q4_0_R16,
     BS_DTYPE_Q4_K_R16,
     BS_DTYPE_Q6_K_R16,
+    BS_DTYPE_F32_R16,
+    BS_DTYPE_F16_R16,
+    BS_DTYPE_BF16_R16,
     BS_DTYPE_COUNT
 } bs_dtype;
 
 /* Rows per interleaved group of the _R16 types. */
 enum { BS_ROW_GROUP = 16 };
 
-/* The _R16 twin of a block-quantized type, or BS_DTYPE_COUNT when it has
- * none; and the stored block type of an _R16 type (t itself otherwise). */
+/* The _R16 twin of a stored type, or BS_DTYPE_COUNT when it has none; and
+ * the stored type of an _R16 type (t itself otherwise). */
 bs_dtype bs_dtype_interleaved(bs_dtype t);
 bs_dtype bs_dtype_block_type(bs_dtype t);
 

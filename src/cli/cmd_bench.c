@@ -41,7 +41,7 @@ int cmd_bench(int argc, char **argv) {
         {"--reps", "-r", OPT_INT, &reps, "R", "repetitions per measurement (default 3)"},
         {"--json", NULL, OPT_FLAG, &as_json, NULL, "print one JSON object instead of a table"},
         {"--quantize", NULL, OPT_STRING, &quant, "TYPE", "convert a Hugging Face model's matrices at load (q8_0, q4_0, q4_k, q6_k, ...)"},
-        {"--plain-layout", NULL, OPT_FLAG, &plain, NULL, "keep quantized matrices in the file's layout (to compare with the interleaved one)"},
+        {"--plain-layout", NULL, OPT_FLAG, &plain, NULL, "keep weight matrices in the file's layout (to compare with the interleaved one)"},
         {0},
     };
     int rc = cli_parse(&bench_cmd, opts, argc, argv, &path, 1, 1);

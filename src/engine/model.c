@@ -350,8 +350,9 @@ size_t model_weight_bytes(const bs_model *m) {
 }
 
 /* ---- the decode layout --------------------------------------------------
- * Quantized matrices are interleaved 16 rows at a time (the _R16 types),
- * which lets the decode kernels read every weight vector with one load.
+ * Weight matrices are interleaved 16 rows at a time (the _R16 types) when
+ * the CPU's kernels gain from it: the decode kernels then read a group of
+ * rows as one stream, every load a vector for 16 rows.
  * Matrices the model owns (converted at load) are rearranged in place, a
  * group at a time; mapped ones are copied into one allocation and their
  * file pages dropped from the process, so it never holds both copies. */
@@ -369,7 +370,8 @@ static int owned(const bs_model *m, const void *p) {
 }
 
 static int interleavable(const interleave_plan *ip, weight_role r, const bs_matrix *w) {
-    return !(r == W_LM_HEAD && ip->skip_head) && kern_can_interleave(w->dtype, w->rows, w->cols);
+    return !(r == W_LM_HEAD && ip->skip_head) && kern_reads_interleaved(w->dtype) &&
+           kern_can_interleave(w->dtype, w->rows, w->cols);
 }
 
 static bs_status size_interleaved(void *ctx, weight_role r, int layer, void *slot, int64_t rows, int64_t cols,
@@ -424,12 +426,12 @@ static bs_status interleave_matrix(void *ctx, weight_role r, int layer, void *sl
     bs_threadpool_run(ip->m->pool, interleave_groups, &j);
     free(j.scratch);
     if (copied && ip->m->gguf) gguf_drop(ip->m->gguf, w->data, bytes); /* the file's copy is done with */
+    if (copied && ip->m->st) st_set_drop(ip->m->st, w->data, bytes);
     *w = (bs_matrix){j.dst, bs_dtype_interleaved(w->dtype), w->rows, w->cols, w->row_bytes};
     return BS_OK;
 }
 
 static bs_status model_interleave_weights(bs_model *m, bs_error *err) {
-    if (!kern_qmatvec_reads_interleaved()) return BS_OK;
     interleave_plan ip = {.m = m, .skip_head = m->cfg.tied_embeddings};
     bs_status st = model_visit_weights(m, size_interleaved, &ip, err);
     if (st) return st;

@@ -46,9 +46,9 @@ typedef struct bs_model_params {
      * (engine/quantize.h has the per-matrix rules; vectors stay f32).  GGUF
      * files are refused: they are quantized already (basalt quantize). */
     bs_quant quantize;
-    /* Keep quantized matrices in their file layout.  By default they are
+    /* Keep weight matrices in their file layout.  By default they are
      * interleaved at load, 16 rows at a time (base/dtype.h's _R16 types,
-     * kernels/qinterleave.c), when the CPU's decode kernels read that layout;
+     * kernels/qinterleave.c), when the CPU's kernels gain from that layout;
      * exporters that copy blocks out (basalt quantize, merge) keep it plain. */
     int plain_layout;
 } bs_model_params;

@@ -382,3 +382,7 @@ const char *st_set_tensor_path(const st_set *s, const char *name) {
     const st_set_entry *e = find_entry(s, name);
     return e ? e->file->map.path : NULL;
 }
+
+void st_set_drop(const st_set *s, const void *p, size_t len) {
+    for (size_t i = 0; i < s->n_files; i++) bs_file_drop(&s->files[i]->map, p, len); /* the file holding p acts */
+}

@@ -34,5 +34,7 @@ const bs_tensor *st_set_tensor(const st_set *s, uint64_t i);
 const bs_tensor *st_set_find(const st_set *s, const char *name);
 /* The file holding a tensor, for error messages. */
 const char *st_set_tensor_path(const st_set *s, const char *name);
+/* Tensor bytes in [p, p + len) that were copied elsewhere: see bs_file_drop. */
+void st_set_drop(const st_set *s, const void *p, size_t len);
 
 #endif

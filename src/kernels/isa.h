@@ -27,6 +27,15 @@ typedef void (*kern_gemm_fn)(float *y, size_t ldy, const void *x, size_t ldx, in
  * as a kern_gemm_fn call per chunk with T = 1 sums them, so the bits are the
  * same; one call lets the weight stream run ahead across chunk ends. */
 typedef void (*kern_gemv_fn)(float *y, const float *x, const void *w, size_t row_bytes, int rows, int K, int chunk);
+/* A matmul over whole groups of a float _R16 layout (qinterleave.c: column k
+ * of a group's 16 rows is one vector at w + (g * K + k) * 16 * elem):
+ *   y[t*ldy + r] = sum_{k<K} x[t*ldx + k] * w_r[k]   for t < T, r < 16 * groups
+ * Each sum is defined here, for every table alike: two chains, over the even
+ * and the odd columns, each a sequence of fused multiply-adds (fmaf) from
+ * zero in column order, then y = c_even + c_odd.  So results are
+ * bit-identical across tables, T and the row split. */
+typedef void (*kern_gemm_r16_fn)(float *y, size_t ldy, const float *x, size_t ldx, int T, const void *w, int groups,
+                                 int K);
 
 typedef struct kern_isa_ops {
     const char *name;
@@ -37,6 +46,8 @@ typedef struct kern_isa_ops {
     kern_gemm_fn gemm_f32, gemm_f16, gemm_bf16;
     /* Decode over whole rows; NULL: matmul.c calls gemm chunk by chunk. */
     kern_gemv_fn gemv_f32, gemv_f16, gemv_bf16;
+    /* The float _R16 layouts, decode and prefill alike. */
+    kern_gemm_r16_fn gemm_f32_r16, gemm_f16_r16, gemm_bf16_r16;
     /* y[i] += a * x[i], and y[i] *= a: attention's running output. */
     void (*axpy)(float *y, float a, const float *x, int n);
     void (*scale)(float *y, float a, int n);
@@ -66,8 +77,12 @@ void kern_ref_dequant_q4_0(const void *src, float *dst, int64_t n);
 void kern_ref_dequant_q4_k(const void *src, float *dst, int64_t n);
 void kern_ref_dequant_q6_k(const void *src, float *dst, int64_t n);
 
-/* The reference SwiGLU (isa_ref.c), also the AVX2 table's. */
+/* The reference SwiGLU and _R16 float matmuls (isa_ref.c), also the AVX2
+ * table's. */
 void kern_ref_swiglu(float *out, const float *gate, const float *up, int n);
+void kern_ref_gemm_f32_r16(float *y, size_t ldy, const float *x, size_t ldx, int T, const void *w, int groups, int K);
+void kern_ref_gemm_f16_r16(float *y, size_t ldy, const float *x, size_t ldx, int T, const void *w, int groups, int K);
+void kern_ref_gemm_bf16_r16(float *y, size_t ldy, const float *x, size_t ldx, int T, const void *w, int groups, int K);
 
 /* AVX2 block dequantizers (isa_avx2.c), also used by the AVX-512 table. */
 void kern_avx2_dequant_q8_0(const void *src, float *dst, int64_t n);

@@ -58,6 +58,35 @@ static void ref_gemm_bf16(float *y, size_t ldy, const void *x, size_t ldx, int T
     ref_gemm(BS_DTYPE_BF16, y, ldy, x, ldx, T, w, row_bytes, rows, n, first);
 }
 
+/* The _R16 layouts' defining loop (isa.h, kern_gemm_r16_fn). */
+static void ref_gemm_r16(bs_dtype type, float *y, size_t ldy, const float *x, size_t ldx, int T, const void *w,
+                         int groups, int K) {
+    size_t elem = type == BS_DTYPE_F32 ? 4 : 2;
+    for (int g = 0; g < groups; g++) {
+        const char *group = (const char *)w + (size_t)g * K * BS_ROW_GROUP * elem;
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < BS_ROW_GROUP; r++) {
+                float c[2] = {0, 0};
+                for (int k = 0; k < K; k++)
+                    c[k & 1] = fmaf(x[(size_t)t * ldx + k], ref_weight(type, group, k * BS_ROW_GROUP + r), c[k & 1]);
+                y[(size_t)t * ldy + (size_t)g * BS_ROW_GROUP + r] = c[0] + c[1];
+            }
+    }
+}
+
+void kern_ref_gemm_f32_r16(float *y, size_t ldy, const float *x, size_t ldx, int T, const void *w, int groups, int K) {
+    ref_gemm_r16(BS_DTYPE_F32, y, ldy, x, ldx, T, w, groups, K);
+}
+
+void kern_ref_gemm_f16_r16(float *y, size_t ldy, const float *x, size_t ldx, int T, const void *w, int groups, int K) {
+    ref_gemm_r16(BS_DTYPE_F16, y, ldy, x, ldx, T, w, groups, K);
+}
+
+void kern_ref_gemm_bf16_r16(float *y, size_t ldy, const float *x, size_t ldx, int T, const void *w, int groups,
+                            int K) {
+    ref_gemm_r16(BS_DTYPE_BF16, y, ldy, x, ldx, T, w, groups, K);
+}
+
 static void ref_axpy(float *y, float a, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
@@ -85,6 +114,9 @@ const kern_isa_ops kern_isa_ref = {
     .gemm_f32 = ref_gemm_f32,
     .gemm_f16 = ref_gemm_f16,
     .gemm_bf16 = ref_gemm_bf16,
+    .gemm_f32_r16 = kern_ref_gemm_f32_r16,
+    .gemm_f16_r16 = kern_ref_gemm_f16_r16,
+    .gemm_bf16_r16 = kern_ref_gemm_bf16_r16,
     .axpy = ref_axpy,
     .scale = ref_scale,
     .swiglu = kern_ref_swiglu,

@@ -34,16 +34,21 @@ void kern_dequant(bs_dtype type, const void *src, float *dst, int64_t n);
 void kern_dequant_rows(bs_dtype type, const void *W, int cols, int64_t r0, int64_t n, float *out);
 
 /* The _R16 layouts (qinterleave.c): whether a rows x cols matrix of type can
- * be interleaved (a quantized type, whole groups of BS_ROW_GROUP rows), and
- * the interleaving itself into dst (as many bytes as src), after which the
- * matrix is of type bs_dtype_interleaved(type).  kern_deinterleave_blocks
- * writes blocks [b0, b0 + nb) of one row in the plain block layout. */
+ * be interleaved (a float or quantized type, whole groups of BS_ROW_GROUP
+ * rows), and the interleaving itself into dst (as many bytes as src), after
+ * which the matrix is of type bs_dtype_interleaved(type).
+ * kern_deinterleave_blocks writes blocks [b0, b0 + nb) of one row of a
+ * quantized matrix in the plain block layout. */
 int kern_can_interleave(bs_dtype type, int64_t rows, int cols);
-/* Whether this CPU's decode kernels gain from the _R16 layouts (every table
- * reads them; the portable reference gains nothing). */
-int kern_qmatvec_reads_interleaved(void);
+/* Whether this CPU's kernels gain from type's _R16 layout (every table reads
+ * every layout; the portable reference gains nothing, nor does the AVX2
+ * table for floats). */
+int kern_reads_interleaved(bs_dtype type);
 void kern_interleave(bs_dtype type, const void *src, int64_t rows, int cols, void *dst);
 void kern_deinterleave_blocks(bs_dtype type, const void *W, int cols, int64_t row, int b0, int nb, void *dst);
+/* dst [cols][rows] = W^T for a float matrix W [rows][cols] (F32, F16, BF16,
+ * plain or _R16), in W's plain type. */
+void kern_transpose_float(bs_dtype type, const void *W, int rows, int cols, void *dst);
 
 /* Quantize/convert n f32 elements (a multiple of the block size) to type, in
  * llama.cpp's block layouts.  A plain round-to-nearest reference quantizer

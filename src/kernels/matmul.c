@@ -3,13 +3,15 @@
  * Threads take contiguous ranges of W's rows, so each thread reads only its
  * own weights (and, on a NUMA machine, the pages it first touched) and writes
  * only its own outputs; nothing is shared but x and nothing is allocated.
- * Columns go in chunks of MATMUL_K_CHUNK whose partial sums are added to y in
- * chunk order: how an output is summed depends on K alone, never on T or the
- * thread split, so a token's result is bit-identical alone or batched.
+ * How an output is summed depends on K alone, never on T or the thread
+ * split, so a token's result is bit-identical alone or batched.
  *
- * Float weights (F32, F16, BF16) go through the ISA's register-tiled gemm:
- * for each chunk, every weight tile is loaded once, widened to f32 in
- * registers and used against all the tokens.  (Rounding x to bf16 for the
+ * Float weights in the _R16 layouts (qinterleave.c) go to the ISA's
+ * gemm_r16, one lane per row, whose sums isa.h defines.  Plain float weights
+ * (F32, F16, BF16) go through its register-tiled gemm in column chunks of
+ * MATMUL_K_CHUNK whose partial sums are added to y in chunk order: for each
+ * chunk, every weight tile is loaded once, widened to f32 in registers and
+ * used against all the tokens.  (Rounding x to bf16 for the
  * vdpbf16ps instruction would halve BF16 prefill's arithmetic, but its
  * 2^-9 relative error per activation breaks the 1e-3 oracle tolerance.)
  * Block-quantized weights go to int8 dot products (qdot.c). */
@@ -35,8 +37,28 @@ typedef struct {
 
 static int chunk_len(int K, int k0) { return K - k0 < MATMUL_K_CHUNK ? K - k0 : MATMUL_K_CHUNK; }
 
+/* Rows [n, n + rows) (whole groups) of a float matrix in an _R16 layout:
+ * decode and prefill alike, the T blocks only bound how much of x one pass
+ * over the weights holds. */
+static void matmul_rows_r16(const matmul_job *job, const kern_matmul_out *o, long n, int rows) {
+    bs_dtype base = bs_dtype_block_type(o->wtype);
+    kern_gemm_r16_fn gemm = base == BS_DTYPE_F32   ? job->isa->gemm_f32_r16
+                            : base == BS_DTYPE_F16 ? job->isa->gemm_f16_r16
+                                                   : job->isa->gemm_bf16_r16;
+    const unsigned char *w = (const unsigned char *)o->W + (size_t)n * bs_dtype_row_bytes(base, job->K);
+    for (int t0 = 0; t0 < job->T; t0 += MATMUL_T_BLOCK) {
+        int nt = job->T - t0 < MATMUL_T_BLOCK ? job->T - t0 : MATMUL_T_BLOCK;
+        gemm(o->y + (size_t)t0 * o->N + n, (size_t)o->N, job->x + (size_t)t0 * job->K, (size_t)job->K, nt, w,
+             rows / BS_ROW_GROUP, job->K);
+    }
+}
+
 /* Rows [n, n + rows) of one F32, F16 or BF16 matrix. */
 static void matmul_rows_float(const matmul_job *job, const kern_matmul_out *o, long n, int rows) {
+    if (bs_dtype_block_type(o->wtype) != o->wtype) {
+        matmul_rows_r16(job, o, n, rows);
+        return;
+    }
     kern_gemm_fn gemm = o->wtype == BS_DTYPE_F32   ? job->isa->gemm_f32
                         : o->wtype == BS_DTYPE_F16 ? job->isa->gemm_f16
                                                    : job->isa->gemm_bf16;

@@ -62,6 +62,8 @@ typedef struct {
 
 /* The layout of a quantized dtype; NULL for plain float types. */
 const kern_qlayout *kern_qlayout_of(bs_dtype t);
+/* Whether the quantized decode kernels gain from the _R16 layouts. */
+int kern_qmatvec_reads_interleaved(void);
 
 /* Repack dtype blocks [b0, b0 + nb) of KERN_QROWS rows (row pointers, which
  * may repeat) into a tile; nb * block_elems <= KERN_QCHUNK. */

@@ -111,28 +111,6 @@ void matmul_backward(float *dinp, float *dW, float *dbias, const float *dout, co
             for (int o = 0; o < OC; o++) dbias[o] += dout[(size_t)t * OC + o];
 }
 
-/* dst[C][R] = src[R][C] in square blocks, so both sides move whole cache
- * lines; elements of 2 or 4 bytes. */
-#define TRANSPOSE_BLOCKS(type)                                                                             \
-    do {                                                                                                   \
-        type *d = dst;                                                                                     \
-        const type *s = src;                                                                               \
-        for (int r0 = 0; r0 < R; r0 += BLK)                                                                \
-            for (int c0 = 0; c0 < C; c0 += BLK) {                                                          \
-                int r1 = r0 + BLK < R ? r0 + BLK : R, c1 = c0 + BLK < C ? c0 + BLK : C;                    \
-                for (int c = c0; c < c1; c++)                                                              \
-                    for (int r = r0; r < r1; r++) d[(size_t)c * R + r] = s[(size_t)r * C + c];             \
-            }                                                                                              \
-    } while (0)
-
-void transpose_rows(void *dst, const void *src, int R, int C, size_t elem) {
-    enum { BLK = 32 };
-    if (elem == 2)
-        TRANSPOSE_BLOCKS(uint16_t);
-    else
-        TRANSPOSE_BLOCKS(uint32_t);
-}
-
 /* ---- dropout ------------------------------------------------------------- */
 
 /* Keep element i of the mask `key`: a splitmix64 hash of (key, i) >= p. */

@@ -43,8 +43,6 @@ void matmul_forward(float *out, const float *inp, const bs_weight *W, const floa
  * hold T*C floats); else from cblas_sgemm over W (dequantized in chunks). */
 void matmul_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp, const bs_weight *W,
                      const bs_weight *WT, int T, bs_threadpool *pool, float *scratch);
-/* dst[C][R] = src[R][C], elements of elem bytes. */
-void transpose_rows(void *dst, const void *src, int R, int C, size_t elem);
 
 /* Inverted dropout: out[n] = x * keep / (1 - p), keep drawn from a counter
  * hash of (key, index) so the backward (and a recomputed forward) redraws

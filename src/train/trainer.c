@@ -458,8 +458,8 @@ static void cache_transposed(bs_trainer *t) {
     for (int k = 0; k < n; k++) {
         if (!wt[k] || bs_dtype_block_elems(w[k]->dtype) != 1) continue;
         size_t elem = w[k]->row_bytes / (size_t)w[k]->cols;
-        transpose_rows(p, w[k]->data, w[k]->rows, w[k]->cols, elem);
-        *wt[k] = (bs_weight){p, w[k]->dtype, w[k]->cols, w[k]->rows, (size_t)w[k]->rows * elem};
+        kern_transpose_float(w[k]->dtype, w[k]->data, w[k]->rows, w[k]->cols, p);
+        *wt[k] = (bs_weight){p, bs_dtype_block_type(w[k]->dtype), w[k]->cols, w[k]->rows, (size_t)w[k]->rows * elem};
         p += (size_t)w[k]->rows * w[k]->row_bytes;
     }
 }

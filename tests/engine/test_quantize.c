@@ -64,7 +64,7 @@ static float *model_logits(const char *path, const bs_model_params *p, const int
     CHECK_OK(model_open(path, p, &m, &err), &err);
     /* quantized matrices are interleaved at load unless asked not to */
     const char *d = m ? model_describe(m) : "";
-    if ((strstr(d, "Q8_0") || strstr(d, "Q4_") || strstr(d, "Q6_K")) && kern_qmatvec_reads_interleaved())
+    if ((strstr(d, "Q8_0") || strstr(d, "Q4_") || strstr(d, "Q6_K")) && kern_reads_interleaved(BS_DTYPE_Q8_0))
         CHECK((strstr(d, "_R16") != NULL) == !p->plain_layout);
     if (m) CHECK_OK(context_open(m, n, &ctx, &err), &err);
     if (ctx) {

@@ -37,12 +37,17 @@ static void test_cpu_features(void) {
 static void check_matmul(bs_threadpool *pool, bs_dtype wtype, int T, int N, int K) {
     float *x = malloc(sizeof(float) * (size_t)T * K), *wf = malloc(sizeof(float) * (size_t)N * K);
     float *wd = malloc(sizeof(float) * (size_t)N * K), *y = malloc(sizeof(float) * (size_t)T * N);
-    size_t row_bytes = bs_dtype_row_bytes(wtype, K);
-    unsigned char *W = malloc(row_bytes * (size_t)N);
+    bs_dtype base = bs_dtype_block_type(wtype); /* an _R16 type: made from its plain rows */
+    size_t row_bytes = bs_dtype_row_bytes(base, K);
+    unsigned char *W = malloc(row_bytes * (size_t)N), *plain = malloc(row_bytes * (size_t)N);
     fill_random(x, (int64_t)T * K);
     fill_random(wf, (int64_t)N * K);
-    for (int n = 0; n < N; n++) kern_quantize(wtype, wf + (size_t)n * K, W + row_bytes * n, K);
-    kern_dequant(wtype, W, wd, (int64_t)N * K);
+    for (int n = 0; n < N; n++) kern_quantize(base, wf + (size_t)n * K, plain + row_bytes * n, K);
+    if (base != wtype)
+        kern_interleave(base, plain, N, K, W);
+    else
+        memcpy(W, plain, row_bytes * (size_t)N);
+    kern_dequant(base, plain, wd, (int64_t)N * K);
     kern_matmul(pool, y, x, T, W, wtype, N, K);
     /* Quantized weights multiply x rounded to int8 blocks (kernels/qdot.h). */
     float *xq = malloc(sizeof(float) * (size_t)T * K);
@@ -76,6 +81,7 @@ static void check_matmul(bs_threadpool *pool, bs_dtype wtype, int T, int N, int 
     free(wd);
     free(y);
     free(W);
+    free(plain);
     free(xq);
     free(xb);
 }
@@ -93,14 +99,15 @@ static void matmul_all_shapes(int reference) {
     CHECK_OK(bs_threadpool_open(3, &pools[2], &err), &err);
     kern_force_reference(reference);
     for (int type = 0; type < BS_DTYPE_COUNT; type++) {
-        if (bs_dtype_block_type((bs_dtype)type) != (bs_dtype)type) continue; /* _R16: test_qdot, batch invariance */
-        int be = bs_dtype_block_elems((bs_dtype)type);
+        int be = bs_dtype_block_elems((bs_dtype)type), r16 = bs_dtype_block_type((bs_dtype)type) != (bs_dtype)type;
+        if (r16 && be > 1) continue; /* quantized _R16: test_qdot, batch invariance */
         const int *ks = be == 1 ? k_float : be == 32 ? k_q32 : k_q256;
         int nk = be == 1 ? 4 : be == 32 ? 3 : 2;
         for (int ki = 0; ki < nk; ki++)
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-                for (int p = 0; p < 3; p++)
-                    check_matmul(pools[p], (bs_dtype)type, shapes[s][0], shapes[s][1], ks[ki]);
+                for (int p = 0; p < 3; p++) /* _R16 rows come in whole groups */
+                    check_matmul(pools[p], (bs_dtype)type, shapes[s][0], r16 ? 16 * (int)(s + 1) : shapes[s][1],
+                                 ks[ki]);
     }
     kern_force_reference(0);
     bs_threadpool_close(pools[1]);
@@ -126,7 +133,7 @@ static void test_matmul_more_threads_than_rows(void) {
  * computed alone (T = 1), for every dtype and a K spanning several chunks, so
  * a served request's tokens never depend on what else shares its step. */
 static void test_matmul_batch_invariant(void) {
-    enum { T = 131, MAXN = 37, K = 2304 }; /* T past one 128-token pass of matmul.c */
+    enum { T = 131, MAXN = 48, K = 2304 }; /* T past one 128-token pass of matmul.c */
     bs_threadpool *pool = NULL;
     bs_error err = {0};
     CHECK_OK(bs_threadpool_open(2, &pool, &err), &err);
@@ -136,10 +143,11 @@ static void test_matmul_batch_invariant(void) {
     fill_random(wf, MAXN * K);
     for (int d = 0; d < BS_DTYPE_COUNT; d++) {
         /* the _R16 layouts: quantized as their block type, then interleaved
-         * (whole groups of 16 rows); the other types with a ragged 37 rows
-         * (two whole decode tiles on one thread, 5 rows on the other) */
+         * (three groups of 16 rows, split 32 + 16 between the threads); the
+         * other types with a ragged 37 rows (two whole decode tiles on one
+         * thread, 5 rows on the other) */
         bs_dtype base = bs_dtype_block_type((bs_dtype)d);
-        int N = base != (bs_dtype)d ? 16 : 37;
+        int N = base != (bs_dtype)d ? 48 : 37;
         size_t row_bytes = bs_dtype_row_bytes(base, K);
         for (int n = 0; n < N; n++) kern_quantize(base, wf + (size_t)n * K, plain + row_bytes * n, K);
         if (base != (bs_dtype)d)
@@ -212,6 +220,59 @@ static void test_matmul_group_float(void) {
             }
         }
     }
+    bs_threadpool_close(pool);
+}
+
+/* The float _R16 layouts: each row's sum is defined by isa.h (four fmaf
+ * chains over the columns mod 4), so the fast table's result is the portable
+ * reference's bit for bit, for decode and prefill token counts, column counts
+ * with every tail length, and one to three groups over one or two threads;
+ * and kern_dequant_rows and kern_transpose_float read the layout back as the
+ * plain rows. */
+static void test_matmul_r16_float(void) {
+    enum { MAXT = 13, N = 48, MAXK = 1100 };
+    static const bs_dtype types[] = {BS_DTYPE_BF16, BS_DTYPE_F16, BS_DTYPE_F32};
+    static const int ts[] = {1, 2, 6, 7, MAXT}, ks[] = {1, 2, 3, 5, 67, MAXK};
+    bs_threadpool *pool = NULL;
+    bs_error err = {0};
+    CHECK_OK(bs_threadpool_open(2, &pool, &err), &err);
+    static float x[MAXT * MAXK], wf[N * MAXK], fast[MAXT * N], ref[MAXT * N], want[N * MAXK], got[N * MAXK];
+    static unsigned char plain[N * MAXK * 4], W[N * MAXK * 4], T1[N * MAXK * 4], T2[N * MAXK * 4];
+    fill_random(x, MAXT * MAXK);
+    fill_random(wf, N * MAXK);
+    for (int i = 0; i < 3; i++)
+        for (int ki = 0; ki < 6; ki++) {
+            int K = ks[ki];
+            bs_dtype rtype = bs_dtype_interleaved(types[i]);
+            size_t row_bytes = bs_dtype_row_bytes(types[i], K);
+            for (int n = 0; n < N; n++) kern_quantize(types[i], wf + (size_t)n * K, plain + row_bytes * n, K);
+            CHECK(kern_can_interleave(types[i], N, K) && !kern_can_interleave(types[i], N - 8, K));
+            kern_interleave(types[i], plain, N, K, W);
+            if (K > 1) CHECK(memcmp(plain, W, row_bytes * N) != 0);
+            for (int ti = 0; ti < 5; ti++)
+                for (int rows = 16; rows <= N; rows += 16) {
+                    kern_matmul(pool, fast, x, ts[ti], W, rtype, rows, K);
+                    kern_force_reference(1);
+                    kern_matmul(NULL, ref, x, ts[ti], W, rtype, rows, K);
+                    kern_force_reference(0);
+                    if (memcmp(fast, ref, sizeof(float) * (size_t)ts[ti] * rows) != 0) {
+                        fprintf(stderr, "  %s T=%d N=%d K=%d: %s differs from the reference\n",
+                                bs_dtype_name(rtype), ts[ti], rows, K, kern_isa_name());
+                        test_failed_ = 1;
+                    }
+                }
+            kern_dequant(types[i], plain, want, (int64_t)N * K);
+            static const int spans[][2] = {{0, N}, {5, 1}, {15, 2}, {17, 30}};
+            for (int sp = 0; sp < 4; sp++) {
+                kern_dequant_rows(rtype, W, K, spans[sp][0], spans[sp][1], got);
+                CHECK(memcmp(got, want + (size_t)spans[sp][0] * K, sizeof(float) * (size_t)spans[sp][1] * K) == 0);
+            }
+            kern_transpose_float(types[i], plain, N, K, T1);
+            kern_transpose_float(rtype, W, N, K, T2);
+            CHECK(memcmp(T1, T2, row_bytes * N) == 0);
+            kern_dequant(types[i], T1 + (size_t)(K - 1) * N * (row_bytes / K), got, N);
+            for (int n = 0; n < N; n++) CHECK(got[n] == want[(size_t)n * K + K - 1]);
+        }
     bs_threadpool_close(pool);
 }
 
@@ -307,6 +368,7 @@ int main(void) {
     RUN(test_matmul_batch_invariant);
     RUN(test_matmul_group_float);
     RUN(test_matmul_long_rows);
+    RUN(test_matmul_r16_float);
     RUN(test_rope);
     RUN(test_rmsnorm);
     RUN(test_swiglu);

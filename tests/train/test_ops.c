@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "../support/test.h"
+#include "kernels/kernels.h"
 #include "train/ops.h"
 
 #define H 2e-3
@@ -88,32 +89,40 @@ static void test_matmul(void) {
 
 /* A bf16 weight taller than one dequantization chunk gives the same forward
  * and input gradient as its f32 dequantization, by chunks and through its
- * transposed copy alike. */
+ * transposed copy alike, in the plain layout and the _R16 one the model
+ * loader makes (kernels/qinterleave.c), whose transpose is the same. */
 static void test_matmul_bf16_chunks(void) {
-    enum { T = 2, C = 16, O = MATMUL_CHUNK_ROWS + 44 };
+    enum { T = 2, C = 16, O = MATMUL_CHUNK_ROWS + 48 };
     static float x[T * C], wf[O * C], dy[T * O], y1[T * O], y2[T * O], d1[T * C], d2[T * C], d3[T * C];
     static float scratch[MATMUL_CHUNK_ROWS * C];
-    static uint16_t wb[O * C], wbt[C * O];
+    static uint16_t wb[O * C], wbt[C * O], wr[O * C], wrt[C * O];
     fill(x, T * C, 1), fill(dy, T * O, 1);
     for (int i = 0; i < O * C; i++) {
         wb[i] = bs_f32_to_bf16(frand());
         wf[i] = bs_bf16_to_f32(wb[i]);
     }
-    transpose_rows(wbt, wb, O, C, sizeof *wb);
-    bs_weight Wb = {wb, BS_DTYPE_BF16, O, C, C * 2}, Wf = {wf, BS_DTYPE_F32, O, C, C * 4};
-    bs_weight WbT = {wbt, BS_DTYPE_BF16, C, O, O * 2};
-    matmul_forward(y1, x, &Wb, NULL, T, NULL, scratch);
+    kern_transpose_float(BS_DTYPE_BF16, wb, O, C, wbt);
+    kern_interleave(BS_DTYPE_BF16, wb, O, C, wr);
+    kern_transpose_float(BS_DTYPE_BF16_R16, wr, O, C, wrt);
+    CHECK(memcmp(wbt, wrt, sizeof wbt) == 0);
+    CHECK(wbt[3 * O + 5] == wb[5 * C + 3]);
+    bs_weight Wf = {wf, BS_DTYPE_F32, O, C, C * 4}, WbT = {wbt, BS_DTYPE_BF16, C, O, O * 2};
+    bs_weight Wbs[2] = {{wb, BS_DTYPE_BF16, O, C, C * 2}, {wr, BS_DTYPE_BF16_R16, O, C, C * 2}};
     matmul_forward(y2, x, &Wf, NULL, T, NULL, NULL);
-    memset(d1, 0, sizeof d1);
     memset(d2, 0, sizeof d2);
-    memset(d3, 0, sizeof d3);
-    matmul_backward(d1, NULL, NULL, dy, x, &Wb, NULL, T, NULL, scratch);
     matmul_backward(d2, NULL, NULL, dy, x, &Wf, NULL, T, NULL, NULL);
-    matmul_backward(d3, NULL, NULL, dy, x, &Wb, &WbT, T, NULL, scratch);
-    double e = 0;
-    for (int i = 0; i < T * O; i++) e = fmax(e, fabs(y1[i] - y2[i]));
-    for (int i = 0; i < T * C; i++) e = fmax(e, fmax(fabs(d1[i] - d2[i]), fabs(d3[i] - d2[i])));
-    CHECK(e <= 1e-5);
+    for (int layout = 0; layout < 2; layout++) {
+        const bs_weight *Wb = &Wbs[layout];
+        matmul_forward(y1, x, Wb, NULL, T, NULL, scratch);
+        memset(d1, 0, sizeof d1);
+        memset(d3, 0, sizeof d3);
+        matmul_backward(d1, NULL, NULL, dy, x, Wb, NULL, T, NULL, scratch);
+        matmul_backward(d3, NULL, NULL, dy, x, Wb, &WbT, T, NULL, scratch);
+        double e = 0;
+        for (int i = 0; i < T * O; i++) e = fmax(e, fabs(y1[i] - y2[i]));
+        for (int i = 0; i < T * C; i++) e = fmax(e, fmax(fabs(d1[i] - d2[i]), fabs(d3[i] - d2[i])));
+        CHECK(e <= 1e-5);
+    }
 }
 
 /* ---- LoRA ---- */
