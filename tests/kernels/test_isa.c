@@ -123,6 +123,47 @@ static void check_gemms(const kern_isa_ops *isa) {
                 check_gemm(isa, (bs_dtype)type, shapes[s][0], shapes[s][1], ns[i]);
 }
 
+/* A kern_gemm_r16_fn against the reference table's: bit for bit, since
+ * isa.h defines every sum (two fmaf chains); token tiles, the two-group
+ * prefill tiles with an odd last group, and column tails all covered, y with
+ * a row stride wider than the groups. */
+static void check_gemm_r16(const kern_isa_ops *isa) {
+    enum { MAXT = 13, MAXG = 3, MAXK = 100, LDY = MAXG * 16 + 5 };
+    static const int ts[] = {1, 2, 5, 6, 7, 13}, ks[] = {1, 2, 3, 16, 33, 100};
+    static float x[MAXT * MAXK], y[MAXT * LDY], yref[MAXT * LDY];
+    static unsigned char w[MAXG * 16 * MAXK * 4];
+    for (int i = 0; i < MAXT * MAXK; i++) x[i] = rand_uniform() * 4;
+    for (int type = BS_DTYPE_F32; type <= BS_DTYPE_BF16; type++) {
+        bs_dtype t = (bs_dtype)type;
+        kern_gemm_r16_fn got_fn = t == BS_DTYPE_F32   ? isa->gemm_f32_r16
+                                  : t == BS_DTYPE_F16 ? isa->gemm_f16_r16
+                                                      : isa->gemm_bf16_r16;
+        kern_gemm_r16_fn ref_fn = t == BS_DTYPE_F32   ? kern_isa_ref.gemm_f32_r16
+                                  : t == BS_DTYPE_F16 ? kern_isa_ref.gemm_f16_r16
+                                                      : kern_isa_ref.gemm_bf16_r16;
+        for (size_t i = 0; i < sizeof w / 4; i++) { /* finite random weights in any layout */
+            float v = rand_uniform();
+            if (t == BS_DTYPE_F32)
+                memcpy(w + 4 * i, &v, 4);
+            else
+                kern_quantize(t, &v, w + 2 * i, 1);
+        }
+        for (size_t ti = 0; ti < sizeof ts / sizeof ts[0]; ti++)
+            for (int groups = 1; groups <= MAXG; groups++)
+                for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+                    got_fn(y, LDY, x, ks[ki], ts[ti], w, groups, ks[ki]);
+                    ref_fn(yref, LDY, x, ks[ki], ts[ti], w, groups, ks[ki]);
+                    for (int tk = 0; tk < ts[ti]; tk++)
+                        if (memcmp(y + tk * LDY, yref + tk * LDY, sizeof(float) * 16 * (size_t)groups) != 0) {
+                            fprintf(stderr, "  %s gemm_r16 %s T=%d groups=%d K=%d: token %d differs\n", isa->name,
+                                    bs_dtype_name(t), ts[ti], groups, ks[ki], tk);
+                            test_failed_ = 1;
+                            return;
+                        }
+                }
+    }
+}
+
 /* Block dequantization must be bit-identical to the reference; the blocks are
  * random bytes (with finite f16 scales) so every bit pattern is exercised. */
 static void check_block_dequant(const kern_isa_ops *isa) {
@@ -169,6 +210,19 @@ static void test_reference_gemm(void) {
             for (int k = 0; k < N; k++) want += (double)x[t * N + k] * w[r * N + k];
             CHECK_NEAR(y[t * R + r], want, 1e-5);
         }
+    /* and its _R16 sums: rows as lanes of 16-row groups, column k of the
+     * group at k * 16 */
+    enum { G = 2, K = 37 };
+    float wr[G * 16 * K], xr[T * K], yr[T * G * 16];
+    for (int i = 0; i < G * 16 * K; i++) wr[i] = rand_uniform();
+    for (int i = 0; i < T * K; i++) xr[i] = rand_uniform();
+    kern_isa_ref.gemm_f32_r16(yr, G * 16, xr, K, T, wr, G, K);
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < G * 16; r++) {
+            double want = 0;
+            for (int k = 0; k < K; k++) want += (double)xr[t * K + k] * wr[(r / 16) * 16 * K + k * 16 + r % 16];
+            CHECK_NEAR(yr[t * G * 16 + r], want, 1e-5);
+        }
 }
 
 static void test_avx2_table(void) {
@@ -176,6 +230,7 @@ static void test_avx2_table(void) {
     if (!(f->avx2 && f->fma && f->f16c)) SKIP("CPU lacks AVX2/FMA/F16C");
     check_table(&kern_isa_avx2);
     check_gemms(&kern_isa_avx2);
+    check_gemm_r16(&kern_isa_avx2);
     check_swiglu(&kern_isa_avx2);
     check_block_dequant(&kern_isa_avx2);
 }
@@ -185,6 +240,7 @@ static void test_avx512_table(void) {
     if (!(f->avx512f && f->avx512bw && f->avx512vl)) SKIP("CPU lacks AVX-512 F/BW/VL");
     check_table(&kern_isa_avx512);
     check_gemms(&kern_isa_avx512);
+    check_gemm_r16(&kern_isa_avx512);
     check_swiglu(&kern_isa_avx512);
     check_block_dequant(&kern_isa_avx512);
 }
