@@ -102,7 +102,7 @@ int cmd_serve(int argc, char **argv) {
         {"--ctx", "-c", OPT_INT, &ctx, "N", "context positions per sequence (default: min(4096, model))"},
         {"--parallel", NULL, OPT_INT, &parallel, "N", "sequences decoded together (default 16)"},
         {"--kv-cache-dtype", NULL, OPT_STRING, &kv_cache_dtype, "TYPE",
-         "KV cache element type: f32 (default) or f16 (half the memory; keys and values rounded)"},
+         "KV cache element type: f32 (default), f16 (half the memory) or q8_0 (a quarter; values rounded)"},
         {"--max-body", NULL, OPT_INT, &max_body_mib, "MIB", "largest request body in MiB (default 32)"},
         {"--max-file-mb", NULL, OPT_INT, &max_file_mib, "MIB", "largest file upload in MiB (default 512)"},
         {"--data", NULL, OPT_STRING, &data, "DIR", "state directory (default $BASALT_DATA, else XDG data dir)"},

@@ -49,6 +49,12 @@ bs_status batch_open(bs_model *m, bs_kv_pool *kv, int max_tokens, int max_items,
     if (max_tokens <= 0 || max_items <= 0 || max_pos <= 0)
         return bs_fail(err, BS_EINVAL, "batch: bad sizes (%d tokens, %d items, %d positions)", max_tokens,
                        max_items, max_pos);
+    /* Attention reads one head's span of a position's row: in a block type
+     * every head must start a block. */
+    bs_dtype kv_dtype = kv_pool_dtype(kv);
+    if (bs_dtype_row_bytes(kv_dtype, cfg->head_dim) == 0)
+        return bs_fail(err, BS_EINVAL, "batch: a %s KV cache needs head_dim (%d) a multiple of %d",
+                       bs_dtype_name(kv_dtype), cfg->head_dim, bs_dtype_block_elems(kv_dtype));
     bs_batch *b = calloc(1, sizeof *b);
     if (!b) return bs_fail(err, BS_ENOMEM, "batch: out of memory");
     b->m = m;
@@ -185,7 +191,8 @@ static void attention_worker(void *p, int ith, int nth) {
     int bsz = kv_pool_block_size(b->kv);
     size_t q_dim = (size_t)n_heads * hd, kv_dim = (size_t)cfg->n_kv_heads * hd;
     float scale = 1.0f / sqrtf((float)hd);
-    int f16 = kv_pool_dtype(b->kv) == BS_DTYPE_F16;
+    bs_dtype dtype = kv_pool_dtype(b->kv);
+    size_t row_bytes = bs_dtype_row_bytes(dtype, (int64_t)kv_dim);
     long begin, end;
     bs_split_range((long)job->T * n_heads, ith, nth, 1, &begin, &end);
     for (long item = begin; item < end; item++) {
@@ -193,7 +200,7 @@ static void attention_worker(void *p, int ith, int nth) {
         const bs_kv_seq *seq = job->items[b->row_item[t]].seq;
         int pos = b->row_pos[t];
         int start = cfg->sliding_window && pos >= cfg->sliding_window ? pos - cfg->sliding_window + 1 : 0;
-        size_t head_off = (size_t)(h / group) * hd;
+        size_t head_off = bs_dtype_row_bytes(dtype, (int64_t)(h / group) * hd); /* whole blocks: scheduler.c */
         const float *q = b->q + t * q_dim + (size_t)h * hd;
         float *out = b->att + t * q_dim + (size_t)h * hd;
         kern_attn a;
@@ -201,13 +208,9 @@ static void attention_worker(void *p, int ith, int nth) {
         for (int j = start; j <= pos;) {
             int off = j % bsz, cnt = bsz - off < pos + 1 - j ? bsz - off : pos + 1 - j;
             int block = seq->blocks[j / bsz];
-            size_t at = off * kv_dim + head_off;
-            if (f16)
-                kern_attn_span_f16(&a, out, q, (const uint16_t *)kv_block_k(b->kv, block, job->layer) + at,
-                                   (const uint16_t *)kv_block_v(b->kv, block, job->layer) + at, kv_dim, cnt);
-            else
-                kern_attn_span(&a, out, q, (const float *)kv_block_k(b->kv, block, job->layer) + at,
-                               (const float *)kv_block_v(b->kv, block, job->layer) + at, kv_dim, cnt);
+            size_t at = off * row_bytes + head_off;
+            kern_attn_span_stored(&a, out, q, (const char *)kv_block_k(b->kv, block, job->layer) + at,
+                                  (const char *)kv_block_v(b->kv, block, job->layer) + at, dtype, row_bytes, cnt);
             j += cnt;
         }
         kern_attn_finish(&a, out);
@@ -215,7 +218,8 @@ static void attention_worker(void *p, int ith, int nth) {
 }
 
 /* Store the T new K/V rows into their sequences' blocks, in the pool's
- * dtype (kern_quantize rounds to f16 to nearest even). */
+ * dtype (kern_quantize: f16 rounded to nearest even; q8_0 blocks scaled by
+ * their largest magnitude / 127 and rounded, as llama.cpp stores them). */
 static void store_kv(bs_batch *b, const bs_batch_item *items, int layer, int T) {
     const bs_model_config *cfg = &b->m->cfg;
     int bsz = kv_pool_block_size(b->kv);

@@ -17,10 +17,10 @@ typedef struct block_meta {
 
 struct bs_kv_pool {
     int n_blocks, block_size, n_layers, kv_dim;
-    bs_dtype dtype;      /* F32 or F16 */
-    size_t elem;         /* bytes per element */
-    size_t block_elems;  /* n_layers * block_size * kv_dim */
-    unsigned char *k, *v; /* [n_blocks][n_layers][block_size][kv_dim] */
+    bs_dtype dtype;      /* F32, F16 or Q8_0 */
+    size_t row_bytes;    /* one position's kv_dim keys (or values) in dtype */
+    size_t block_bytes;  /* n_layers * block_size * row_bytes */
+    unsigned char *k, *v; /* [n_blocks][n_layers][block_size][row_bytes] */
     int *refcount;
     block_meta *meta;
     int32_t *tokens;     /* [n_blocks][block_size] ids of registered blocks */
@@ -37,8 +37,11 @@ bs_status kv_pool_open(int n_blocks, int block_size, int n_layers, int kv_dim, b
     if (n_blocks <= 0 || block_size <= 0 || n_layers <= 0 || kv_dim <= 0)
         return bs_fail(err, BS_EINVAL, "kv pool: bad geometry (%d blocks of %d positions, %d layers, kv_dim %d)",
                        n_blocks, block_size, n_layers, kv_dim);
-    if (dtype != BS_DTYPE_F32 && dtype != BS_DTYPE_F16)
-        return bs_fail(err, BS_EINVAL, "kv pool: the cache holds f32 or f16, not %s", bs_dtype_name(dtype));
+    if (dtype != BS_DTYPE_F32 && dtype != BS_DTYPE_F16 && dtype != BS_DTYPE_Q8_0)
+        return bs_fail(err, BS_EINVAL, "kv pool: the cache holds f32, f16 or q8_0, not %s", bs_dtype_name(dtype));
+    if (bs_dtype_row_bytes(dtype, kv_dim) == 0)
+        return bs_fail(err, BS_EINVAL, "kv pool: kv_dim %d is not a whole number of %s blocks", kv_dim,
+                       bs_dtype_name(dtype));
     bs_kv_pool *p = calloc(1, sizeof *p);
     if (!p) return bs_fail(err, BS_ENOMEM, "kv pool: out of memory");
     p->n_blocks = n_blocks;
@@ -46,11 +49,11 @@ bs_status kv_pool_open(int n_blocks, int block_size, int n_layers, int kv_dim, b
     p->n_layers = n_layers;
     p->kv_dim = kv_dim;
     p->dtype = dtype;
-    p->elem = dtype == BS_DTYPE_F16 ? 2 : 4;
-    p->block_elems = (size_t)n_layers * block_size * kv_dim;
+    p->row_bytes = bs_dtype_row_bytes(dtype, kv_dim);
+    p->block_bytes = (size_t)n_layers * block_size * p->row_bytes;
     p->map_cap = 16;
     while (p->map_cap < 2 * (size_t)n_blocks) p->map_cap *= 2;
-    size_t bytes = (size_t)n_blocks * p->block_elems * p->elem;
+    size_t bytes = (size_t)n_blocks * p->block_bytes;
     p->k = malloc(bytes);
     p->v = malloc(bytes);
     p->refcount = calloc((size_t)n_blocks, sizeof *p->refcount);
@@ -94,10 +97,10 @@ int kv_block_refcount(const bs_kv_pool *p, int block) { return p->refcount[block
 bs_dtype kv_pool_dtype(const bs_kv_pool *p) { return p->dtype; }
 
 void *kv_block_k(bs_kv_pool *p, int block, int layer) {
-    return p->k + ((size_t)block * p->block_elems + (size_t)layer * p->block_size * p->kv_dim) * p->elem;
+    return p->k + (size_t)block * p->block_bytes + (size_t)layer * p->block_size * p->row_bytes;
 }
 void *kv_block_v(bs_kv_pool *p, int block, int layer) {
-    return p->v + ((size_t)block * p->block_elems + (size_t)layer * p->block_size * p->kv_dim) * p->elem;
+    return p->v + (size_t)block * p->block_bytes + (size_t)layer * p->block_size * p->row_bytes;
 }
 
 static uint64_t mix64(uint64_t x) { /* splitmix64 finalizer */
@@ -289,7 +292,7 @@ int kv_seq_fork(bs_kv_seq *dst, const bs_kv_seq *src, bs_kv_pool *p) {
         if (copy == NIL) return -1;
         int from = src->blocks[n_full];
         for (int l = 0; l < p->n_layers; l++) {
-            size_t bytes = (size_t)partial * p->kv_dim * p->elem;
+            size_t bytes = (size_t)partial * p->row_bytes;
             memcpy(kv_block_k(p, copy, l), kv_block_k(p, from, l), bytes);
             memcpy(kv_block_v(p, copy, l), kv_block_v(p, from, l), bytes);
         }

@@ -25,8 +25,10 @@
 
 typedef struct bs_kv_pool bs_kv_pool;
 
-/* dtype: BS_DTYPE_F32, or BS_DTYPE_F16 for half the memory (keys and
- * values rounded to f16 when stored). */
+/* dtype: BS_DTYPE_F32; BS_DTYPE_F16 for half the memory (keys and values
+ * rounded to f16 when stored); or BS_DTYPE_Q8_0 for 34/128 of it (each 32
+ * values of a position's row one llama.cpp Q8_0 block: an f16 scale and 32
+ * int8 codes; kv_dim a multiple of 32). */
 bs_status kv_pool_open(int n_blocks, int block_size, int n_layers, int kv_dim, bs_dtype dtype, bs_kv_pool **out,
                        bs_error *err);
 void kv_pool_close(bs_kv_pool *p);
@@ -48,7 +50,7 @@ int kv_block_refcount(const bs_kv_pool *p, int block);
 bs_dtype kv_pool_dtype(const bs_kv_pool *p);
 
 /* [block_size][kv_dim] keys / values of one layer in a block, in the pool's
- * dtype. */
+ * dtype: position i's row at i * bs_dtype_row_bytes(dtype, kv_dim) bytes. */
 void *kv_block_k(bs_kv_pool *p, int block, int layer);
 void *kv_block_v(bs_kv_pool *p, int block, int layer);
 

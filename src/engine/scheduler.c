@@ -123,8 +123,10 @@ bs_status scheduler_kv_dtype_parse(const char *name, bs_dtype *out, bs_error *er
         *out = BS_DTYPE_F32;
     else if (!strcmp(name, "f16") || !strcmp(name, "float16"))
         *out = BS_DTYPE_F16;
+    else if (!strcmp(name, "q8_0") || !strcmp(name, "q8"))
+        *out = BS_DTYPE_Q8_0;
     else
-        return bs_fail(err, BS_EINVAL, "KV cache dtype \"%s\": expected f32 or f16", name);
+        return bs_fail(err, BS_EINVAL, "KV cache dtype \"%s\": expected f32, f16 or q8_0", name);
     return BS_OK;
 }
 
@@ -593,8 +595,9 @@ bs_status scheduler_open(bs_model *m, const bs_scheduler_params *params, bs_sche
     bs_scheduler_params p = *params;
     int kv_dim = cfg->n_kv_heads * cfg->head_dim;
     if (p.n_ctx <= 0) p.n_ctx = cfg->max_pos < 4096 ? cfg->max_pos : 4096;
-    if (p.kv_tokens <= 0) {
-        double cap = 4.0 * (1 << 30) / (2.0 * (p.kv_dtype == BS_DTYPE_F16 ? 2 : 4) * cfg->n_layers * kv_dim);
+    if (p.kv_tokens <= 0) { /* a row of 0 bytes (kv_dim not whole blocks) is refused by kv_pool_open */
+        size_t row = bs_dtype_row_bytes(p.kv_dtype, kv_dim);
+        double cap = row ? 4.0 * (1 << 30) / (2.0 * (double)row * cfg->n_layers) : 0;
         p.kv_tokens = 8.0 * p.n_ctx < cap ? 8 * p.n_ctx : (int)cap;
         if (p.kv_tokens < p.n_ctx) p.kv_tokens = p.n_ctx;
     }

@@ -46,7 +46,7 @@ typedef struct bs_scheduler_params {
     int max_queue;   /* waiting requests (default 64); submit answers BS_EBUSY beyond it */
     int step_tokens; /* token budget per step (default 256); at least max_running */
     int block_size;  /* KV positions per block (default 16) */
-    bs_dtype kv_dtype; /* the KV cache's element type: BS_DTYPE_F32 (default) or BS_DTYPE_F16 */
+    bs_dtype kv_dtype; /* the KV cache's element type: BS_DTYPE_F32 (default), _F16 or _Q8_0 */
 } bs_scheduler_params;
 
 void scheduler_params_default(bs_scheduler_params *p);

@@ -18,15 +18,17 @@ void kern_attn_init(kern_attn *a, float *out, int head_dim, float scale) {
     memset(out, 0, (size_t)head_dim * sizeof *out);
 }
 
-/* Row i of a span: the f32 row in place, or an f16 row widened into tmp. */
-static inline const float *span_row(const void *base, int f16, size_t stride, int i, int hd, float *tmp) {
-    if (!f16) return (const float *)base + (size_t)i * stride;
-    kern_dequant(BS_DTYPE_F16, (const uint16_t *)base + (size_t)i * stride, tmp, hd);
+/* Row i of a span, rows row_bytes apart: an f32 row in place, any other
+ * dtype's row dequantized into tmp. */
+static inline const float *span_row(const void *base, bs_dtype dtype, size_t row_bytes, int i, int hd, float *tmp) {
+    const void *row = (const char *)base + (size_t)i * row_bytes;
+    if (dtype == BS_DTYPE_F32) return row;
+    kern_dequant(dtype, row, tmp, hd);
     return tmp;
 }
 
-static void span(kern_attn *a, float *out, const float *q, const void *k, const void *v, int f16, size_t stride,
-                 int n) {
+static void span(kern_attn *a, float *out, const float *q, const void *k, const void *v, bs_dtype dtype,
+                 size_t row_bytes, int n) {
     const kern_isa_ops *isa = kern_isa();
     int hd = a->head_dim;
     float s[ATTN_GROUP], tmp[KERN_ATTN_MAX_HEAD_DIM];
@@ -34,7 +36,7 @@ static void span(kern_attn *a, float *out, const float *q, const void *k, const 
         int cnt = n - i0 < ATTN_GROUP ? n - i0 : ATTN_GROUP;
         float m = a->max;
         for (int i = 0; i < cnt; i++) {
-            s[i] = isa->dot(q, span_row(k, f16, stride, i0 + i, hd, tmp), hd) * a->scale;
+            s[i] = isa->dot(q, span_row(k, dtype, row_bytes, i0 + i, hd, tmp), hd) * a->scale;
             m = fmaxf(m, s[i]);
         }
         if (m > a->max) {
@@ -47,18 +49,18 @@ static void span(kern_attn *a, float *out, const float *q, const void *k, const 
         for (int i = 0; i < cnt; i++) {
             float p = expf(s[i] - m);
             a->sum += p;
-            isa->axpy(out, p, span_row(v, f16, stride, i0 + i, hd, tmp), hd);
+            isa->axpy(out, p, span_row(v, dtype, row_bytes, i0 + i, hd, tmp), hd);
         }
     }
 }
 
 void kern_attn_span(kern_attn *a, float *out, const float *q, const float *k, const float *v, size_t stride, int n) {
-    span(a, out, q, k, v, 0, stride, n);
+    span(a, out, q, k, v, BS_DTYPE_F32, stride * sizeof(float), n);
 }
 
-void kern_attn_span_f16(kern_attn *a, float *out, const float *q, const uint16_t *k, const uint16_t *v,
-                        size_t stride, int n) {
-    span(a, out, q, k, v, 1, stride, n);
+void kern_attn_span_stored(kern_attn *a, float *out, const float *q, const void *k, const void *v, bs_dtype dtype,
+                           size_t row_bytes, int n) {
+    span(a, out, q, k, v, dtype, row_bytes, n);
 }
 
 void kern_attn_finish(const kern_attn *a, float *out) {

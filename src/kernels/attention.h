@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/dtype.h"
+
 typedef struct kern_attn {
     float max;   /* largest scaled score so far (-inf before the first span) */
     float sum;   /* sum of exp(score - max) so far */
@@ -28,13 +30,14 @@ void kern_attn_init(kern_attn *a, float *out, int head_dim, float scale);
 /* n positions whose keys and values start at k and v, stride floats apart. */
 void kern_attn_span(kern_attn *a, float *out, const float *q, const float *k, const float *v, size_t stride, int n);
 
-/* The same over an f16 cache (stride halfs apart): each key and value is
- * widened exactly before the same f32 operations, so the result is
- * bit-identical to kern_attn_span over the widened values.  head_dim is at
- * most KERN_ATTN_MAX_HEAD_DIM. */
+/* The same over a cache stored in dtype (F16 or Q8_0), position rows
+ * row_bytes apart: each key and value row is dequantized exactly
+ * (kern_dequant) before the same f32 operations, so the result is
+ * bit-identical to kern_attn_span over the dequantized rows.  head_dim is at
+ * most KERN_ATTN_MAX_HEAD_DIM and a whole number of dtype's blocks. */
 enum { KERN_ATTN_MAX_HEAD_DIM = 512 };
-void kern_attn_span_f16(kern_attn *a, float *out, const float *q, const uint16_t *k, const uint16_t *v,
-                        size_t stride, int n);
+void kern_attn_span_stored(kern_attn *a, float *out, const float *q, const void *k, const void *v, bs_dtype dtype,
+                           size_t row_bytes, int n);
 
 /* Divide by the softmax sum; out then holds the attention output.  A query
  * that saw no position gets zeros. */

@@ -27,7 +27,7 @@ typedef struct server_config {
     int port;      /* 0: any free port */
     int threads;   /* compute threads per model; <= 0 all cores */
     bs_quant quantize; /* --model Hugging Face models' matrices converted at load (BS_QUANT_NONE: as stored) */
-    bs_dtype kv_dtype; /* local models' KV cache: BS_DTYPE_F32 (0, the default) or BS_DTYPE_F16 */
+    bs_dtype kv_dtype; /* local models' KV cache: BS_DTYPE_F32 (0, the default), _F16 or _Q8_0 */
     int ctx;       /* positions per sequence; <= 0 the scheduler's default */
     int parallel;  /* sequences per step; <= 0 the scheduler's default */
     size_t max_body;

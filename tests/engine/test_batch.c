@@ -11,10 +11,10 @@
 
 enum { BLOCK = 4, MAX_POS = 96, N_VOCAB = 260 };
 
-static bs_model *open_model(bs_arch arch, int qk_norm, int qkv_bias, int window) {
+static bs_model *open_model_hd(bs_arch arch, int qk_norm, int qkv_bias, int window, int head_dim) {
     bs_model_config cfg = {
         .arch = arch, .n_vocab = N_VOCAB, .dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
-        .head_dim = 16, .ffn_dim = 96, .max_pos = 256, .rms_eps = 1e-5f, .rope_theta = 10000.0f,
+        .head_dim = head_dim, .ffn_dim = 96, .max_pos = 256, .rms_eps = 1e-5f, .rope_theta = 10000.0f,
         .rope_neox = 1, .qk_norm = qk_norm, .qkv_bias = qkv_bias, .sliding_window = window,
     };
     bs_model *m = NULL;
@@ -22,6 +22,10 @@ static bs_model *open_model(bs_arch arch, int qk_norm, int qkv_bias, int window)
     bs_model_params mp = {.n_threads = 2};
     CHECK_OK(model_open_random(&cfg, 7, &mp, &m, &err), &err);
     return m;
+}
+
+static bs_model *open_model(bs_arch arch, int qk_norm, int qkv_bias, int window) {
+    return open_model_hd(arch, qk_norm, qkv_bias, window, 16);
 }
 
 /* Logits of every position of tokens[0..n) run alone. */
@@ -74,7 +78,9 @@ static void run_mixed(bs_model *m, bs_dtype kv_dtype) {
 
     bs_kv_pool *pool = NULL;
     bs_batch *batch = NULL;
-    CHECK_OK(kv_pool_open(64, BLOCK, 2, 2 * 16, kv_dtype, &pool, &err), &err);
+    CHECK_OK(kv_pool_open(64, BLOCK, 2, model_config(m)->n_kv_heads * model_config(m)->head_dim, kv_dtype, &pool,
+                          &err),
+             &err);
     CHECK_OK(batch_open(m, pool, 48, 4, MAX_POS, &batch, &err), &err);
     bs_kv_seq sa, sb, sc, sd;
     bs_kv_seq *seqs[] = {&sa, &sb, &sc, &sd};
@@ -174,6 +180,33 @@ static void test_mixed_f16_cache(void) {
     model_close(m);
 }
 
+/* The q8_0 KV cache (head_dim 32: one block per head and position): the same
+ * mixed steps against the f32 reference, within int8 rounding; and a model
+ * whose heads would split a block is refused by name. */
+static void test_mixed_q8_cache(void) {
+    bs_model *m = open_model_hd(BS_ARCH_QWEN3, 1, 1, 6, 32);
+    worst = 0;
+    tolerance = 1.5e-2;
+    run_mixed(m, BS_DTYPE_Q8_0);
+    tolerance = 1e-4;
+    printf("  qwen3 + window 6, q8_0 KV cache: max error / logit range %.2e\n", worst);
+    CHECK(worst > 0);
+    model_close(m);
+
+    m = open_model(BS_ARCH_LLAMA, 0, 0, 0); /* head_dim 16 */
+    bs_kv_pool *pool = NULL;
+    bs_batch *batch = NULL;
+    bs_error err = {0};
+    CHECK_OK(kv_pool_open(8, BLOCK, 2, 32, BS_DTYPE_Q8_0, &pool, &err), &err);
+    CHECK(batch_open(m, pool, 8, 1, MAX_POS, &batch, &err) == BS_EINVAL);
+    CHECK(strstr(err.msg, "Q8_0 KV cache needs head_dim (16) a multiple of 32") != NULL);
+    kv_pool_close(pool);
+    err = (bs_error){0};
+    CHECK(kv_pool_open(8, BLOCK, 2, 48, BS_DTYPE_Q8_0, &pool, &err) == BS_EINVAL);
+    CHECK(strstr(err.msg, "kv_dim 48 is not a whole number of Q8_0 blocks") != NULL);
+    model_close(m);
+}
+
 /* Qwen3-style per-head norms with q/k/v bias, and a sliding window that
  * crosses block boundaries. */
 static void test_mixed_qk_norm_window(void) {
@@ -267,6 +300,7 @@ int main(void) {
     RUN(test_mixed_llama);
     RUN(test_mixed_qk_norm_window);
     RUN(test_mixed_f16_cache);
+    RUN(test_mixed_q8_cache);
     RUN(test_hidden_outputs);
     RUN(test_bad_items);
     TEST_MAIN_END();

@@ -1,6 +1,8 @@
 /* The paged KV pool: block allocation and refcounts, the prefix-cache hash
  * chain, longest full-block prefix reuse, salt isolation, LRU eviction order
  * and forks sharing full blocks. */
+#include <string.h>
+
 #include "../support/test.h"
 #include "engine/kv_cache.h"
 
@@ -198,6 +200,46 @@ static void test_fork(void) {
     kv_pool_close(p);
 }
 
+/* Each dtype's rows: a position takes bs_dtype_row_bytes(dtype, kv_dim) (34
+ * bytes per 32 values for q8_0, a quarter of f32 plus the scales), layers
+ * and blocks follow one another, and a fork copies the partial block's
+ * rows byte for byte. */
+static void test_row_sizes(void) {
+    enum { KD = 64 };
+    static const bs_dtype types[] = {BS_DTYPE_F32, BS_DTYPE_F16, BS_DTYPE_Q8_0};
+    static const size_t row[] = {KD * 4, KD * 2, 2 * 34};
+    for (int i = 0; i < 3; i++) {
+        bs_kv_pool *p = NULL;
+        bs_error err = {0};
+        CHECK_OK(kv_pool_open(3, BS, LAYERS, KD, types[i], &p, &err), &err);
+        unsigned char *b0 = kv_block_k(p, 0, 0);
+        CHECK((size_t)((unsigned char *)kv_block_k(p, 0, 1) - b0) == BS * row[i]);
+        CHECK((size_t)((unsigned char *)kv_block_k(p, 1, 0) - b0) == LAYERS * BS * row[i]);
+        bs_kv_seq a, b;
+        int32_t tok[2] = {7, 8};
+        fill(&a, p, tok, 2, 0);
+        for (int l = 0; l < LAYERS; l++)
+            for (size_t j = 0; j < 2 * row[i]; j++) {
+                ((unsigned char *)kv_block_k(p, a.blocks[0], l))[j] = (unsigned char)(j + l);
+                ((unsigned char *)kv_block_v(p, a.blocks[0], l))[j] = (unsigned char)(j * 3 + l);
+            }
+        CHECK_OK(kv_seq_init(&b, p, 64, 0, &err), &err);
+        CHECK_INT(kv_seq_fork(&b, &a, p), 0);
+        CHECK(b.blocks[0] != a.blocks[0]);
+        for (int l = 0; l < LAYERS; l++) {
+            CHECK(memcmp(kv_block_k(p, b.blocks[0], l), kv_block_k(p, a.blocks[0], l), 2 * row[i]) == 0);
+            CHECK(memcmp(kv_block_v(p, b.blocks[0], l), kv_block_v(p, a.blocks[0], l), 2 * row[i]) == 0);
+        }
+        kv_seq_free(&a, p);
+        kv_seq_free(&b, p);
+        kv_pool_close(p);
+    }
+    bs_kv_pool *p = NULL;
+    bs_error err = {0};
+    CHECK(kv_pool_open(3, BS, LAYERS, KD, BS_DTYPE_Q4_0, &p, &err) == BS_EINVAL);
+    CHECK(strstr(err.msg, "f32, f16 or q8_0, not Q4_0") != NULL);
+}
+
 int main(void) {
     RUN(test_alloc_refcount);
     RUN(test_hash_chain);
@@ -205,5 +247,6 @@ int main(void) {
     RUN(test_duplicate_commit);
     RUN(test_lru_eviction);
     RUN(test_fork);
+    RUN(test_row_sizes);
     TEST_MAIN_END();
 }

@@ -95,18 +95,23 @@ static void test_axpy_scale(void) {
     check_axpy_scale(&kern_isa_ref);
 }
 
-/* The f16 cache: kern_attn_span_f16 over f16 keys and values is the f32
- * span over their exact widenings, bit for bit, whatever the span split. */
-static void attn_f16_case(int n, int hd, int span, size_t stride) {
+/* The stored caches: kern_attn_span_stored over f16 or q8_0 keys and values
+ * is the f32 span over their exact dequantizations, bit for bit, whatever
+ * the span split; rows are stride elements apart and the head is the first
+ * hd of them. */
+static void attn_stored_case(bs_dtype dtype, int n, int hd, int span, int stride) {
     enum { MAXN = 200, MAXSTRIDE = 128, MAXS = 80 };
-    static uint16_t kh[MAXN * MAXSTRIDE], vh[MAXN * MAXSTRIDE];
-    static float k[MAXN * MAXSTRIDE], v[MAXN * MAXSTRIDE];
+    static unsigned char kq[MAXN * MAXSTRIDE * 2], vq[MAXN * MAXSTRIDE * 2];
+    static float k[MAXN * MAXSTRIDE], v[MAXN * MAXSTRIDE], row[MAXSTRIDE];
     float q[MAXS], want[MAXS], got[MAXS];
-    for (int i = 0; i < n * (int)stride; i++) {
-        kh[i] = bs_f32_to_f16(rand_uniform() * 4);
-        vh[i] = bs_f32_to_f16(rand_uniform());
-        k[i] = bs_f16_to_f32(kh[i]);
-        v[i] = bs_f16_to_f32(vh[i]);
+    size_t row_bytes = bs_dtype_row_bytes(dtype, stride);
+    for (int i = 0; i < n; i++) {
+        for (int d = 0; d < stride; d++) row[d] = rand_uniform() * 4;
+        kern_quantize(dtype, row, kq + i * row_bytes, stride);
+        for (int d = 0; d < stride; d++) row[d] = rand_uniform();
+        kern_quantize(dtype, row, vq + i * row_bytes, stride);
+        kern_dequant(dtype, kq + i * row_bytes, k + (size_t)i * stride, stride);
+        kern_dequant(dtype, vq + i * row_bytes, v + (size_t)i * stride, stride);
     }
     for (int d = 0; d < hd; d++) q[d] = rand_uniform();
     kern_attn a, b;
@@ -114,24 +119,27 @@ static void attn_f16_case(int n, int hd, int span, size_t stride) {
     kern_attn_init(&b, got, hd, 0.125f);
     for (int j = 0; j < n; j += span) {
         int cnt = n - j < span ? n - j : span;
-        kern_attn_span(&a, want, q, k + (size_t)j * stride, v + (size_t)j * stride, stride, cnt);
-        kern_attn_span_f16(&b, got, q, kh + (size_t)j * stride, vh + (size_t)j * stride, stride, cnt);
+        kern_attn_span(&a, want, q, k + (size_t)j * stride, v + (size_t)j * stride, (size_t)stride, cnt);
+        kern_attn_span_stored(&b, got, q, kq + j * row_bytes, vq + j * row_bytes, dtype, row_bytes, cnt);
     }
     kern_attn_finish(&a, want);
     kern_attn_finish(&b, got);
     if (memcmp(want, got, sizeof(float) * (size_t)hd) != 0) {
-        fprintf(stderr, "  %s f16 n=%d hd=%d span=%d: differs from the f32 span over the widened cache\n",
-                kern_isa_name(), n, hd, span);
+        fprintf(stderr, "  %s %s n=%d hd=%d span=%d: differs from the f32 span over the dequantized cache\n",
+                kern_isa_name(), bs_dtype_name(dtype), n, hd, span);
         test_failed_ = 1;
     }
 }
 
-static void test_attention_f16(void) {
+static void test_attention_stored(void) {
     for (int ref = 0; ref < 2; ref++) {
         kern_force_reference(ref);
-        attn_f16_case(1, 64, 16, 64);
-        attn_f16_case(150, 64, 16, 128);
-        attn_f16_case(130, 17, 65, 19);
+        attn_stored_case(BS_DTYPE_F16, 1, 64, 16, 64);
+        attn_stored_case(BS_DTYPE_F16, 150, 64, 16, 128);
+        attn_stored_case(BS_DTYPE_F16, 130, 17, 65, 19);
+        attn_stored_case(BS_DTYPE_Q8_0, 1, 64, 16, 64);
+        attn_stored_case(BS_DTYPE_Q8_0, 150, 64, 16, 128);
+        attn_stored_case(BS_DTYPE_Q8_0, 130, 32, 65, 96);
     }
     kern_force_reference(0);
 }
@@ -148,7 +156,7 @@ int main(void) {
     RUN(test_attention_fast);
     RUN(test_attention_reference);
     RUN(test_axpy_scale);
-    RUN(test_attention_f16);
+    RUN(test_attention_stored);
     RUN(test_attention_empty);
     TEST_MAIN_END();
 }
