@@ -353,9 +353,10 @@ size_t model_weight_bytes(const bs_model *m) {
  * Weight matrices are interleaved 16 rows at a time (the _R16 types) when
  * the CPU's kernels gain from it: the decode kernels then read a group of
  * rows as one stream, every load a vector for 16 rows.
- * Matrices the model owns (converted at load) are rearranged in place, a
- * group at a time; mapped ones are copied into one allocation and their
- * file pages dropped from the process, so it never holds both copies. */
+ * Matrices the model owns (converted at load, or random) are rearranged in
+ * place, a group at a time; mapped ones are copied into one allocation and
+ * their file pages dropped from the process, so it never holds both
+ * copies. */
 
 typedef struct {
     bs_model *m;
@@ -364,9 +365,14 @@ typedef struct {
     int skip_head;       /* tied: lm_head follows tok_embd */
 } interleave_plan;
 
+static int within(const void *p, const void *base, size_t bytes) {
+    return base && (const char *)p >= (const char *)base && (const char *)p < (const char *)base + bytes;
+}
+
+/* Matrices in memory the model owns (converted at load, or random) are
+ * rearranged in place. */
 static int owned(const bs_model *m, const void *p) {
-    return m->quant_weights && (const char *)p >= (const char *)m->quant_weights &&
-           (const char *)p < (const char *)m->quant_weights + m->quant_bytes;
+    return within(p, m->quant_weights, m->quant_bytes) || within(p, m->random_weights, m->random_bytes);
 }
 
 static int interleavable(const interleave_plan *ip, weight_role r, const bs_matrix *w) {
@@ -604,6 +610,7 @@ bs_status model_open_random(const bs_model_config *cfg, uint64_t seed, const bs_
     if (!st) {
         for_each_weight(cfg, count_random, &g, err);
         m->random_weights = g.data = malloc(g.n_floats * sizeof(float));
+        m->random_bytes = g.n_floats * sizeof(float);
         g.tensors = calloc(g.n, sizeof *g.tensors);
         g.tensor_names = calloc(g.n, sizeof *g.tensor_names);
         views = calloc(g.n, sizeof *views);

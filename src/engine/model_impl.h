@@ -47,9 +47,10 @@ struct bs_model {
     float *inv_freq;        /* [head_dim/2] rotary frequencies after scaling */
     float *vecs;            /* owns the f32 copies of all small vectors */
     void *random_weights;   /* owns the weights of a random model */
+    size_t random_bytes;    /* its size */
     void *quant_weights;    /* owns matrices converted at load (bs_model_params.quantize) */
     size_t quant_bytes;     /* its size */
-    void *interleaved;      /* owns the _R16 copies of mapped or random matrices */
+    void *interleaved;      /* owns the _R16 copies of mapped matrices */
     st_set *st;             /* owns the mapping of a Hugging Face model */
     gguf_file *gguf;        /* owns the mapping of a GGUF model */
     bs_tokenizer *tok;
