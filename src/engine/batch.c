@@ -200,7 +200,7 @@ static void attention_worker(void *p, int ith, int nth) {
         const bs_kv_seq *seq = job->items[b->row_item[t]].seq;
         int pos = b->row_pos[t];
         int start = cfg->sliding_window && pos >= cfg->sliding_window ? pos - cfg->sliding_window + 1 : 0;
-        size_t head_off = bs_dtype_row_bytes(dtype, (int64_t)(h / group) * hd); /* whole blocks: scheduler.c */
+        size_t head_off = bs_dtype_row_bytes(dtype, (int64_t)(h / group) * hd); /* whole blocks: batch_open */
         const float *q = b->q + t * q_dim + (size_t)h * hd;
         float *out = b->att + t * q_dim + (size_t)h * hd;
         kern_attn a;

@@ -237,22 +237,16 @@ AVX512 INLINE void gemv_widen(float *y, const float *x, const void *w, size_t ro
  * single token (decode) has nothing else to overlap: enough to outrun
  * memory.  Prefill tiles are R16_GROUPS groups by R16_COLS tokens (24
  * accumulators): each column load serves R16_COLS tokens, each broadcast of
- * x two groups, which ran at ~97 % of the FMA peak per core here against
- * ~78 % for one group by six tokens. */
+ * x two groups, which ran at ~95 % of the FMA peak per core here against
+ * ~75 % for one group by six tokens. */
 enum { R16_GROUPS = 2, R16_COLS = 6, R16_PREFETCH = 8192 };
-
-AVX512 INLINE __m512 r16_column(const char *g, int k, int kind) {
-    if (kind == W_F32) return _mm512_loadu_ps((const float *)g + (size_t)k * BS_ROW_GROUP);
-    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)g + (size_t)k * BS_ROW_GROUP));
-    return kind == W_F16 ? _mm512_cvtph_ps(h) : bf16_widen(h);
-}
 
 /* One column for G groups (group_bytes apart) and C tokens into chain j. */
 AVX512 INLINE void r16_step(__m512 acc[][R16_COLS][2], const char *g, size_t group_bytes, const float *x, size_t ldx,
                             int k, int j, int G, int C, int kind) {
     __m512 w[R16_GROUPS];
 #pragma GCC unroll 2
-    for (int a = 0; a < G; a++) w[a] = r16_column(g + (size_t)a * group_bytes, k, kind);
+    for (int a = 0; a < G; a++) w[a] = widen_load(g + (size_t)a * group_bytes, (int64_t)k * BS_ROW_GROUP, 0, kind);
 #pragma GCC unroll 8
     for (int c = 0; c < C; c++) {
         __m512 xv = _mm512_set1_ps(x[(size_t)c * ldx + k]);
